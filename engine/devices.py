@@ -1,0 +1,39 @@
+"""Compute device choice: CUDA, then MPS, then CPU, unless the user names one."""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+
+from engine.errors import DeviceError
+
+log = logging.getLogger(__name__)
+
+
+def pick_device(requested: str | None = None) -> torch.device:
+    """Return the device to run models on; ``requested`` ("cuda", "cuda:1", "mps", "cpu") wins."""
+    if requested in (None, "", "auto"):
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(requested)
+    except RuntimeError as exc:
+        raise DeviceError(f"'{requested}' is not a device name; use cpu, cuda or mps.") from exc
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise DeviceError("CUDA was requested but no CUDA GPU is available; use --device cpu.")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise DeviceError("MPS was requested but is not available on this machine; use --device cpu.")
+    return device
+
+
+def describe_device(device: torch.device) -> str:
+    """A short human-readable name, e.g. 'CUDA (NVIDIA H100)' or 'CPU'."""
+    if device.type == "cuda":
+        return f"CUDA ({torch.cuda.get_device_name(device)})"
+    if device.type == "mps":
+        return "MPS"
+    return "CPU"

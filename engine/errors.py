@@ -1,0 +1,49 @@
+"""Named errors of the engine. Every message says what went wrong and what to do about it."""
+
+
+class SketchSearchError(Exception):
+    """Base of every error the engine raises on purpose; the app shows its message as it is."""
+
+
+class ImageLoadError(SketchSearchError):
+    """A photo or sketch image could not be decoded (corrupt, truncated, too large, not an image)."""
+
+
+class SketchError(SketchSearchError):
+    """A sketch or stroke file is empty, malformed or unreadable."""
+
+
+class CheckpointError(SketchSearchError):
+    """A model checkpoint is missing, malformed, untrusted, or of another method/format/bit count."""
+
+
+class UnknownMethodError(SketchSearchError):
+    """A method name that is not in the registry."""
+
+
+class ConfigError(SketchSearchError):
+    """A configuration value is out of range or inconsistent."""
+
+
+class CatalogError(SketchSearchError):
+    """The SQLite catalog cannot be opened, is of a newer schema, or is corrupt."""
+
+
+class IndexMismatchError(SketchSearchError):
+    """An index built by another model, with another bit count, or out of step with the catalog."""
+
+
+class LibraryError(SketchSearchError):
+    """A photo folder cannot be added or read (missing, not a folder, no permission)."""
+
+
+class DeviceError(SketchSearchError):
+    """The requested compute device (cuda, mps) is not available."""
+
+
+class DatasetError(SketchSearchError):
+    """A training or evaluation data set folder does not fit a known layout."""
+
+
+class Cancelled(SketchSearchError):  # noqa: N818 - reads naturally at the call site
+    """Long work was cancelled by the user."""

@@ -1,0 +1,30 @@
+"""Models: the method registry, the base interface, checkpoints and model loading.
+
+Importing this package registers every built-in method, in a fixed order.
+"""
+
+from engine.models import baseline  # noqa: F401  (registers "baseline")
+from engine.models.base import ModelConfig, SketchHashModel
+from engine.models.checkpoint import (
+    CheckpointInfo,
+    load_checkpoint,
+    model_id,
+    read_checkpoint_info,
+    save_checkpoint,
+)
+from engine.models.registry import create, get_method, list_methods, make_config, register
+
+__all__ = [
+    "CheckpointInfo",
+    "ModelConfig",
+    "SketchHashModel",
+    "create",
+    "get_method",
+    "list_methods",
+    "load_checkpoint",
+    "make_config",
+    "model_id",
+    "read_checkpoint_info",
+    "register",
+    "save_checkpoint",
+]

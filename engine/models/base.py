@@ -1,0 +1,163 @@
+"""The interface every retrieval method implements, and the config every method's config extends.
+
+Tensor conventions inside models (callers never normalise):
+- sketches and edge maps: float (B, 1, S, S) in [0, 1], white paper = 1, ink = 0;
+- photos: float (B, 3, P, P) RGB in [0, 1].
+A model maps each to a real-valued (B, K) output whose signs are the K-bit code.
+
+At the numpy boundary (``embed_*`` and ``encode_*``) sketches are uint8 (n, S, S) arrays from
+``engine.sketch.normalize_sketch`` and photos uint8 (n, P, P, 3) arrays from
+``engine.preprocess.prepare_photo``; both are resized on the device if the model wants another size.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from engine.codes import check_bits, pack_codes
+from engine.errors import ConfigError
+
+BACKBONES = ("paper", "efficientnet_lite0")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Options shared by every method; a method subclasses this with its own frozen fields."""
+
+    bits: int = 64
+    backbone: str = "efficientnet_lite0"
+
+    def __post_init__(self) -> None:
+        check_bits(self.bits)
+        if self.backbone not in BACKBONES:
+            raise ConfigError(f"Unknown backbone '{self.backbone}'; choose one of {BACKBONES}.")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> ModelConfig:
+        """Build a config from stored values, refusing keys this version does not know."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"Unknown option(s) for {cls.__name__}: {', '.join(unknown)}.")
+        return cls(**dict(values))
+
+
+class SketchHashModel(nn.Module, ABC):
+    """Base of every method: a sketch encoder and a photo encoder into one K-dimensional space."""
+
+    method: ClassVar[str]
+    config_class: ClassVar[type[ModelConfig]] = ModelConfig
+    needs_edges: ClassVar[bool] = False
+    """True when the photo side also takes the photo's edge map (computed by engine.edges)."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        if not isinstance(config, self.config_class):
+            raise ConfigError(f"{self.method} needs a {self.config_class.__name__}.")
+        self.config = config
+
+    # ----------------------------------------------------------------- what a method defines
+    @property
+    @abstractmethod
+    def sketch_size(self) -> int:
+        """Side of the square sketch input, in pixels."""
+
+    @property
+    @abstractmethod
+    def photo_size(self) -> int:
+        """Side of the square photo input, in pixels."""
+
+    @abstractmethod
+    def sketch_forward(self, sketches: torch.Tensor) -> torch.Tensor:
+        """(B, 1, S, S) sketches in [0, 1] to (B, K) real-valued outputs."""
+
+    @abstractmethod
+    def photo_forward(
+        self, photos: torch.Tensor, edges: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """(B, 3, P, P) photos (and (B, 1, P, P) edge maps if ``needs_edges``) to (B, K)."""
+
+    # ----------------------------------------------------------------- shared behaviour
+    @property
+    def bits(self) -> int:
+        return self.config.bits
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def edge_maps(self, photos: torch.Tensor) -> torch.Tensor | None:
+        """Edge maps of a photo batch when the method needs them, else None."""
+        if not self.needs_edges:
+            return None
+        from engine.edges import edge_maps  # local: only methods with an edge branch pay for it
+
+        return edge_maps(photos)
+
+    @torch.no_grad()
+    def embed_sketches(self, sketches: np.ndarray) -> np.ndarray:
+        """uint8 (n, S, S) normalised sketches to float32 (n, K) outputs."""
+        batch = _sketch_tensor(sketches, self.sketch_size, self.device)
+        return self._run(lambda: self.sketch_forward(batch))
+
+    @torch.no_grad()
+    def embed_photos(self, photos: np.ndarray) -> np.ndarray:
+        """uint8 (n, P, P, 3) prepared photos to float32 (n, K) outputs."""
+        batch = _photo_tensor(photos, self.photo_size, self.device)
+        return self._run(lambda: self.photo_forward(batch, self.edge_maps(batch)))
+
+    def encode_sketches(self, sketches: np.ndarray) -> np.ndarray:
+        """uint8 (n, S, S) normalised sketches to packed uint8 codes (n, K/8)."""
+        return pack_codes(self.embed_sketches(sketches))
+
+    def encode_photos(self, photos: np.ndarray) -> np.ndarray:
+        """uint8 (n, P, P, 3) prepared photos to packed uint8 codes (n, K/8)."""
+        return pack_codes(self.embed_photos(photos))
+
+    def _run(self, forward) -> np.ndarray:
+        was_training = self.training
+        self.eval()
+        try:
+            out = forward()
+        finally:
+            self.train(was_training)
+        return out.float().cpu().numpy()
+
+
+def _sketch_tensor(sketches: np.ndarray, size: int, device: torch.device) -> torch.Tensor:
+    arr = np.asarray(sketches)
+    if arr.ndim == 2:
+        arr = arr[None]
+    if arr.ndim != 3 or arr.dtype != np.uint8:
+        raise ConfigError(f"Sketches must be uint8 (n, S, S); got {arr.dtype} {arr.shape}.")
+    return _to_unit_tensor(arr[:, None], size, device)
+
+
+def _photo_tensor(photos: np.ndarray, size: int, device: torch.device) -> torch.Tensor:
+    arr = np.asarray(photos)
+    if arr.ndim == 3:
+        arr = arr[None]
+    if arr.ndim != 4 or arr.shape[-1] != 3 or arr.dtype != np.uint8:
+        raise ConfigError(f"Photos must be uint8 (n, P, P, 3); got {arr.dtype} {arr.shape}.")
+    return _to_unit_tensor(arr.transpose(0, 3, 1, 2), size, device)
+
+
+def _to_unit_tensor(arr: np.ndarray, size: int, device: torch.device) -> torch.Tensor:
+    """uint8 (n, C, H, W) to float [0, 1] on ``device``, resized to (size, size) if needed."""
+    t = torch.from_numpy(np.ascontiguousarray(arr)).to(device).float().div_(255.0)
+    if t.shape[-2:] != (size, size):
+        t = torch.nn.functional.interpolate(
+            t, size=(size, size), mode="bilinear", antialias=True, align_corners=False
+        )
+    return t

@@ -1,0 +1,208 @@
+"""Self-describing checkpoints: safetensors weights with JSON metadata in the same file.
+
+The metadata (under the header key ``sketch_search``) names the format version, method, config
+(bits, backbone, method options), preprocessing, training data summary and metrics. Loading reads
+tensors with safetensors only: nothing is ever unpickled, and pickle-based PyTorch files are
+refused with a message saying so.
+
+A model's id is derived from its weights (method, bits and a digest of every tensor), so codes in
+the catalog and saved indexes are tied to exactly the weights that produced them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+
+from engine.errors import CheckpointError, ConfigError, UnknownMethodError
+from engine.models.base import SketchHashModel
+from engine.models.registry import get_method
+from engine.sketch import SKETCH_FORMAT_VERSION
+
+log = logging.getLogger(__name__)
+
+FORMAT = "sketch-search-checkpoint"
+FORMAT_VERSION = 1
+METADATA_KEY = "sketch_search"
+_PICKLE_MAGIC = (b"PK\x03\x04", b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05")
+
+
+@dataclass(frozen=True)
+class CheckpointInfo:
+    """What a checkpoint says about itself, read without building the model."""
+
+    path: Path
+    method: str
+    bits: int
+    backbone: str
+    config: dict[str, Any]
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        return dict(self.metadata.get("metrics") or {})
+
+    @property
+    def name(self) -> str:
+        return self.metadata.get("name") or self.path.stem
+
+
+def model_id(model: SketchHashModel) -> str:
+    """A stable id for these exact weights: '<method>-<bits>b-<12 hex digits>'."""
+    digest = hashlib.sha256()
+    for key, tensor in sorted(model.state_dict().items()):
+        digest.update(key.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return f"{model.method}-{model.bits}b-{digest.hexdigest()[:12]}"
+
+
+def save_checkpoint(
+    model: SketchHashModel, path: str | os.PathLike, **metadata: Any
+) -> Path:
+    """Write ``model`` to ``path`` atomically (temp file + rename); extra metadata is kept as JSON."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "method": model.method,
+        "bits": model.bits,
+        "backbone": model.config.backbone,
+        "config": model.config.to_dict(),
+        "preprocessing": {
+            "sketch_size": model.sketch_size,
+            "photo_size": model.photo_size,
+            "sketch_format": SKETCH_FORMAT_VERSION,
+            "needs_edges": model.needs_edges,
+        },
+        "model_id": model_id(model),
+        **metadata,
+    }
+    try:
+        header = json.dumps(meta, sort_keys=True)
+    except TypeError as exc:
+        raise ConfigError(f"Checkpoint metadata must be JSON-serialisable: {exc}") from exc
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata={METADATA_KEY: header})
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def read_checkpoint_info(path: str | os.PathLike) -> CheckpointInfo:
+    """Read and validate a checkpoint's metadata; raises CheckpointError with the reason."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"No checkpoint at {path}.")
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+    if head.startswith(_PICKLE_MAGIC):
+        raise CheckpointError(
+            f"{path.name} is a pickle-based PyTorch file. SketchSearch never unpickles checkpoints "
+            "(a pickle can run any code); use a .safetensors checkpoint saved by sketch-search."
+        )
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            raw = (fh.metadata() or {}).get(METADATA_KEY)
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{path.name} is not a readable safetensors checkpoint: {exc}") from exc
+    if raw is None:
+        raise CheckpointError(
+            f"{path.name} is a safetensors file without SketchSearch metadata; "
+            "it was not saved by sketch-search."
+        )
+    try:
+        meta = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"{path.name} has corrupt metadata: {exc}") from exc
+    if meta.get("format") != FORMAT:
+        raise CheckpointError(f"{path.name} is not a SketchSearch checkpoint.")
+    version = meta.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path.name} has checkpoint format {version}; this version reads up to "
+            f"{FORMAT_VERSION}. Update sketch-search."
+        )
+    try:
+        return CheckpointInfo(
+            path=path,
+            method=str(meta["method"]),
+            bits=int(meta["bits"]),
+            backbone=str(meta["backbone"]),
+            config=dict(meta["config"]),
+            metadata=meta,
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path.name} lacks required metadata ({exc}).") from exc
+
+
+def load_checkpoint(
+    path: str | os.PathLike,
+    *,
+    method: str | None = None,
+    bits: int | None = None,
+    device: torch.device | str | None = None,
+) -> SketchHashModel:
+    """Build the model a checkpoint describes and load its weights; refuse any mismatch."""
+    info = read_checkpoint_info(path)
+    name = info.path.name
+    if method is not None and info.method != method:
+        raise CheckpointError(f"{name} is a '{info.method}' checkpoint, not '{method}'.")
+    if bits is not None and info.bits != bits:
+        raise CheckpointError(f"{name} makes {info.bits}-bit codes, not {bits}-bit.")
+    try:
+        cls = get_method(info.method)
+        config = cls.config_class.from_dict(info.config)
+    except (UnknownMethodError, ConfigError) as exc:
+        raise CheckpointError(f"{name} cannot be built by this version: {exc}") from exc
+    if config.bits != info.bits:
+        raise CheckpointError(f"{name} is inconsistent: its config and header disagree on bits.")
+    model = cls(config)
+    tensors: dict[str, torch.Tensor] = {}
+    try:
+        with safe_open(str(info.path), framework="pt") as fh:
+            for key in fh.keys():  # noqa: SIM118 - safe_open is not a mapping
+                tensors[key] = fh.get_tensor(key)
+    except (SafetensorError, OSError) as exc:
+        raise CheckpointError(f"{name} has unreadable weights: {exc}") from exc
+    _load_weights(model, tensors, name)
+    if device is not None:
+        model.to(device)
+    model.eval()
+    model.checkpoint_info = info
+    return model
+
+
+def _load_weights(model: SketchHashModel, tensors: Mapping[str, torch.Tensor], name: str) -> None:
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{name} does not fit the {model.method} network: "
+            f"{len(missing)} missing weights (e.g. {missing[:3]}), "
+            f"{len(unexpected)} unexpected (e.g. {unexpected[:3]})."
+        )
+    for key, tensor in tensors.items():
+        if tensor.shape != expected[key].shape:
+            raise CheckpointError(
+                f"{name}: weight {key} has shape {tuple(tensor.shape)}, the network needs "
+                f"{tuple(expected[key].shape)}."
+            )
+    model.load_state_dict(tensors)
