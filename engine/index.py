@@ -1,0 +1,168 @@
+"""Faiss binary index of packed codes with explicit int64 ids (the catalog's photo ids).
+
+``BinaryIndex`` wraps ``IndexBinaryIDMap2(IndexBinaryFlat)``: exact Hamming search, ids chosen by
+the catalog, removal by id. Results are ordered by distance, then by id ascending, so rankings
+are deterministic where distances tie (they often do with short codes). To keep that exact at the
+k-th place, a search asks Faiss for more than k and, only when the ties run past what it got,
+widens to a range search that returns every code at the boundary distance.
+
+Every index carries the id of the model and the bit count that made its codes; saving writes a
+JSON sidecar with both, and loading an index of another model or bit count is refused.
+All methods take a lock, so searching from one thread while another adds is safe.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from engine.codes import check_bits
+from engine.errors import IndexMismatchError
+
+log = logging.getLogger(__name__)
+
+SIDECAR_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class Matches:
+    """Search results: one row per query; rows are shorter than k when the index is."""
+
+    ids: np.ndarray  # int64 (nq, k')
+    distances: np.ndarray  # int32 (nq, k')
+
+
+class BinaryIndex:
+    def __init__(self, bits: int, model_id: str) -> None:
+        self.bits = check_bits(bits)
+        self.model_id = model_id
+        self._index = faiss.IndexBinaryIDMap2(faiss.IndexBinaryFlat(bits))
+        self._lock = threading.RLock()
+
+    def __len__(self) -> int:
+        return int(self._index.ntotal)
+
+    def _check_codes(self, codes: np.ndarray) -> np.ndarray:
+        codes = np.ascontiguousarray(codes, dtype=np.uint8)
+        if codes.ndim != 2 or codes.shape[1] != self.bits // 8:
+            raise IndexMismatchError(
+                f"Codes of shape {codes.shape} do not fit a {self.bits}-bit index "
+                f"(expected (n, {self.bits // 8}))."
+            )
+        return codes
+
+    def add(self, ids: np.ndarray, codes: np.ndarray) -> None:
+        """Add codes under ``ids``; an id already present is replaced."""
+        ids = np.ascontiguousarray(ids, dtype=np.int64)
+        codes = self._check_codes(codes)
+        if len(ids) != len(codes):
+            raise ValueError(f"{len(ids)} ids for {len(codes)} codes.")
+        if not len(ids):
+            return
+        with self._lock:
+            self._index.remove_ids(ids)
+            self._index.add_with_ids(codes, ids)
+
+    def remove(self, ids: np.ndarray) -> int:
+        """Remove ``ids``; returns how many were present."""
+        ids = np.ascontiguousarray(ids, dtype=np.int64)
+        if not len(ids):
+            return 0
+        with self._lock:
+            return int(self._index.remove_ids(ids))
+
+    def search(self, codes: np.ndarray, k: int) -> Matches:
+        """The k nearest codes by Hamming distance for each query, ties broken by id."""
+        codes = self._check_codes(codes)
+        nq = len(codes)
+        with self._lock:
+            n = len(self)
+            k = max(0, min(int(k), n))
+            if k == 0 or nq == 0:
+                return Matches(np.empty((nq, 0), np.int64), np.empty((nq, 0), np.int32))
+            fetch = min(n, max(2 * k, k + 16))
+            dist, ids = self._index.search(codes, fetch)
+            rows_d, rows_i = [], []
+            for q in range(nq):
+                d, i = dist[q], ids[q]
+                keep = i >= 0
+                d, i = d[keep], i[keep]
+                if fetch < n and len(d) and d[k - 1] == d[-1]:
+                    d, i = self._all_within(codes[q : q + 1], int(d[k - 1]))
+                order = np.lexsort((i, d))[:k]
+                rows_d.append(d[order])
+                rows_i.append(i[order])
+        return Matches(np.stack(rows_i).astype(np.int64), np.stack(rows_d).astype(np.int32))
+
+    def _all_within(self, query: np.ndarray, radius: int) -> tuple[np.ndarray, np.ndarray]:
+        """Every code at distance <= radius (Faiss's range search is exclusive of its radius)."""
+        lims, d, i = self._index.range_search(query, radius + 1)
+        return d[lims[0] : lims[1]], i[lims[0] : lims[1]]
+
+    def ids(self) -> np.ndarray:
+        with self._lock:
+            return faiss.vector_to_array(self._index.id_map).astype(np.int64)
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the index and its JSON sidecar (``<path>.json``) atomically."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        with self._lock:
+            faiss.write_index_binary(self._index, str(tmp))
+            sidecar = {
+                "format": SIDECAR_FORMAT,
+                "model_id": self.model_id,
+                "bits": self.bits,
+                "count": len(self),
+            }
+        os.replace(tmp, path)
+        side = _sidecar_path(path)
+        side_tmp = side.with_name(side.name + ".tmp")
+        side_tmp.write_text(json.dumps(sidecar, indent=1))
+        os.replace(side_tmp, side)
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, *, model_id: str, bits: int) -> BinaryIndex:
+        """Load a saved index, refusing one made by another model or with another bit count."""
+        path = Path(path)
+        side = _sidecar_path(path)
+        try:
+            meta = json.loads(side.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise IndexMismatchError(
+                f"The index at {path} has no readable sidecar ({exc}); rebuild it from the catalog."
+            ) from exc
+        if meta.get("model_id") != model_id or meta.get("bits") != bits:
+            raise IndexMismatchError(
+                f"The index at {path} was built by model {meta.get('model_id')} "
+                f"({meta.get('bits')} bits), not by the active model {model_id} ({bits} bits). "
+                "Re-index the library with the active model, or switch back to that model."
+            )
+        try:
+            raw = faiss.read_index_binary(str(path))
+        except RuntimeError as exc:
+            raise IndexMismatchError(f"The index at {path} is unreadable: {exc}") from exc
+        if raw.d != bits or raw.ntotal != meta.get("count"):
+            raise IndexMismatchError(
+                f"The index at {path} does not match its sidecar "
+                f"({raw.d} bits / {raw.ntotal} codes vs {bits} / {meta.get('count')})."
+            )
+        if not isinstance(raw, faiss.IndexBinaryIDMap2):
+            raise IndexMismatchError(f"The index at {path} has no id map; rebuild it.")
+        index = cls(bits, model_id)
+        index._index = raw
+        return index
+
+
+def _sidecar_path(path: Path) -> Path:
+    return path.with_name(path.name + ".json")
