@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from engine.paths import libraries_dir
 log = logging.getLogger(__name__)
 
 CATALOG_NAME = "catalog.sqlite"
+SETTINGS_NAME = "settings.json"
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,27 @@ class Library:
             failed=self.catalog.photo_count("failed"),
             coded=coded,
         )
+
+    # ---------------------------------------------------------------- settings
+    def _settings(self) -> dict:
+        try:
+            return json.loads((self.path / SETTINGS_NAME).read_text())
+        except FileNotFoundError:
+            return {}
+        except (OSError, json.JSONDecodeError) as exc:
+            log.warning("Ignoring unreadable library settings: %s", exc)
+            return {}
+
+    def get_setting(self, key: str, default=None):
+        return self._settings().get(key, default)
+
+    def set_setting(self, key: str, value) -> None:
+        """Store a JSON value (e.g. the active model) atomically beside the catalog."""
+        settings = self._settings()
+        settings[key] = value
+        tmp = self.path / (SETTINGS_NAME + ".tmp")
+        tmp.write_text(json.dumps(settings, indent=1))
+        os.replace(tmp, self.path / SETTINGS_NAME)
 
     def close(self) -> None:
         self.catalog.close()

@@ -1,0 +1,230 @@
+"""The ``sketch-search`` command: the GUI with no arguments, else a subcommand.
+
+Subcommands: index, query, models, bench, train, evaluate. ``--json`` makes output
+machine-readable. Engine errors are shown as one clear line and exit status 2; Ctrl+C during
+long work cancels it cleanly (committed work is kept) and exits with status 130.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import threading
+from pathlib import Path
+
+from app.progress import ProgressLine, format_duration
+from engine.errors import SketchSearchError
+
+log = logging.getLogger(__name__)
+
+EXIT_ERROR = 2
+EXIT_CANCELLED = 130
+
+
+def _library(args: argparse.Namespace):
+    from engine.library import Library
+
+    return Library(args.library)
+
+
+def _model_for(args: argparse.Namespace, library):
+    """--model if given, else the model this library was last indexed with, else the default."""
+    from engine.store import load_model
+
+    spec = args.model or library.get_setting("model")
+    return load_model(spec, device=args.device), spec
+
+
+def cmd_index(args: argparse.Namespace) -> int:
+    from engine.indexer import index_library
+
+    library = _library(args)
+    roots = [library.add_root(folder) for folder in args.folders]
+    model, spec = _model_for(args, library)
+    library.set_setting("model", str(spec) if spec else None)
+    cancel = threading.Event()
+    bar = ProgressLine()
+    last = None
+    try:
+        for progress in index_library(library, model, roots=roots, batch_size=args.batch_size,
+                                      cancel=cancel):
+            last = progress
+            done = progress.encoded + progress.failed
+            if args.json:
+                continue
+            if progress.phase == "scanning":
+                bar.update(progress.found, None, "files found")
+            else:
+                bar.update(done, progress.to_encode,
+                           f"{progress.rate:.1f} photos/s ETA {format_duration(progress.eta_s)}")
+    except KeyboardInterrupt:
+        cancel.set()
+        bar.close()
+        print("Cancelled: photos indexed so far are kept; run the command again to resume.",
+              file=sys.stderr)
+        return EXIT_CANCELLED
+    bar.close()
+    failures = [f for f in library.failures() if any(r in f.path.parents for r in roots)]
+    summary = {
+        "found": last.found, "encoded": last.encoded, "unchanged": last.unchanged,
+        "moved": last.moved, "removed": last.removed, "failed": last.failed,
+        "unavailable_roots": last.unavailable_roots, "seconds": round(last.elapsed_s, 2),
+        "failures": [{"path": str(f.path), "error": f.error} for f in failures],
+    }
+    if args.json:
+        print(json.dumps(summary, indent=1))
+    else:
+        print(f"{last.found} photos found: {last.encoded} encoded, {last.unchanged} unchanged, "
+              f"{last.moved} moved, {last.removed} removed, {len(failures)} unreadable "
+              f"({last.elapsed_s:.1f} s).")
+        for failure in failures:
+            print(f"  unreadable: {failure.path}: {failure.error}")
+    return 0
+
+
+def cmd_query(args: argparse.Namespace) -> int:
+    from engine.searcher import Searcher
+
+    library = _library(args)
+    model, _ = _model_for(args, library)
+    searcher = Searcher(library, model)
+    if searcher.size == 0:
+        raise SketchSearchError(
+            "No photos are indexed for this model yet; run 'sketch-search index FOLDER' first."
+        )
+    response = searcher.search(Path(args.sketch), k=args.top)
+    if args.json:
+        print(json.dumps({
+            "results": [{"path": str(r.path), "distance": r.distance, "rank": r.rank}
+                        for r in response.results],
+            "timings_ms": {k: round(v, 3) for k, v in response.timings_ms.items()},
+            "model": response.model_id,
+            "bits": response.bits,
+            "indexed": response.indexed,
+        }, indent=1))
+    else:
+        for r in response.results:
+            print(f"{r.rank:4d}  {r.distance:3d}/{response.bits}  {r.path}")
+        stages = ", ".join(f"{k} {v:.1f} ms" for k, v in response.timings_ms.items())
+        print(f"{response.indexed} photos searched with {response.model_id}: {stages}",
+              file=sys.stderr)
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from engine.models import list_methods
+    from engine.store import default_checkpoint, installed_checkpoints
+
+    default = default_checkpoint()
+    checkpoints = [{
+        "name": info.name, "path": str(info.path), "method": info.method, "bits": info.bits,
+        "backbone": info.backbone, "default": default is not None and info.path == default,
+        "metrics": info.metrics,
+    } for info in installed_checkpoints()]
+    if args.json:
+        print(json.dumps({"methods": list_methods(), "checkpoints": checkpoints}, indent=1))
+        return 0
+    print("Methods: " + ", ".join(list_methods()))
+    print("Checkpoints:" if checkpoints else "No checkpoints installed.")
+    for c in checkpoints:
+        mark = " (default)" if c["default"] else ""
+        metrics = ", ".join(f"{k} {v:.3f}" for k, v in c["metrics"].items()
+                            if isinstance(v, int | float))
+        print(f"  {c['name']}{mark}: {c['method']} {c['bits']} bits, {c['backbone']}"
+              f"{'; ' + metrics if metrics else ''}\n    {c['path']}")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from engine.bench import run_benchmarks
+
+    def report(line: str) -> None:
+        if not args.json:
+            print(line, file=sys.stderr, flush=True)
+
+    results = run_benchmarks(
+        photos=args.photos, sizes=tuple(args.sizes), model_spec=args.model, device=args.device,
+        work_dir=args.work_dir, report=report,
+    )
+    print(json.dumps(results, indent=1))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sketch-search",
+        description="Draw a sketch, find the matching photos. With no command, opens the app.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log more detail")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def common(p: argparse.ArgumentParser, model: bool = True) -> None:
+        p.add_argument("--library", type=Path, default=None,
+                       help="library folder (default: the per-user default library)")
+        if model:
+            p.add_argument("--model", default=None,
+                           help="checkpoint file or method name (default: the library's model, "
+                                "else the shipped default)")
+        p.add_argument("--device", default=None, help="cpu, cuda or mps (default: best available)")
+        p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    p = sub.add_parser("index", help="index photo folders (incremental)")
+    p.add_argument("folders", nargs="+", type=Path, metavar="FOLDER")
+    p.add_argument("--batch-size", type=int, default=32)
+    common(p)
+    p.set_defaults(run=cmd_index)
+
+    p = sub.add_parser("query", help="search the library with a sketch image or strokes file")
+    p.add_argument("sketch", metavar="SKETCH")
+    p.add_argument("--top", type=int, default=20, help="number of results")
+    common(p)
+    p.set_defaults(run=cmd_query)
+
+    p = sub.add_parser("models", help="list methods and installed checkpoints")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(run=cmd_models)
+
+    p = sub.add_parser("bench", help="measure query latency, indexing throughput and memory")
+    p.add_argument("--photos", type=int, default=64, help="full-size photos to index")
+    p.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
+    p.add_argument("--model", default=None, help="checkpoint or method (default: shipped)")
+    p.add_argument("--device", default=None)
+    p.add_argument("--work-dir", type=Path, default=None,
+                   help="where the generated 12 MP photos are kept between runs")
+    p.add_argument("--json", action="store_true", help="only the JSON result on stdout")
+    p.set_defaults(run=cmd_bench)
+
+    from app.commands import evaluate, train
+
+    train.add_parser(sub)
+    evaluate.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv:
+        from app.gui import run_gui
+
+        return run_gui(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    if not getattr(args, "run", None):
+        parser.print_help()
+        return 0
+    try:
+        return int(args.run(args) or 0)
+    except SketchSearchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("Cancelled.", file=sys.stderr)
+        return EXIT_CANCELLED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,56 @@
+"""A one-line text progress bar for the command line (stderr, redrawn in place on a terminal)."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import TextIO
+
+
+def format_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "--:--"
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:02d}:{secs:02d}"
+
+
+class ProgressLine:
+    """``update(done, total, text)`` draws ``[#####-----] done/total text``; ``close()`` ends it.
+
+    On a terminal the line is redrawn in place at most ten times a second; elsewhere (logs, CI)
+    a line is written at most every ``plain_every_s`` seconds.
+    """
+
+    def __init__(self, stream: TextIO | None = None, width: int = 28, plain_every_s: float = 5.0):
+        self.stream = stream or sys.stderr
+        self.width = width
+        self.tty = self.stream.isatty()
+        self.min_gap = 0.1 if self.tty else plain_every_s
+        self._last = 0.0
+        self._drawn = False
+
+    def update(self, done: int, total: int | None, text: str = "", force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._last < self.min_gap:
+            return
+        self._last = now
+        if total:
+            filled = int(self.width * min(done, total) / total)
+            bar = "#" * filled + "-" * (self.width - filled)
+            line = f"[{bar}] {done}/{total} {text}"
+        else:
+            line = f"{done} {text}"
+        if self.tty:
+            self.stream.write("\r" + line[:160].ljust(100))
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+        self._drawn = True
+
+    def close(self) -> None:
+        if self.tty and self._drawn:
+            self.stream.write("\n")
+            self.stream.flush()
+        self._drawn = False

@@ -1,0 +1,217 @@
+"""Benchmarks behind ``sketch-search bench``: figures, not assertions.
+
+1. Query latency per stage: normalise and encode one sketch with the model, then Hamming search
+   (k=50) in binary indexes of 10k, 100k and 1M random codes of 64 and 128 bits.
+2. Indexing throughput on full-size photos (12 MP JPEGs made from real photos, with a little
+   grain so they compress like camera files), beside the throughput of decoding alone and of the
+   model alone on the same files. ``pipeline_efficiency`` = indexing / min(decode, model): 1.0
+   means decoding hides completely behind encoding (or the reverse).
+3. Peak resident memory while indexing (sampled from /proc every 20 ms; Linux).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import statistics
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from engine.errors import CheckpointError
+from engine.images import PHOTO_EXTENSIONS, load_photo, prepare_photo
+from engine.index import BinaryIndex
+from engine.indexer import index_library, walk_photos
+from engine.library import Library
+from engine.models import SketchHashModel
+from engine.paths import cache_dir
+from engine.sketch import Point, Stroke, rasterize
+from engine.store import create_fresh, load_model
+
+log = logging.getLogger(__name__)
+
+FULL_SIZE = (4000, 3000)  # 12 MP, the size of a typical phone photo
+QUERIES = 20
+
+
+def _label(n: int) -> str:
+    return f"{n // 1_000_000}m" if n >= 1_000_000 and n % 1_000_000 == 0 else f"{n // 1000}k"
+
+
+def _median_ms(fn: Callable[[], object], repeats: int) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t) * 1e3)
+    return statistics.median(times)
+
+
+def _bench_sketch() -> list[Stroke]:
+    """A house-like drawing: enough strokes to exercise rasterisation."""
+    circle = [Point(50 + 30 * math.cos(a / 10), 40 + 30 * math.sin(a / 10), 1.0, a * 16.0)
+              for a in range(63)]
+    lines = [((10, 200), (100, 120)), ((100, 120), (190, 200)), ((30, 200), (30, 300)),
+             ((30, 300), (170, 300)), ((170, 300), (170, 200))]
+    strokes = [Stroke(tuple(circle))]
+    for (x0, y0), (x1, y1) in lines:
+        strokes.append(Stroke(tuple(Point(x0 + (x1 - x0) * t / 20, y0 + (y1 - y0) * t / 20,
+                                          1.0, t * 16.0) for t in range(21))))
+    return strokes
+
+
+def bench_query(model: SketchHashModel, sizes: tuple[int, ...], seed: int = 0) -> dict:
+    rng = np.random.default_rng(seed)
+    strokes = _bench_sketch()
+    out: dict[str, float] = {}
+    out["query_normalize_ms"] = _median_ms(lambda: rasterize(strokes), 20)
+    sketch = rasterize(strokes)
+    out["query_encode_ms"] = _median_ms(lambda: model.encode_sketches(sketch[None]), 10)
+    for bits in (64, 128):
+        for n in sizes:
+            index = BinaryIndex(bits, "bench")
+            index.add(np.arange(n, dtype=np.int64),
+                      rng.integers(0, 256, (n, bits // 8), dtype=np.uint8))
+            queries = rng.integers(0, 256, (QUERIES, bits // 8), dtype=np.uint8)
+            turn = iter(range(10**9))
+
+            def one_query(index=index, queries=queries, turn=turn) -> None:
+                j = next(turn) % QUERIES
+                index.search(queries[j : j + 1], 50)
+
+            out[f"query_ms_{_label(n)}_{bits}"] = _median_ms(one_query, QUERIES)
+            del index
+    return out
+
+
+def make_full_size_photos(source: Path | None, target: Path, count: int, seed: int = 0) -> Path:
+    """``count`` 12 MP JPEGs in ``target`` made from real photos under ``source`` (or from
+    synthetic gradients when there are none); kept between runs."""
+    target.mkdir(parents=True, exist_ok=True)
+    have = sorted(target.glob("*.jpg"))
+    if len(have) >= count:
+        return target
+    sources = sorted(Path(p) for p, _, _ in walk_photos(source))[:count] if source else []
+    rng = np.random.default_rng(seed)
+    for i in range(len(have), count):
+        if sources:
+            img = Image.open(sources[i % len(sources)]).convert("RGB")
+        else:
+            grad = np.linspace(0, 255, 256, dtype=np.uint8)
+            img = Image.fromarray(np.stack([np.tile(grad, (256, 1))] * 3, axis=2))
+        big = np.asarray(img.resize(FULL_SIZE, Image.Resampling.BICUBIC), dtype=np.int16)
+        grain = rng.normal(0, 6, big.shape[:2] + (1,)).astype(np.int16)
+        big = np.clip(big + grain, 0, 255).astype(np.uint8)
+        Image.fromarray(big).save(target / f"photo_{i:04d}.jpg", quality=92)
+    return target
+
+
+class _RssSampler(threading.Thread):
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.peak = self.start_rss = _rss_bytes()
+        self._stop = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop.wait(0.02):
+            self.peak = max(self.peak, _rss_bytes())
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.join()
+
+
+def _rss_bytes() -> int:
+    try:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except OSError:
+        return 0
+
+
+def bench_indexing(model: SketchHashModel, folder: Path, workers: int | None = None) -> dict:
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in PHOTO_EXTENSIONS)
+    size = model.photo_size
+    workers = workers or min(8, max(2, os.cpu_count() or 2))
+
+    def decode(path: Path) -> np.ndarray:
+        return prepare_photo(load_photo(path, target_size=size), size)
+
+    t = time.perf_counter()
+    with ThreadPoolExecutor(workers) as pool:
+        arrays = list(pool.map(decode, files))
+    decode_rate = len(files) / (time.perf_counter() - t)
+
+    batch = np.stack(arrays)
+    model.encode_photos(batch[:8])  # warm-up
+    t = time.perf_counter()
+    for i in range(0, len(batch), 32):
+        model.encode_photos(batch[i : i + 32])
+    model_rate = len(files) / (time.perf_counter() - t)
+    del arrays, batch
+
+    with tempfile.TemporaryDirectory() as tmp:
+        library = Library(Path(tmp) / "library")
+        library.add_root(folder)
+        sampler = _RssSampler()
+        sampler.start()
+        t = time.perf_counter()
+        last = None
+        for last in index_library(library, model, workers=workers):
+            pass
+        elapsed = time.perf_counter() - t
+        sampler.stop()
+        library.close()
+    index_rate = last.encoded / elapsed if last and elapsed else 0.0
+    return {
+        "photos": len(files),
+        "photo_megapixels": FULL_SIZE[0] * FULL_SIZE[1] / 1e6,
+        "decode_photos_per_s": decode_rate,
+        "model_photos_per_s": model_rate,
+        "index_photos_per_s": index_rate,
+        "pipeline_efficiency": index_rate / min(decode_rate, model_rate),
+        "index_peak_rss_mb": sampler.peak / 2**20,
+        "index_rss_increase_mb": (sampler.peak - sampler.start_rss) / 2**20,
+        "decode_workers": workers,
+    }
+
+
+def run_benchmarks(
+    photos: int = 64,
+    sizes: tuple[int, ...] = (10_000, 100_000, 1_000_000),
+    model_spec: str | None = None,
+    device: str | None = None,
+    work_dir: Path | None = None,
+    source: Path | None = None,
+    report: Callable[[str], None] = log.info,
+) -> dict:
+    try:
+        model = load_model(model_spec, device=device)
+    except CheckpointError:
+        if model_spec is not None:
+            raise
+        report("No default model installed: benchmarking an untrained baseline.")
+        model = create_fresh("baseline")
+    import torch
+
+    results: dict = {"model": f"{model.method} {model.bits} bits, {model.photo_size} px",
+                     "device": str(model.device), "torch_threads": torch.get_num_threads()}
+    report("Query latency ...")
+    results.update(bench_query(model, sizes))
+    folder = work_dir or cache_dir() / "bench-photos"
+    if source is None:
+        shared = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "sketchy"
+        source = shared / "photos" if shared.is_dir() else None
+    report(f"Preparing {photos} full-size photos in {folder} ...")
+    make_full_size_photos(source, folder, photos)
+    report("Indexing throughput ...")
+    results.update(bench_indexing(model, folder))
+    return {k: round(v, 3) if isinstance(v, float) else v for k, v in results.items()}
