@@ -1,0 +1,44 @@
+"""Loss terms shared by the training procedures: small pure functions on tensors.
+
+Inputs named ``u`` and ``v`` are relaxed codes (tanh of the model output, in [-1, 1]) of two
+domains, e.g. sketches and photos; ``same`` is a boolean (n_u, n_v) matrix of "same class".
+
+- ``pairwise_likelihood``: the pairwise likelihood of DPSH (Li et al., IJCAI 2016), cross-domain:
+  theta_ij = <u_i, v_j> / 2; loss = mean_ij [ log(1 + exp(theta_ij)) - s_ij theta_ij ]. It pulls the
+  codes of same-class pairs together and pushes others apart, in inner product, which for
+  +-1 codes is K - 2 * Hamming distance.
+- ``quantization``: mean (|u| - 1)^2, which drives relaxed codes to +-1 so the sign loses little.
+- ``bit_balance``: mean over bits of (batch mean of u)^2, so each bit splits the data about evenly.
+- ``triplet``: mean max(0, m + d(a, p) - d(a, n)) with squared Euclidean d (fine-grained ranking).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def pairwise_likelihood(u: torch.Tensor, v: torch.Tensor, same: torch.Tensor) -> torch.Tensor:
+    theta = 0.5 * u @ v.T
+    return (F.softplus(theta) - same.to(theta.dtype) * theta).mean()
+
+
+def quantization(u: torch.Tensor) -> torch.Tensor:
+    return (u.abs() - 1.0).pow(2).mean()
+
+
+def bit_balance(u: torch.Tensor) -> torch.Tensor:
+    return u.mean(dim=0).pow(2).mean()
+
+
+def triplet(
+    anchor: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor, margin: float
+) -> torch.Tensor:
+    d_pos = (anchor - positive).pow(2).sum(dim=1)
+    d_neg = (anchor - negative).pow(2).sum(dim=1)
+    return F.relu(margin + d_pos - d_neg).mean()
+
+
+def same_class(labels_u: torch.Tensor, labels_v: torch.Tensor) -> torch.Tensor:
+    """Boolean (n_u, n_v): labels_u[i] == labels_v[j]."""
+    return labels_u[:, None] == labels_v[None, :]

@@ -1,0 +1,40 @@
+"""The registry of training procedures, keyed by the engine method name they train.
+
+A method's training module defines a ``TrainingProcedure`` subclass with ``method = "<name>"``
+and decorates it with ``@register_procedure``; this package imports the modules in a fixed order,
+so the registry is complete once ``training.methods`` is imported. The four paper methods plug in
+here beside ``baseline``.
+"""
+
+from __future__ import annotations
+
+from engine.errors import UnknownMethodError
+from training.procedure import TrainingProcedure
+
+_PROCEDURES: dict[str, type[TrainingProcedure]] = {}
+
+
+def register_procedure(cls: type[TrainingProcedure]) -> type[TrainingProcedure]:
+    if cls.method in _PROCEDURES and _PROCEDURES[cls.method] is not cls:
+        raise ValueError(f"A training procedure for '{cls.method}' is registered twice.")
+    _PROCEDURES[cls.method] = cls
+    return cls
+
+
+def get_procedure(method: str) -> type[TrainingProcedure]:
+    try:
+        return _PROCEDURES[method]
+    except KeyError:
+        raise UnknownMethodError(
+            f"No training procedure for method '{method}'; trainable: "
+            f"{', '.join(_PROCEDURES) or 'none'}."
+        ) from None
+
+
+def list_procedures() -> list[str]:
+    return list(_PROCEDURES)
+
+
+from training.methods import baseline  # noqa: E402, F401  (registers "baseline")
+
+__all__ = ["get_procedure", "list_procedures", "register_procedure"]

@@ -1,0 +1,198 @@
+"""Training procedure of the ``baseline`` method (engine.models.baseline).
+
+Not a paper method; choices, so that a few CPU epochs already give a useful model:
+- One batch = sketches and photos of the same ``batch_size / per_class`` classes (class-balanced
+  sampler), both through the shared trunk in ONE forward pass, so the hash head's BatchNorm sees
+  both domains at once, as its running statistics will at search time.
+- Relaxed codes u = tanh(output). Category-level loss:
+  ``w_class`` * (CE(classifier(u_sketch)) + CE(classifier(u_photo))) / 2 with one linear classifier
+  shared by both domains (it aligns the domains class by class), + ``w_pair`` * the cross-domain
+  DPSH pairwise likelihood (sketch x photo, same class = similar), + ``w_quant`` * quantisation
+  (|u| -> 1) + ``w_balance`` * bit balance.
+- Fine-grained data (every photo its own class): triplet loss (sketch, its photo, another photo;
+  human triplets and hard negatives where available) with margin ``margin_per_bit * bits`` in
+  squared Euclidean distance of u (for +-1 codes, 4 x Hamming), + quantisation + bit balance.
+- AdamW; the pretrained trunk learns at ``backbone_lr_scale`` x lr; ``freeze_blocks`` stages of it
+  (and their BatchNorm statistics) stay frozen.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from engine.errors import ConfigError
+from training import losses
+from training.arrays import photo_batch, sketch_batch
+from training.augment import augment_photos, augment_sketches, photo_transform, sketch_transform
+from training.data import FINE_GRAINED
+from training.methods import register_procedure
+from training.procedure import StepContext, TrainingProcedure, freeze_backbone_blocks
+from training.samplers import class_balanced_batches, hard_negative_candidates, triplets
+
+log = logging.getLogger(__name__)
+
+
+@register_procedure
+class BaselineProcedure(TrainingProcedure):
+    method = "baseline"
+    default_options: ClassVar[dict[str, Any]] = {
+        "w_class": 1.0,
+        "w_pair": 1.0,
+        "w_quant": 0.1,
+        "w_balance": 0.01,
+        "margin_per_bit": 0.5,
+        "backbone_lr_scale": 0.1,
+        "augment": True,
+    }
+
+    def __init__(self, model, data, config, device) -> None:
+        super().__init__(model, data, config, device)
+        self.fine_grained = data.dataset.layout == FINE_GRAINED
+        self.classifier = nn.Linear(model.bits, len(data.dataset.classes)).to(device)
+        self.frozen = freeze_backbone_blocks(model.trunk, config.freeze_blocks)
+        size = model.config.image_size
+        self.photo_aug = photo_transform(size)
+        self.sketch_aug = sketch_transform(size)
+        self.negatives: dict[int, list[int]] = {}
+        annotated: dict[int, list[tuple[int, int]]] = {}
+        if self.fine_grained:
+            photo_index = {p.key: i for i, p in enumerate(data.dataset.photos)}
+            for i, s in enumerate(data.dataset.sketches):
+                pairs = data.dataset.triplets.get(s.key, ())
+                pairs = [(photo_index.get(a), photo_index.get(b)) for a, b in pairs]
+                pairs = [(a, b) for a, b in pairs if a is not None and b is not None]
+                if pairs:
+                    annotated[i] = pairs
+        self.annotated = annotated
+
+    # ------------------------------------------------------------------ optimisers and modules
+    def build_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        scale = float(self.options["backbone_lr_scale"])
+        if not 0 <= scale <= 10:
+            raise ConfigError("backbone_lr_scale must be between 0 and 10.")
+        trunk = [p for p in self.model.trunk.parameters() if p.requires_grad]
+        trunk_ids = {id(p) for p in self.model.trunk.parameters()}
+        head = [p for p in self.model.parameters() if id(p) not in trunk_ids and p.requires_grad]
+        head += list(self.classifier.parameters())
+        groups = [{"params": head, "lr": self.config.lr}]
+        if trunk and scale > 0:
+            groups.append({"params": trunk, "lr": self.config.lr * scale})
+        return {
+            "main": torch.optim.AdamW(
+                groups, lr=self.config.lr, weight_decay=self.config.weight_decay
+            )
+        }
+
+    def training_modules(self) -> dict[str, nn.Module]:
+        return {"classifier": self.classifier}
+
+    def extra_state(self) -> dict[str, Any]:
+        state = super().extra_state()
+        state["negatives"] = {str(k): v for k, v in self.negatives.items()}
+        return state
+
+    def load_extra_state(self, state) -> None:
+        super().load_extra_state(state)
+        self.negatives = {int(k): list(v) for k, v in state.get("negatives", {}).items()}
+
+    def train_mode(self) -> None:
+        self.model.train()
+        self.classifier.train()
+        for module in self.frozen:
+            module.eval()
+
+    # ------------------------------------------------------------------ batches
+    def _steps(self) -> int | None:
+        return self.config.max_steps_per_epoch
+
+    def epoch_batches(self, epoch: int, generator: torch.Generator) -> list[Any]:
+        data, cfg = self.data, self.config
+        if not self.fine_grained:
+            return class_balanced_batches(
+                data.sketch_labels,
+                data.photo_labels,
+                cfg.batch_size // cfg.per_class,
+                cfg.per_class,
+                generator,
+                num_batches=self._fixed_batches(),
+            )
+        rows = triplets(
+            data.sketch_photo, len(data.photos), generator, self.annotated, self.negatives or None
+        )
+        size = cfg.batch_size
+        batches = [tuple(zip(*rows[i : i + size], strict=True)) for i in range(0, len(rows), size)]
+        batches = [tuple(list(part) for part in b) for b in batches if len(b[0]) >= 2]
+        return batches[: self._steps()] if self._steps() else batches
+
+    def _fixed_batches(self) -> int:
+        n = len(self.data.sketch_labels)
+        per_batch = min(
+            self.config.batch_size, self.config.per_class * len(self.data.dataset.classes)
+        )
+        natural = max(1, -(-n // per_batch))
+        return min(natural, self._steps()) if self._steps() else natural
+
+    def on_epoch_start(self, epoch: int) -> None:
+        if self.fine_grained and self.config.hard_negatives and epoch > 0:
+            s = self.model.embed_sketches(self.data.sketches)
+            p = self.model.embed_photos(self.data.photos)
+            self.negatives = hard_negative_candidates(
+                np.tanh(s), np.tanh(p), self.data.sketch_photo
+            )
+
+    # ------------------------------------------------------------------ step
+    def _inputs(self, sketch_idx, photo_idx) -> torch.Tensor:
+        sketches = torch.from_numpy(self.data.sketches[np.asarray(sketch_idx)])
+        photos = torch.from_numpy(self.data.photos[np.asarray(photo_idx)])
+        if self.options["augment"]:
+            s = augment_sketches(sketches, self.sketch_aug)
+            p = augment_photos(photos, self.photo_aug)
+        else:
+            s, p = sketch_batch(sketches.numpy()), photo_batch(photos.numpy())
+        return torch.cat([s.expand(-1, 3, -1, -1), p]).to(self.device)
+
+    def _codes(self, images: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.model.hash_head(self.model.features(images)).float())
+
+    def step(self, batch: Any, ctx: StepContext) -> dict[str, float]:
+        o = self.options
+        if self.fine_grained:
+            s_idx, pos, neg = batch
+            with ctx.autocast():
+                u = self._codes(self._inputs(s_idx, list(pos) + list(neg)))
+            n = len(s_idx)
+            us, up, un = u[:n], u[n : 2 * n], u[2 * n :]
+            terms = {"triplet": losses.triplet(us, up, un, o["margin_per_bit"] * self.model.bits)}
+        else:
+            s_idx, p_idx = batch
+            with ctx.autocast():
+                u = self._codes(self._inputs(s_idx, p_idx))
+            n = len(s_idx)
+            us, up = u[:n], u[n:]
+            ys = torch.from_numpy(self.data.sketch_labels[np.asarray(s_idx)]).to(self.device)
+            yp = torch.from_numpy(self.data.photo_labels[np.asarray(p_idx)]).to(self.device)
+            logits = self.classifier(u)
+            terms = {
+                "class": 0.5 * (F.cross_entropy(logits[:n], ys) + F.cross_entropy(logits[n:], yp)),
+                "pair": losses.pairwise_likelihood(us, up, losses.same_class(ys, yp)),
+            }
+        terms["quant"] = losses.quantization(u)
+        terms["balance"] = losses.bit_balance(u)
+        weights = {
+            "class": o["w_class"],
+            "pair": o["w_pair"],
+            "triplet": 1.0,
+            "quant": o["w_quant"],
+            "balance": o["w_balance"],
+        }
+        total = sum(weights[k] * v for k, v in terms.items())
+        ctx.update(total)
+        out = {k: float(v.detach()) for k, v in terms.items()}
+        out["total"] = float(total.detach())
+        return out

@@ -1,0 +1,159 @@
+"""What a method supplies to the trainer: its batches, its step, its optimisers, its hooks.
+
+The trainer (``training.trainer``) owns the loop, seeding, schedules, checkpoints, resume and
+progress; a ``TrainingProcedure`` owns everything method-specific:
+- ``epoch_batches(epoch, generator)``: the epoch's batches as plain index data (a pure function
+  of the generator, so a resumed epoch is rebuilt exactly); ``steps_per_epoch()`` their count;
+- ``step(batch, ctx)``: forward, losses, and ``ctx.update(loss)`` for each optimiser it steps
+  (one for most methods; GANs such as GDH step several in turn); returns the loss terms;
+- ``build_optimizers()``: named optimisers (the trainer gives each the configured schedule);
+- ``on_epoch_start`` / ``on_epoch_end``: hooks, e.g. DSH and GDH update their discrete codes B and
+  projection D between epochs, fine-grained training mines hard negatives;
+- ``extra_state`` / ``load_extra_state``: whatever of the above must survive a resume (tensors
+  and JSON values only; no pickle).
+A method registers its procedure with ``@register_procedure`` (see ``training.methods``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from engine.errors import ConfigError
+from engine.models import SketchHashModel
+from training.arrays import PreparedData
+from training.config import TrainConfig
+
+
+class StepContext:
+    """Per-step services of the trainer: autocast and a clipped optimiser update."""
+
+    def __init__(
+        self,
+        device: torch.device,
+        optimizers: Mapping[str, torch.optim.Optimizer],
+        grad_clip: float,
+        amp: bool,
+    ) -> None:
+        self.device = device
+        self.optimizers = optimizers
+        self.grad_clip = grad_clip
+        self.use_bf16 = amp and device.type == "cuda"
+
+    def autocast(self):
+        """bf16 autocast on CUDA; a no-op elsewhere (CPU bf16 is slow and changes results)."""
+        if self.use_bf16:
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def update(self, loss: torch.Tensor, optimizer: str = "main") -> float:
+        """Backward ``loss``, clip the gradients of ``optimizer``'s parameters, step it.
+
+        Returns the gradient norm before clipping (inf/nan steps are skipped, not applied).
+        """
+        opt = self.optimizers[optimizer]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        params = [p for g in opt.param_groups for p in g["params"] if p.grad is not None]
+        if self.grad_clip > 0:
+            norm = float(torch.nn.utils.clip_grad_norm_(params, self.grad_clip))
+        else:
+            norm = (
+                float(torch.norm(torch.stack([p.grad.norm() for p in params]))) if params else 0.0
+            )
+        if torch.isfinite(torch.tensor(norm)):
+            opt.step()
+        return norm
+
+
+class TrainingProcedure(ABC):
+    method: ClassVar[str]
+    default_options: ClassVar[Mapping[str, Any]] = {}
+
+    def __init__(
+        self,
+        model: SketchHashModel,
+        data: PreparedData,
+        config: TrainConfig,
+        device: torch.device,
+    ) -> None:
+        self.model = model
+        self.data = data
+        self.config = config
+        self.device = device
+        unknown = sorted(set(config.options) - set(self.default_options))
+        if unknown:
+            raise ConfigError(
+                f"Unknown option(s) for training '{self.method}': {', '.join(unknown)}; "
+                f"known: {', '.join(sorted(self.default_options)) or 'none'}."
+            )
+        self.options = {**self.default_options, **config.options}
+
+    # ------------------------------------------------------------------ what a method defines
+    @abstractmethod
+    def build_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        """Named optimisers; the one most methods have is called "main"."""
+
+    @abstractmethod
+    def epoch_batches(self, epoch: int, generator: torch.Generator) -> list[Any]:
+        """The batches of ``epoch`` (0-based), as index data, from ``generator`` only."""
+
+    @abstractmethod
+    def step(self, batch: Any, ctx: StepContext) -> dict[str, float]:
+        """One training step; returns its loss terms (``total`` among them)."""
+
+    # ------------------------------------------------------------------ optional
+    def batch_samples(self, batch: Any) -> int:
+        """How many images a batch feeds the model (for samples/s)."""
+        return sum(len(part) for part in batch) if isinstance(batch, tuple) else len(batch)
+
+    def train_mode(self) -> None:
+        """Put the model (and any training-only modules) in training mode."""
+        self.model.train()
+
+    def on_epoch_start(self, epoch: int) -> None:  # noqa: B027 - optional hook
+        """Called before an epoch's first step (not again when resuming inside the epoch)."""
+
+    def on_epoch_end(self, epoch: int) -> dict[str, float]:
+        """Called after an epoch's last step; returns metrics to report."""
+        return {}
+
+    def training_modules(self) -> dict[str, nn.Module]:
+        """Modules trained beside the model but not saved in it (classifiers, discriminators)."""
+        return {}
+
+    def extra_state(self) -> dict[str, Any]:
+        """State to resume with beyond the model and optimisers (tensors and JSON values)."""
+        return {name: m.state_dict() for name, m in self.training_modules().items()}
+
+    def load_extra_state(self, state: Mapping[str, Any]) -> None:
+        for name, module in self.training_modules().items():
+            module.load_state_dict(state[name])
+
+
+def freeze_backbone_blocks(trunk: nn.Module, blocks: int) -> list[nn.Module]:
+    """Freeze the stem and the first ``blocks`` stages of a timm EfficientNet-style trunk.
+
+    Returns the frozen modules, which the procedure keeps in eval mode (BatchNorm statistics
+    frozen too) from then on.
+    """
+    if blocks <= 0:
+        return []
+    stages = getattr(trunk, "blocks", None)
+    if stages is None:
+        raise ConfigError("freeze_blocks needs a backbone with stages (efficientnet_lite0).")
+    if blocks > len(stages):
+        raise ConfigError(f"freeze_blocks must be at most {len(stages)} for this backbone.")
+    frozen = [
+        m for m in (getattr(trunk, "conv_stem", None), getattr(trunk, "bn1", None)) if m is not None
+    ]
+    frozen += list(stages[:blocks])
+    for module in frozen:
+        for p in module.parameters():
+            p.requires_grad_(False)
+    return frozen

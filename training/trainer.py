@@ -1,0 +1,288 @@
+"""The one training loop every method runs in: a generator of progress events.
+
+``train(config, data_dir, out)`` validates the data set (DatasetError before anything else),
+builds or resumes the model, decodes the data once into memory, then runs epochs of the method's
+``TrainingProcedure`` steps, yielding a frozen ``TrainProgress`` after every step and at every
+epoch end. It returns a ``TrainResult`` (the generator's return value: ``yield from`` or
+superqt's ``returned`` signal get it). Setting ``cancel`` (a threading.Event) stops it between
+steps; it then saves a checkpoint and resume state at that exact step and returns with
+``cancelled=True``.
+
+Files, beside ``out`` (e.g. ``runs/sketchy.safetensors``):
+- ``out``: the model (engine checkpoint: safetensors + JSON metadata), rewritten every epoch;
+- ``<out>.resume.safetensors`` / ``<out>.resume.json``: optimiser, scheduler and procedure state,
+  loop position and config (``training.state``: no pickle);
+- ``<out>.log.jsonl``: one JSON object a line: the config, every step, every epoch, the end.
+
+Determinism: the batches of epoch e come from a generator seeded with (seed, e), and torch's
+global RNG (augmentation, dropout) is re-seeded from (seed, global step) before every step. The
+whole random state is so a function of the loop position, and ``resume`` continues bit for bit
+on CPU. On CUDA, bf16 autocast and cuDNN make runs close, not identical.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Generator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from engine.devices import pick_device
+from engine.errors import CheckpointError, ConfigError
+from engine.models import create, load_checkpoint, model_id, save_checkpoint
+from training.arrays import PrepareProgress, prepare_arrays
+from training.config import TrainConfig, lr_factor
+from training.data import load_dataset
+from training.methods import get_procedure
+from training.procedure import StepContext
+from training.state import load_state, save_state
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainProgress:
+    phase: str  # "prepare", "step", "epoch", "done", "cancelled"
+    epoch: int  # 1-based
+    epochs: int
+    step: int  # steps done in this epoch
+    steps_per_epoch: int
+    global_step: int
+    total_steps: int
+    losses: dict[str, float] = field(default_factory=dict)
+    lr: float = 0.0
+    samples_per_s: float = 0.0
+    eta_s: float | None = None
+    elapsed_s: float = 0.0
+    metrics: dict[str, float] = field(default_factory=dict)
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    checkpoint: Path
+    resume_state: Path
+    log: Path
+    epochs_done: int
+    global_step: int
+    cancelled: bool
+    losses: dict[str, float]
+    model_id: str
+
+
+def run_files(out: str | Path) -> tuple[Path, Path, Path]:
+    """(checkpoint, resume state base, log) paths of a run writing ``out``."""
+    out = Path(out)
+    return out, out.with_name(out.stem + ".resume"), out.with_name(out.stem + ".log.jsonl")
+
+
+def _seed(config: TrainConfig, *parts: int) -> int:
+    value = config.seed
+    for p in parts:
+        value = (value * 1_000_003 + p + 1) % (2**63 - 1)
+    return value
+
+
+class _RunLog:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+
+    def write(self, event: str, **values: Any) -> None:
+        with self.path.open("a", encoding="utf-8") as fh:
+            fh.write(json.dumps({"event": event, "time": time.time(), **values}) + "\n")
+
+
+def train(
+    config: TrainConfig,
+    data_dir: str | Path,
+    out: str | Path,
+    *,
+    resume: str | Path | None = None,
+    cancel: threading.Event | None = None,
+) -> Generator[TrainProgress, None, TrainResult]:
+    """Train ``config.method`` on ``data_dir``, writing ``out``; see the module docstring."""
+    cancel = cancel or threading.Event()
+    ckpt_path, state_base, log_path = run_files(out)
+    state: dict[str, Any] | None = None
+    if resume is not None:
+        state = load_state(run_files(resume)[1])
+        saved = TrainConfig.from_dict(state["config"])
+        if saved.method != config.method:
+            raise CheckpointError(
+                f"{resume} was trained with '{saved.method}', not '{config.method}'."
+            )
+        config = saved.replace(epochs=config.epochs, device=config.device, workers=config.workers)
+
+    dataset = load_dataset(data_dir)
+    if config.classes:
+        dataset = dataset.restrict_classes(config.classes)
+    dataset = dataset.subset(config.split)
+    if not dataset.sketches:
+        raise ConfigError(f"The '{config.split}' split of {data_dir} has no sketches to train on.")
+    procedure_class = get_procedure(config.method)  # unknown method: fail before decoding
+    device = pick_device(config.device)
+    torch.manual_seed(config.seed)
+    if resume is not None:
+        model = load_checkpoint(resume, method=config.method, device=device)
+    else:
+        model = create(config.method, **config.model).to(device)
+
+    data = None
+    prepare = prepare_arrays(dataset, model.photo_size, model.sketch_size, cancel)
+    try:
+        while True:
+            p: PrepareProgress = next(prepare)
+            yield TrainProgress(
+                "prepare",
+                0,
+                config.epochs,
+                p.done,
+                p.total,
+                0,
+                0,
+                message=f"decoding {p.what} {p.done}/{p.total}",
+            )
+    except StopIteration as stop:  # Cancelled while decoding propagates: nothing to save yet
+        data = stop.value
+
+    procedure = procedure_class(model, data, config, device)
+    optimizers = procedure.build_optimizers()
+    steps_per_epoch = len(
+        procedure.epoch_batches(0, torch.Generator().manual_seed(_seed(config, 0)))
+    )
+    schedulers = {
+        name: torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda s: lr_factor(config, s, steps_per_epoch)
+        )
+        for name, opt in optimizers.items()
+    }
+    start_epoch, start_step, global_step = 0, 0, 0
+    if state is not None:
+        for name, opt in optimizers.items():
+            opt.load_state_dict(state["optimizers"][name])
+            schedulers[name].load_state_dict(state["schedulers"][name])
+        procedure.load_extra_state(state["procedure"])
+        start_epoch, start_step = state["epoch"], state["step"]
+        global_step = state["global_step"]
+
+    run_log = _RunLog(log_path)
+    run_log.write(
+        "config" if state is None else "resume",
+        config=config.to_dict(),
+        data=dataset.summary(),
+        device=str(device),
+        start=[start_epoch, start_step],
+    )
+    ctx = StepContext(device, optimizers, config.grad_clip, config.amp)
+    total_steps = steps_per_epoch * config.epochs
+    started, run_steps, run_samples = time.monotonic(), 0, 0
+    last_losses: dict[str, float] = {}
+
+    def save(epoch: int, step: int) -> None:
+        save_checkpoint(
+            model,
+            ckpt_path,
+            name=ckpt_path.stem,
+            data=dataset.summary(),
+            training={
+                "config": config.to_dict(),
+                "epoch": epoch,
+                "step": step,
+                "global_step": global_step,
+                "losses": last_losses,
+            },
+        )
+        save_state(
+            state_base,
+            {
+                "config": config.to_dict(),
+                "epoch": epoch,
+                "step": step,
+                "global_step": global_step,
+                "optimizers": {n: o.state_dict() for n, o in optimizers.items()},
+                "schedulers": {n: s.state_dict() for n, s in schedulers.items()},
+                "procedure": procedure.extra_state(),
+            },
+        )
+
+    def result(cancelled: bool, epochs_done: int) -> TrainResult:
+        return TrainResult(
+            ckpt_path,
+            state_base,
+            log_path,
+            epochs_done,
+            global_step,
+            cancelled,
+            dict(last_losses),
+            model_id(model),
+        )
+
+    def progress(phase: str, epoch: int, step: int, **extra: Any) -> TrainProgress:
+        elapsed = time.monotonic() - started
+        rate = run_samples / elapsed if elapsed > 0 else 0.0
+        eta = (total_steps - global_step) * elapsed / run_steps if run_steps else None
+        lr = optimizers["main"].param_groups[0]["lr"] if "main" in optimizers else 0.0
+        return TrainProgress(
+            phase,
+            epoch + 1,
+            config.epochs,
+            step,
+            steps_per_epoch,
+            global_step,
+            total_steps,
+            dict(last_losses),
+            lr,
+            rate,
+            eta,
+            elapsed,
+            **extra,
+        )
+
+    for epoch in range(start_epoch, config.epochs):
+        batches = procedure.epoch_batches(
+            epoch, torch.Generator().manual_seed(_seed(config, epoch))
+        )
+        first = start_step if epoch == start_epoch else 0
+        if first == 0:
+            procedure.on_epoch_start(epoch)
+        for step in range(first, len(batches)):
+            if cancel.is_set():
+                save(epoch, step)
+                run_log.write("cancelled", epoch=epoch, step=step, global_step=global_step)
+                yield progress("cancelled", epoch, step, message="cancelled; checkpoint saved")
+                return result(True, epoch)
+            torch.manual_seed(_seed(config, 1_000_000 + global_step))
+            procedure.train_mode()
+            last_losses = procedure.step(batches[step], ctx)
+            for sched in schedulers.values():
+                sched.step()
+            global_step += 1
+            run_steps += 1
+            run_samples += procedure.batch_samples(batches[step])
+            event = progress("step", epoch, step + 1)
+            run_log.write(
+                "step",
+                epoch=epoch + 1,
+                step=step + 1,
+                global_step=global_step,
+                losses=last_losses,
+                lr=event.lr,
+                samples_per_s=event.samples_per_s,
+            )
+            yield event
+        metrics = procedure.on_epoch_end(epoch)
+        save(epoch + 1, 0)
+        run_log.write(
+            "epoch", epoch=epoch + 1, global_step=global_step, losses=last_losses, metrics=metrics
+        )
+        yield progress("epoch", epoch, len(batches), metrics=dict(metrics))
+    run_log.write("done", global_step=global_step, model_id=model_id(model))
+    yield progress("done", config.epochs - 1, steps_per_epoch, message=f"saved {ckpt_path}")
+    return result(False, config.epochs)
