@@ -1,0 +1,232 @@
+"""Evaluation through the engine's own search path, with the figures a random ranking would get.
+
+Protocol (stated in every report's ``protocol``):
+- queries: the sketches of the split's photos (``split`` of ``split.json``; a folder without
+  ``split.json`` is evaluated whole: every sketch a query, every photo in the gallery);
+- gallery: the split's photos, plus every photo under ``extra_gallery`` (distractors, relevant
+  to no query), numbered in that order (data set photos in sorted key order, then distractors in
+  walk order): that number is the photo id;
+- binary figures: ``encode_*`` -> packed codes -> ``engine.index.BinaryIndex`` (Faiss), the full
+  ranking of the gallery for each query; equal Hamming distances are ordered by photo id, exactly
+  as a user's search orders them;
+- real-valued figures: cosine similarity of the ``embed_*`` outputs before binarisation (ties by
+  photo id too);
+- category level: a hit is a photo of the query's class: mAP over all results, mAP@200, P@200;
+  fine-grained: the sketch's own photo: acc@1, acc@10;
+- ``random``: the exact expectation of each metric under a uniformly random ranking;
+- ``baseline``: the classical HOG baseline (``training.classical``), evaluated the same way.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Generator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from engine.codes import pack_codes
+from engine.errors import Cancelled, ImageLoadError
+from engine.index import BinaryIndex
+from engine.indexer import walk_photos
+from engine.models import SketchHashModel, model_id
+from training import metrics as M
+from training.arrays import PrepareProgress, prepare_arrays, read_photo
+from training.data import CATEGORY, load_dataset
+
+log = logging.getLogger(__name__)
+
+TIES = "equal distances are ordered by photo id (data set photos in sorted order, then distractors)"
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    split: str | None = "test"
+    extra_gallery: Path | None = None
+    k: int = 200
+    batch_size: int = 64
+    real_valued: bool = True
+    baseline: bool = True
+    classes: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class EvalProgress:
+    stage: str
+    done: int
+    total: int
+
+
+@dataclass(frozen=True)
+class EvalReport:
+    metrics: dict[str, float]
+    random: dict[str, float]
+    real_valued: dict[str, float] = field(default_factory=dict)
+    baseline: dict[str, Any] = field(default_factory=dict)
+    protocol: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"metrics": self.metrics, "random": self.random}
+        if self.real_valued:
+            out["real_valued"] = self.real_valued
+        if self.baseline:
+            out["baseline"] = self.baseline
+        out["protocol"] = self.protocol
+        return out
+
+
+def ranking_metrics(ranked: np.ndarray, n_relevant: np.ndarray, layout: str, k: int = 200):
+    """(figures, random expectations) of ranked relevance rows (nq, n) for the layout."""
+    n = ranked.shape[1]
+    if layout == CATEGORY:
+        figures = {
+            "map_all": M.mean_average_precision(ranked, n_relevant),
+            f"map_{k}": M.mean_average_precision(ranked, n_relevant, k),
+            f"p_{k}": M.precision_at_k(ranked, n_relevant, k),
+        }
+        random = {
+            "map_all": M.expected_map(n, n_relevant),
+            f"map_{k}": M.expected_map(n, n_relevant, k),
+            f"p_{k}": M.expected_precision_at_k(n, n_relevant, k),
+        }
+    else:
+        figures = {f"acc_{a}": M.accuracy_at_k(ranked, n_relevant, a) for a in (1, 10)}
+        random = {f"acc_{a}": M.expected_accuracy_at_k(n, n_relevant, a) for a in (1, 10)}
+    return figures, random
+
+
+def binary_ranking(query_codes: np.ndarray, gallery_codes: np.ndarray, bits: int, mid: str):
+    """Full gallery ranking (nq, n) of photo ids through the engine's BinaryIndex."""
+    index = BinaryIndex(bits, mid)
+    index.add(np.arange(len(gallery_codes), dtype=np.int64), gallery_codes)
+    return index.search(query_codes, len(gallery_codes)).ids
+
+
+def cosine_ranking(queries: np.ndarray, gallery: np.ndarray) -> np.ndarray:
+    """Full ranking by cosine similarity, ties by photo id (stable sort)."""
+    q = queries / np.maximum(np.linalg.norm(queries, axis=1, keepdims=True), 1e-12)
+    g = gallery / np.maximum(np.linalg.norm(gallery, axis=1, keepdims=True), 1e-12)
+    return np.argsort(-(q @ g.T), axis=1, kind="stable")
+
+
+def _batched(fn, arrays: np.ndarray, batch_size: int, stage: str, cancel: threading.Event):
+    out = []
+    for i in range(0, len(arrays), batch_size):
+        if cancel.is_set():
+            raise Cancelled("Evaluation was cancelled.")
+        out.append(fn(arrays[i : i + batch_size]))
+        yield EvalProgress(stage, min(i + batch_size, len(arrays)), len(arrays))
+    return np.concatenate(out)
+
+
+def _extra_photos(folder: Path, size: int, cancel: threading.Event):
+    paths = [Path(p) for p, _, _ in walk_photos(folder)]
+    arrays, skipped = [], 0
+    for i, path in enumerate(paths):
+        if cancel.is_set():
+            raise Cancelled("Evaluation was cancelled.")
+        try:
+            arrays.append(read_photo(path, size))
+        except (ImageLoadError, OSError) as exc:
+            skipped += 1
+            log.warning("Distractor %s skipped: %s", path, exc)
+        if (i + 1) % 64 == 0 or i + 1 == len(paths):
+            yield EvalProgress("distractors", i + 1, len(paths))
+    empty = np.empty((0, size, size, 3), np.uint8)
+    return (np.stack(arrays) if arrays else empty), skipped
+
+
+def evaluate(
+    model: SketchHashModel,
+    data_dir: str | Path,
+    config: EvalConfig | None = None,
+    cancel: threading.Event | None = None,
+) -> Generator[EvalProgress, None, EvalReport]:
+    """Evaluate ``model`` on ``data_dir``; yields progress, returns the EvalReport."""
+    config = config or EvalConfig()
+    cancel = cancel or threading.Event()
+    dataset = load_dataset(data_dir)
+    if config.classes:
+        dataset = dataset.restrict_classes(config.classes)
+    split = config.split if dataset.splits else None
+    dataset = dataset.subset(split)
+    gen = prepare_arrays(dataset, model.photo_size, model.sketch_size, cancel)
+    data = yield from _as_eval_progress(gen)
+    photos, labels = data.photos, data.photo_labels
+    skipped = 0
+    if config.extra_gallery is not None:
+        extra, skipped = yield from _extra_photos(
+            Path(config.extra_gallery), model.photo_size, cancel
+        )
+        photos = np.concatenate([photos, extra])
+        labels = np.concatenate([labels, np.full(len(extra), -1, np.int64)])
+    if dataset.layout == CATEGORY:
+        relevant = data.sketch_labels[:, None] == labels[None, :]
+    else:
+        relevant = data.sketch_photo[:, None] == np.arange(len(photos))[None, :]
+    n_relevant = relevant.sum(axis=1)
+    keep = n_relevant > 0
+    relevant, n_relevant = relevant[keep], n_relevant[keep]
+    bs = config.batch_size
+    q_emb = yield from _batched(model.embed_sketches, data.sketches[keep], bs, "sketches", cancel)
+    g_emb = yield from _batched(model.embed_photos, photos, bs, "photos", cancel)
+    ids = binary_ranking(pack_codes(q_emb), pack_codes(g_emb), model.bits, model_id(model))
+    figures, random = ranking_metrics(
+        np.take_along_axis(relevant, ids, axis=1), n_relevant, dataset.layout, config.k
+    )
+    real = {}
+    if config.real_valued:
+        order = cosine_ranking(q_emb, g_emb)
+        real, _ = ranking_metrics(
+            np.take_along_axis(relevant, order, axis=1), n_relevant, dataset.layout, config.k
+        )
+    baseline: dict[str, Any] = {}
+    if config.baseline:
+        baseline = yield from _classical(
+            data.sketches[keep], photos, relevant, n_relevant, dataset.layout, config.k
+        )
+    protocol = {
+        "data": str(dataset.root),
+        "layout": dataset.layout,
+        "split": split or "all (no split.json)",
+        "queries": int(keep.sum()),
+        "queries_without_relevant_photo": int((~keep).sum()),
+        "gallery": len(photos),
+        "distractors": int(len(photos) - len(data.photos)),
+        "distractors_skipped": skipped,
+        "hit": "same class" if dataset.layout == CATEGORY else "the sketch's own photo",
+        "binary": f"{model.bits}-bit codes, Hamming distance, engine BinaryIndex (Faiss)",
+        "real_valued": "cosine similarity of the model outputs before binarisation",
+        "ties": TIES,
+        "model_id": model_id(model),
+    }
+    return EvalReport(figures, random, real, baseline, protocol)
+
+
+def _as_eval_progress(gen: Generator[PrepareProgress, None, Any]):
+    """Relay a decoding generator's progress as EvalProgress; return its value."""
+    try:
+        while True:
+            p = next(gen)
+            yield EvalProgress(p.what, p.done, p.total)
+    except StopIteration as stop:
+        return stop.value
+
+
+def _classical(sketches, photos, relevant, n_relevant, layout, k):
+    from training.classical import hog_codes, photo_hog, sketch_hog
+
+    yield EvalProgress("baseline", 0, 2)
+    s_feat = sketch_hog(sketches)
+    yield EvalProgress("baseline", 1, 2)
+    p_feat = photo_hog(photos)
+    yield EvalProgress("baseline", 2, 2)
+    s_codes, p_codes = hog_codes(s_feat, p_feat)
+    ids = binary_ranking(s_codes, p_codes, 64, "classical-hog")
+    binary, _ = ranking_metrics(np.take_along_axis(relevant, ids, axis=1), n_relevant, layout, k)
+    order = cosine_ranking(s_feat, p_feat)
+    real, _ = ranking_metrics(np.take_along_axis(relevant, order, axis=1), n_relevant, layout, k)
+    return {"name": "HOG of sketch vs HOG of photo edge map", **binary, "real_valued": real}
