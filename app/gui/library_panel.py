@@ -1,0 +1,198 @@
+"""The library panel: photo folders, indexing progress with Cancel, and files that failed."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QFileDialog,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QProgressBar,
+    QPushButton,
+    QTreeWidget,
+    QTreeWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from engine.errors import SketchSearchError
+from engine.indexer import IndexProgress
+from engine.library import Library
+
+log = logging.getLogger(__name__)
+
+
+def format_eta(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"about {seconds} s left"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"about {minutes} min {seconds:02d} s left"
+    hours, minutes = divmod(minutes, 60)
+    return f"about {hours} h {minutes:02d} min left"
+
+
+def describe_progress(p: IndexProgress) -> str:
+    """One line for the progress label: count, rate and ETA."""
+    if p.phase == "scanning":
+        return f"Looking for photos… {p.found:,} found"
+    if p.phase == "encoding":
+        parts = [f"Indexing {p.encoded:,} of {p.to_encode:,}"]
+        if p.rate:
+            parts.append(f"{p.rate:.1f} photos/s")
+        if eta := format_eta(p.eta_s):
+            parts.append(eta)
+        return "  ·  ".join(parts)
+    failed = f", {p.failed:,} could not be read" if p.failed else ""
+    if p.phase == "cancelled":
+        return (f"Cancelled after {p.encoded:,} of {p.to_encode:,}{failed}. "
+                "Press Index to continue where it stopped.")
+    return f"Up to date: {p.found:,} photos checked, {p.encoded:,} newly indexed{failed}."
+
+
+class LibraryPanel(QWidget):
+    """Folders are added and removed here directly; indexing is asked for by signal."""
+
+    indexRequested = Signal()
+    cancelRequested = Signal()
+    foldersChanged = Signal()
+    errorOccurred = Signal(str)
+
+    def __init__(self, library: Library, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.library = library
+        self.folders = QListWidget()
+        self.folders.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.folders.setToolTip("Folders whose photos are searched")
+        self.add_button = QPushButton("Add folder…")
+        self.remove_button = QPushButton("Remove")
+        self.index_button = QPushButton("Index")
+        self.index_button.setToolTip("Index new and changed photos in these folders")
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setEnabled(False)
+        self.progress = QProgressBar()
+        self.progress.setTextVisible(True)
+        self.progress_label = QLabel("Add a folder of photos to search it.")
+        self.progress_label.setWordWrap(True)
+        self.failures_label = QLabel()
+        self.failures = QTreeWidget()
+        self.failures.setHeaderLabels(["File", "Reason"])
+        self.failures.setRootIsDecorated(False)
+        self.failures.header().setSectionResizeMode(0, QHeaderView.ResizeMode.Interactive)
+        self.failures.setColumnWidth(0, 160)
+
+        self.add_button.clicked.connect(self._choose_folder)
+        self.remove_button.clicked.connect(self.remove_selected)
+        self.index_button.clicked.connect(self.indexRequested)
+        self.cancel_button.clicked.connect(self.cancelRequested)
+        self.folders.currentRowChanged.connect(lambda _row: self._update_buttons())
+
+        folder_buttons = QHBoxLayout()
+        folder_buttons.addWidget(self.add_button)
+        folder_buttons.addWidget(self.remove_button)
+        index_buttons = QHBoxLayout()
+        index_buttons.addWidget(self.index_button)
+        index_buttons.addWidget(self.cancel_button)
+        layout = QVBoxLayout(self)
+        layout.addWidget(QLabel("<b>Photo folders</b>"))
+        layout.addWidget(self.folders, 2)
+        layout.addLayout(folder_buttons)
+        layout.addLayout(index_buttons)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.progress_label)
+        layout.addWidget(self.failures_label)
+        layout.addWidget(self.failures, 3)
+        self._running = False
+        self.reload()
+
+    # ----------------------------------------------------------------- folders
+    def reload(self) -> None:
+        """Re-read folders and failures from the library."""
+        self.folders.clear()
+        for root in self.library.roots():
+            item = QListWidgetItem(str(root))
+            item.setToolTip(str(root) if root.is_dir() else f"{root}\n(not available right now)")
+            self.folders.addItem(item)
+        self.refresh_failures()
+        self._update_buttons()
+
+    def add_folder(self, folder: str | Path) -> Path | None:
+        try:
+            added = self.library.add_root(folder)
+        except SketchSearchError as exc:
+            self.errorOccurred.emit(str(exc))
+            return None
+        self.reload()
+        self.foldersChanged.emit()
+        return added
+
+    def remove_selected(self) -> None:
+        item = self.folders.currentItem()
+        if item is None or self._running:
+            return
+        try:
+            removed = self.library.remove_root(item.text())
+        except SketchSearchError as exc:
+            self.errorOccurred.emit(str(exc))
+            return
+        log.info("Removed %s (%d photos forgotten)", item.text(), removed)
+        self.reload()
+        self.foldersChanged.emit()
+
+    def _choose_folder(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Add a folder of photos")
+        if folder:
+            self.add_folder(folder)
+
+    # ----------------------------------------------------------------- indexing
+    def set_running(self, running: bool) -> None:
+        self._running = running
+        if running:
+            self.progress.setRange(0, 0)  # busy until the first count arrives
+        self._update_buttons()
+
+    def set_progress(self, p: IndexProgress) -> None:
+        self.progress_label.setText(describe_progress(p))
+        if p.phase == "encoding" and p.to_encode:
+            self.progress.setRange(0, p.to_encode)
+            self.progress.setValue(p.encoded)
+            self.progress.setFormat("%v / %m")
+        elif p.phase in ("done", "cancelled"):
+            total = max(p.to_encode, 1)
+            self.progress.setRange(0, total)
+            self.progress.setValue(total if p.phase == "done" else p.encoded)
+            self.progress.setFormat("%v / %m" if p.to_encode else "up to date")
+
+    def refresh_failures(self) -> None:
+        self.failures.clear()
+        failures = self.library.failures()
+        for failure in failures:
+            item = QTreeWidgetItem([Path(failure.path).name, failure.error])
+            item.setToolTip(0, str(failure.path))
+            item.setToolTip(1, failure.error)
+            self.failures.addTopLevelItem(item)
+        self.failures_label.setText(
+            f"<b>Could not be read</b> ({len(failures)})" if failures else "No unreadable files."
+        )
+
+    def _update_buttons(self) -> None:
+        has_folders = self.folders.count() > 0
+        self.index_button.setEnabled(has_folders and not self._running)
+        self.cancel_button.setEnabled(self._running)
+        self.remove_button.setEnabled(self.folders.currentItem() is not None and not self._running)
+        self.add_button.setEnabled(True)
+        if not has_folders and not self._running:
+            self.progress_label.setText("Add a folder of photos to search it.")
+        self.failures.setColumnHidden(1, False)
+        self.failures.setVisible(self.failures.topLevelItemCount() > 0)
+        self.failures.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)

@@ -1,0 +1,255 @@
+"""The results grid: a list model of search results, thumbnails that arrive lazily, and the
+actions on a result (open, reveal in the file manager, copy path, larger preview)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+from PySide6.QtCore import (
+    QAbstractListModel,
+    QModelIndex,
+    QPersistentModelIndex,
+    QPoint,
+    QProcess,
+    QSize,
+    Qt,
+    QTimer,
+    QUrl,
+    Signal,
+)
+from PySide6.QtGui import QAction, QColor, QDesktopServices, QGuiApplication, QKeyEvent, QPixmap
+from PySide6.QtWidgets import QAbstractItemView, QLabel, QListView, QMenu, QWidget
+
+from app.gui.thumbnails import ThumbnailLoader
+from engine.searcher import SearchResponse, SearchResult
+
+log = logging.getLogger(__name__)
+
+THUMB_SIZE = 160
+PREVIEW_SIZE = 480
+HOVER_PREVIEW_MS = 800
+PathRole = Qt.ItemDataRole.UserRole + 1
+ResultRole = Qt.ItemDataRole.UserRole + 2
+
+
+class ResultsModel(QAbstractListModel):
+    """Rows are SearchResults; the decoration is the thumbnail once the loader has it."""
+
+    def __init__(self, thumbnails: ThumbnailLoader, parent=None) -> None:
+        super().__init__(parent)
+        self._thumbnails = thumbnails
+        self._results: tuple[SearchResult, ...] = ()
+        self._row_of: dict[str, int] = {}
+        self.bits = 0
+        self._placeholder = QPixmap(THUMB_SIZE, THUMB_SIZE)
+        self._placeholder.fill(QColor(235, 235, 235))
+        self._pixmaps: dict[str, QPixmap] = {}
+        thumbnails.ready.connect(self._on_thumbnail)
+        thumbnails.failed.connect(lambda path, size, message: self._on_thumbnail(path, size))
+
+    def set_response(self, response: SearchResponse | None) -> None:
+        self.beginResetModel()
+        self._thumbnails.cancel_pending()
+        self._results = response.results if response else ()
+        self.bits = response.bits if response else 0
+        self._row_of = {str(r.path): i for i, r in enumerate(self._results)}
+        self._pixmaps = {k: v for k, v in self._pixmaps.items() if k in self._row_of}
+        self.endResetModel()
+
+    def results(self) -> tuple[SearchResult, ...]:
+        return self._results
+
+    def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() else len(self._results)
+
+    def data(self, index, role: int = Qt.ItemDataRole.DisplayRole):
+        if not index.isValid() or index.row() >= len(self._results):
+            return None
+        result = self._results[index.row()]
+        if role == Qt.ItemDataRole.DisplayRole:
+            return f"#{result.rank}  ·  d {result.distance}/{self.bits}"
+        if role == Qt.ItemDataRole.DecorationRole:
+            return self._pixmap(str(result.path))
+        if role == Qt.ItemDataRole.ToolTipRole:
+            error = self._thumbnails.error(result.path, THUMB_SIZE)
+            note = f"\nCannot show a preview: {error}" if error else ""
+            return (f"{result.path}\nRank {result.rank}, Hamming distance {result.distance} "
+                    f"of {self.bits} bits{note}")
+        if role == PathRole:
+            return str(result.path)
+        if role == ResultRole:
+            return result
+        return None
+
+    def _pixmap(self, path: str) -> QPixmap:
+        pixmap = self._pixmaps.get(path)
+        if pixmap is None:
+            image = self._thumbnails.get(path, THUMB_SIZE)
+            if image is None:
+                return self._placeholder
+            pixmap = self._pixmaps[path] = QPixmap.fromImage(image)
+        return pixmap
+
+    def _on_thumbnail(self, path: str, size: int) -> None:
+        row = self._row_of.get(path)
+        if row is not None and size == THUMB_SIZE:
+            index = self.index(row)
+            self.dataChanged.emit(index, index, [Qt.ItemDataRole.DecorationRole])
+
+
+class PreviewPopup(QLabel):
+    """A larger image of one result, shown beside the grid (Space or hovering)."""
+
+    def __init__(self, thumbnails: ThumbnailLoader, parent: QWidget) -> None:
+        super().__init__(parent, Qt.WindowType.ToolTip)
+        self._thumbnails = thumbnails
+        self._path: str | None = None
+        self.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.setStyleSheet("background: #222; color: #eee; padding: 6px; border: 1px solid #555;")
+        thumbnails.ready.connect(self._on_ready)
+
+    def show_for(self, path: str, anchor: QPoint) -> None:
+        self._path = path
+        image = self._thumbnails.get(path, PREVIEW_SIZE)
+        if image is not None:
+            self.setPixmap(QPixmap.fromImage(image))
+        else:
+            self.setText(f"Loading {Path(path).name}…")
+        self.adjustSize()
+        self.move(anchor)
+        self.show()
+
+    def current_path(self) -> str | None:
+        return self._path if self.isVisible() else None
+
+    def _on_ready(self, path: str, size: int) -> None:
+        if path == self._path and size == PREVIEW_SIZE and self.isVisible():
+            self.setPixmap(QPixmap.fromImage(self._thumbnails.get(path, PREVIEW_SIZE)))
+            self.adjustSize()
+
+
+class ResultsView(QListView):
+    """Grid of results; Enter/double-click opens, Space previews, the context menu does the rest.
+
+    When there is nothing to show, ``empty_text`` tells the user what to do.
+    """
+
+    errorOccurred = Signal(str)
+
+    def __init__(self, thumbnails: ThumbnailLoader, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setViewMode(QListView.ViewMode.IconMode)
+        self.setResizeMode(QListView.ResizeMode.Adjust)
+        self.setMovement(QListView.Movement.Static)
+        self.setUniformItemSizes(True)
+        self.setIconSize(QSize(THUMB_SIZE, THUMB_SIZE))
+        self.setGridSize(QSize(THUMB_SIZE + 16, THUMB_SIZE + 30))
+        self.setSpacing(4)
+        self.setWordWrap(True)
+        self.setMouseTracking(True)
+        self.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.customContextMenuRequested.connect(self._context_menu)
+        self.activated.connect(self.open_index)
+        self.empty_text = ""
+        self.preview = PreviewPopup(thumbnails, self)
+        self._hovered = QPersistentModelIndex()
+        self._hover_timer = QTimer(self, singleShot=True, interval=HOVER_PREVIEW_MS)
+        self._hover_timer.timeout.connect(self._preview_hovered)
+        self.entered.connect(self._on_entered)
+
+    def set_empty_text(self, text: str) -> None:
+        self.empty_text = text
+        self.viewport().update()
+
+    # ----------------------------------------------------------------- actions
+    def open_index(self, index: QModelIndex) -> None:
+        path = index.data(PathRole)
+        if path and not QDesktopServices.openUrl(QUrl.fromLocalFile(path)):
+            self.errorOccurred.emit(f"No application could open {path}.")
+
+    def reveal_index(self, index: QModelIndex) -> None:
+        path = index.data(PathRole)
+        if not path:
+            return
+        if sys.platform == "darwin":
+            ok = QProcess.startDetached("open", ["-R", path])
+        elif sys.platform == "win32":
+            ok = QProcess.startDetached("explorer", [f"/select,{Path(path)}"])
+        else:  # no portable "select this file"; open its folder
+            ok = QDesktopServices.openUrl(QUrl.fromLocalFile(str(Path(path).parent)))
+        if not ok:
+            self.errorOccurred.emit(f"Could not open the folder of {path}.")
+
+    def copy_path(self, index: QModelIndex) -> None:
+        path = index.data(PathRole)
+        if path:
+            QGuiApplication.clipboard().setText(path)
+
+    def toggle_preview(self) -> None:
+        if self.preview.isVisible():
+            self.preview.hide()
+            return
+        index = self.currentIndex()
+        if index.isValid():
+            self._show_preview(index)
+
+    # ----------------------------------------------------------------- events
+    def keyPressEvent(self, event: QKeyEvent) -> None:
+        key = event.key()
+        if key in (Qt.Key.Key_Return, Qt.Key.Key_Enter) and self.currentIndex().isValid():
+            self.open_index(self.currentIndex())
+        elif key == Qt.Key.Key_Space:
+            self.toggle_preview()
+        elif key == Qt.Key.Key_Escape and self.preview.isVisible():
+            self.preview.hide()
+        else:
+            super().keyPressEvent(event)
+            if self.preview.isVisible() and self.currentIndex().isValid():
+                self._show_preview(self.currentIndex())  # the preview follows the arrow keys
+
+    def leaveEvent(self, event) -> None:
+        self._hover_timer.stop()
+        if self.preview.isVisible() and not self.hasFocus():
+            self.preview.hide()
+        super().leaveEvent(event)
+
+    def paintEvent(self, event) -> None:
+        super().paintEvent(event)
+        if self.model() is not None and self.model().rowCount() == 0 and self.empty_text:
+            from PySide6.QtGui import QPainter
+
+            painter = QPainter(self.viewport())
+            painter.setPen(QColor(110, 110, 110))
+            rect = self.viewport().rect().adjusted(24, 24, -24, -24)
+            painter.drawText(rect, Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap,
+                             self.empty_text)
+            painter.end()
+
+    def _on_entered(self, index: QModelIndex) -> None:
+        self._hovered = QPersistentModelIndex(index)
+        self._hover_timer.start()
+
+    def _preview_hovered(self) -> None:
+        if self._hovered.isValid() and self.underMouse():
+            self._show_preview(QModelIndex(self._hovered))
+
+    def _show_preview(self, index: QModelIndex) -> None:
+        rect = self.visualRect(index)
+        anchor = self.viewport().mapToGlobal(rect.topRight() + QPoint(8, 0))
+        self.preview.show_for(index.data(PathRole), anchor)
+
+    def _context_menu(self, pos: QPoint) -> None:
+        index = self.indexAt(pos)
+        if not index.isValid():
+            return
+        menu = QMenu(self)
+        for text, slot in (("Open", self.open_index), ("Show in folder", self.reveal_index),
+                           ("Copy path", self.copy_path)):
+            action = QAction(text, menu)
+            action.triggered.connect(lambda checked=False, s=slot: s(index))
+            menu.addAction(action)
+        menu.addAction("Preview (Space)", lambda: self._show_preview(index))
+        menu.exec(self.viewport().mapToGlobal(pos))

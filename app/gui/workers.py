@@ -1,0 +1,167 @@
+"""Running blocking engine work off the GUI thread, and knowing what is still running.
+
+Engine calls are plain functions and generators; superqt's workers run them on the global
+QThreadPool and turn yields, returns and exceptions into signals. ``JobRunner`` keeps a reference
+to every worker it started (so none is garbage-collected mid-run), cancels them all and waits for
+them when the window closes.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from PySide6.QtCore import QObject, QThreadPool, Signal
+from superqt.utils import FunctionWorker, GeneratorWorker, WorkerBase
+
+from engine.indexer import IndexProgress, index_library
+from engine.library import Library
+from engine.models import SketchHashModel
+from engine.searcher import Searcher
+
+log = logging.getLogger(__name__)
+
+REFRESH_EVERY_S = 1.5
+Slots = dict[str, Callable]  # while encoding, make new codes searchable this often
+
+
+class JobRunner(QObject):
+    """Starts workers on the global thread pool and tracks them until they finish."""
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._workers: set[WorkerBase] = set()
+        self._cancel_events: set[threading.Event] = set()
+
+    def run_function(self, func: Callable, *args, on: Slots | None = None, **kwargs) -> None:
+        """Run ``func(*args, **kwargs)``; ``on`` maps signal names (returned, errored, finished)
+        to slots, connected before the worker starts so that no signal is missed."""
+        self._start(FunctionWorker(func, *args, **kwargs), on or {})
+
+    def run_generator(self, func: Callable, *args, on: Slots | None = None, **kwargs) -> None:
+        """Like run_function for a generator function; ``on`` may also name ``yielded``."""
+        self._start(GeneratorWorker(func, *args, **kwargs), on or {})
+
+    def running(self) -> int:
+        return len(self._workers)
+
+    def track_cancel(self, event: threading.Event) -> None:
+        self._cancel_events.add(event)
+
+    def untrack_cancel(self, event: threading.Event) -> None:
+        self._cancel_events.discard(event)
+
+    def cancel_all(self) -> None:
+        for event in self._cancel_events:
+            event.set()
+        for worker in list(self._workers):
+            worker.quit()
+
+    def wait(self, timeout_ms: int = 30000) -> bool:
+        """Block until every worker thread has finished; False if the timeout ran out."""
+        done = QThreadPool.globalInstance().waitForDone(timeout_ms)
+        if not done:
+            log.warning("Workers still running after %d ms", timeout_ms)
+        return done
+
+    def _start(self, worker: WorkerBase, slots: Slots) -> None:
+        self._workers.add(worker)
+        for name, slot in slots.items():
+            getattr(worker, name).connect(slot)
+        worker.finished.connect(lambda: self._workers.discard(worker))
+        # started directly (not through worker.start(), which may defer by a timer tick), so
+        # that wait() right after never misses a worker that is about to start
+        QThreadPool.globalInstance().start(worker)
+
+
+@dataclass(frozen=True)
+class ActiveModel:
+    model: SketchHashModel
+    searcher: Searcher
+    spec: str  # how to load it again: "" = shipped default, a method name or a checkpoint path
+
+
+def activate_model(
+    library: Library, spec: str, model: SketchHashModel | None = None
+) -> ActiveModel:
+    """Load the model (unless given) and build its searcher from the catalog's codes."""
+    from engine.store import load_model  # heavy import, done on the worker thread
+
+    if model is None:
+        model = load_model(spec or None)
+    return ActiveModel(model, Searcher(library, model), spec)
+
+
+@dataclass(frozen=True)
+class IndexUpdate:
+    progress: IndexProgress
+    refreshed: int | None  # photos now searchable, when the searcher was refreshed
+
+
+def index_and_refresh(
+    library: Library,
+    model: SketchHashModel,
+    searcher: Searcher | None,
+    cancel: threading.Event,
+    batch_size: int = 32,
+) -> Iterator[IndexUpdate]:
+    """Index the library for ``model``; refresh ``searcher`` now and then, and at the end."""
+    last_refresh = time.monotonic()
+    for progress in index_library(library, model, batch_size=batch_size, cancel=cancel):
+        refreshed = None
+        final = progress.phase in ("done", "cancelled")
+        due = progress.encoded and time.monotonic() - last_refresh > REFRESH_EVERY_S
+        if searcher is not None and (final or due):
+            refreshed = searcher.refresh()
+            last_refresh = time.monotonic()
+        yield IndexUpdate(progress, refreshed)
+
+
+class IndexJob(QObject):
+    """One indexing run at a time: start, cancel, and its progress as signals."""
+
+    progressed = Signal(object)  # IndexUpdate
+    finished = Signal(object)  # the last IndexProgress (phase "done" or "cancelled") or None
+    failed = Signal(object)  # the exception
+
+    def __init__(self, runner: JobRunner, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._runner = runner
+        self._cancel: threading.Event | None = None
+        self._last: IndexProgress | None = None
+        self.batch_size = 32
+        self.model: SketchHashModel | None = None  # the model of the running (or last) run
+
+    def is_running(self) -> bool:
+        return self._cancel is not None
+
+    def start(self, library: Library, model: SketchHashModel, searcher: Searcher | None) -> bool:
+        if self.is_running():
+            return False
+        self._cancel = cancel = threading.Event()
+        self._runner.track_cancel(cancel)
+        self._last = None
+        self.model = model
+        slots = {"yielded": self._on_yielded, "errored": self.failed.emit,
+                 "finished": self._on_finished}
+        self._runner.run_generator(
+            index_and_refresh, library, model, searcher, cancel, self.batch_size, on=slots
+        )
+        return True
+
+    def cancel(self) -> None:
+        if self._cancel is not None:
+            self._cancel.set()
+
+    def _on_yielded(self, update: IndexUpdate) -> None:
+        self._last = update.progress
+        self.progressed.emit(update)
+
+    def _on_finished(self) -> None:
+        if self._cancel is not None:
+            self._runner.untrack_cancel(self._cancel)
+        self._cancel = None
+        self.finished.emit(self._last)

@@ -1,0 +1,99 @@
+"""Draw a real human sketch (QuickDraw, with its timing) through the canvas with mouse events and
+check that a search ran off the GUI thread and its results come from the indexed real photos."""
+
+from __future__ import annotations
+
+import threading
+
+from PySide6.QtCore import QPoint, Qt
+from PySide6.QtTest import QTest
+
+from app.gui.canvas import fit_strokes
+from app.gui.search_controller import SearchController
+from app.gui.workers import JobRunner
+from engine.searcher import SearchResponse
+from engine.sketch import read_quickdraw
+from tests.app.conftest import shared_or_skip
+
+
+def replay(canvas, strokes) -> int:
+    """Press, move through every point and release, as a person with a mouse would."""
+    moves = 0
+    for stroke in fit_strokes(list(strokes), canvas.size()):
+        points = [QPoint(round(p.x), round(p.y)) for p in stroke.points]
+        QTest.mousePress(canvas, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier,
+                         points[0])
+        for point in points[1:]:
+            QTest.mouseMove(canvas, point)
+            moves += 1
+        QTest.mouseRelease(canvas, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier,
+                           points[-1])
+    return moves
+
+
+def test_quickdraw_drawing_searches_indexed_photos(qtbot, make_window, library, photo_folder,
+                                                   wait_for_index):
+    drawing = next(read_quickdraw(shared_or_skip("quickdraw", "apple.ndjson.gz"), limit=1))
+    library.add_root(photo_folder)
+    window = make_window(auto_index=True)
+    window.show()
+    qtbot.waitExposed(window)
+    last = wait_for_index(window)
+    assert last.phase == "done" and last.encoded == len(list(photo_folder.rglob("*.jpg")))
+    assert "Draw something" in window.results_view.empty_text
+
+    with qtbot.waitSignal(window.search.resultsReady, timeout=60_000) as blocker:
+        replay(window.canvas, drawing.strokes)
+    response = blocker.args[0]
+
+    assert len(window.canvas.strokes()) == len(drawing.strokes)
+    assert all(p.pressure == 1.0 for s in window.canvas.strokes() for p in s.points)
+    times = [p.t for s in window.canvas.strokes() for p in s.points]
+    assert times == sorted(times)
+    assert window.search.searches_started >= 1
+    shown = window.results_model.results()
+    assert shown and shown == response.results
+    assert all(photo_folder in r.path.parents for r in shown)
+    assert [r.rank for r in shown] == list(range(1, len(shown) + 1))
+    assert all(0 <= r.distance <= 64 for r in shown)
+    assert window.results_model.index(0).data().endswith("/64")
+    assert window.query_label.text().startswith("Query ")
+    assert "encode" in window.query_label.text()
+    assert window.photos_label.text().startswith(f"{last.encoded} photos")
+    assert "CPU" in window.device_label.text()
+
+    with qtbot.waitSignal(window.search.resultsReady, timeout=60_000):
+        window.count_spin.setValue(5)
+    assert window.results_model.rowCount() == 5
+
+
+class GatedSearcher:
+    """Answers "old" only once the test opens the gate, "new" at once."""
+
+    def __init__(self) -> None:
+        self.gate = threading.Event()
+
+    def search(self, query, k=50):
+        if query == "old":
+            assert self.gate.wait(30)
+        return SearchResponse((), {"total": 1.0}, query, 64, 0)
+
+
+def test_results_of_an_older_sketch_never_replace_newer_ones(qtbot):
+    runner = JobRunner()
+    sketch = {"query": "old"}
+    controller = SearchController(runner, lambda: sketch["query"], debounce_ms=0)
+    searcher = GatedSearcher()
+    shown = []
+    controller.resultsReady.connect(lambda r: shown.append(r.model_id))
+    controller.set_searcher(searcher)  # starts searching "old", which blocks
+    qtbot.waitUntil(lambda: runner.running() == 1)
+    sketch["query"] = "new"
+    controller.sketch_changed(debounce=False)  # "new" waits for the running search
+    searcher.gate.set()
+    with qtbot.waitSignal(controller.resultsReady, timeout=10_000):
+        pass
+    qtbot.waitUntil(lambda: runner.running() == 0)
+    assert shown == ["new"]
+    assert controller.searches_started == 2
+    runner.wait()
