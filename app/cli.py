@@ -48,8 +48,9 @@ def cmd_index(args: argparse.Namespace) -> int:
     bar = ProgressLine()
     last = None
     try:
-        for progress in index_library(library, model, roots=roots, batch_size=args.batch_size,
-                                      cancel=cancel):
+        for progress in index_library(
+            library, model, roots=roots, batch_size=args.batch_size, cancel=cancel
+        ):
             last = progress
             done = progress.encoded + progress.failed
             if args.json:
@@ -57,28 +58,40 @@ def cmd_index(args: argparse.Namespace) -> int:
             if progress.phase == "scanning":
                 bar.update(progress.found, None, "files found")
             else:
-                bar.update(done, progress.to_encode,
-                           f"{progress.rate:.1f} photos/s ETA {format_duration(progress.eta_s)}")
+                bar.update(
+                    done,
+                    progress.to_encode,
+                    f"{progress.rate:.1f} photos/s ETA {format_duration(progress.eta_s)}",
+                )
     except KeyboardInterrupt:
         cancel.set()
         bar.close()
-        print("Cancelled: photos indexed so far are kept; run the command again to resume.",
-              file=sys.stderr)
+        print(
+            "Cancelled: photos indexed so far are kept; run the command again to resume.",
+            file=sys.stderr,
+        )
         return EXIT_CANCELLED
     bar.close()
     failures = [f for f in library.failures() if any(r in f.path.parents for r in roots)]
     summary = {
-        "found": last.found, "encoded": last.encoded, "unchanged": last.unchanged,
-        "moved": last.moved, "removed": last.removed, "failed": last.failed,
-        "unavailable_roots": last.unavailable_roots, "seconds": round(last.elapsed_s, 2),
+        "found": last.found,
+        "encoded": last.encoded,
+        "unchanged": last.unchanged,
+        "moved": last.moved,
+        "removed": last.removed,
+        "failed": last.failed,
+        "unavailable_roots": last.unavailable_roots,
+        "seconds": round(last.elapsed_s, 2),
         "failures": [{"path": str(f.path), "error": f.error} for f in failures],
     }
     if args.json:
         print(json.dumps(summary, indent=1))
     else:
-        print(f"{last.found} photos found: {last.encoded} encoded, {last.unchanged} unchanged, "
-              f"{last.moved} moved, {last.removed} removed, {len(failures)} unreadable "
-              f"({last.elapsed_s:.1f} s).")
+        print(
+            f"{last.found} photos found: {last.encoded} encoded, {last.unchanged} unchanged, "
+            f"{last.moved} moved, {last.removed} removed, {len(failures)} unreadable "
+            f"({last.elapsed_s:.1f} s)."
+        )
         for failure in failures:
             print(f"  unreadable: {failure.path}: {failure.error}")
     return 0
@@ -96,20 +109,29 @@ def cmd_query(args: argparse.Namespace) -> int:
         )
     response = searcher.search(Path(args.sketch), k=args.top)
     if args.json:
-        print(json.dumps({
-            "results": [{"path": str(r.path), "distance": r.distance, "rank": r.rank}
-                        for r in response.results],
-            "timings_ms": {k: round(v, 3) for k, v in response.timings_ms.items()},
-            "model": response.model_id,
-            "bits": response.bits,
-            "indexed": response.indexed,
-        }, indent=1))
+        print(
+            json.dumps(
+                {
+                    "results": [
+                        {"path": str(r.path), "distance": r.distance, "rank": r.rank}
+                        for r in response.results
+                    ],
+                    "timings_ms": {k: round(v, 3) for k, v in response.timings_ms.items()},
+                    "model": response.model_id,
+                    "bits": response.bits,
+                    "indexed": response.indexed,
+                },
+                indent=1,
+            )
+        )
     else:
         for r in response.results:
             print(f"{r.rank:4d}  {r.distance:3d}/{response.bits}  {r.path}")
         stages = ", ".join(f"{k} {v:.1f} ms" for k, v in response.timings_ms.items())
-        print(f"{response.indexed} photos searched with {response.model_id}: {stages}",
-              file=sys.stderr)
+        print(
+            f"{response.indexed} photos searched with {response.model_id}: {stages}",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -118,11 +140,18 @@ def cmd_models(args: argparse.Namespace) -> int:
     from engine.store import default_checkpoint, installed_checkpoints
 
     default = default_checkpoint()
-    checkpoints = [{
-        "name": info.name, "path": str(info.path), "method": info.method, "bits": info.bits,
-        "backbone": info.backbone, "default": default is not None and info.path == default,
-        "metrics": info.metrics,
-    } for info in installed_checkpoints()]
+    checkpoints = [
+        {
+            "name": info.name,
+            "path": str(info.path),
+            "method": info.method,
+            "bits": info.bits,
+            "backbone": info.backbone,
+            "default": default is not None and info.path == default,
+            "metrics": info.metrics,
+        }
+        for info in installed_checkpoints()
+    ]
     if args.json:
         print(json.dumps({"methods": list_methods(), "checkpoints": checkpoints}, indent=1))
         return 0
@@ -130,10 +159,13 @@ def cmd_models(args: argparse.Namespace) -> int:
     print("Checkpoints:" if checkpoints else "No checkpoints installed.")
     for c in checkpoints:
         mark = " (default)" if c["default"] else ""
-        metrics = ", ".join(f"{k} {v:.3f}" for k, v in c["metrics"].items()
-                            if isinstance(v, int | float))
-        print(f"  {c['name']}{mark}: {c['method']} {c['bits']} bits, {c['backbone']}"
-              f"{'; ' + metrics if metrics else ''}\n    {c['path']}")
+        metrics = ", ".join(
+            f"{k} {v:.3f}" for k, v in c["metrics"].items() if isinstance(v, int | float)
+        )
+        print(
+            f"  {c['name']}{mark}: {c['method']} {c['bits']} bits, {c['backbone']}"
+            f"{'; ' + metrics if metrics else ''}\n    {c['path']}"
+        )
     return 0
 
 
@@ -145,8 +177,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
             print(line, file=sys.stderr, flush=True)
 
     results = run_benchmarks(
-        photos=args.photos, sizes=tuple(args.sizes), model_spec=args.model, device=args.device,
-        work_dir=args.work_dir, report=report,
+        photos=args.photos,
+        sizes=tuple(args.sizes),
+        model_spec=args.model,
+        device=args.device,
+        work_dir=args.work_dir,
+        report=report,
     )
     print(json.dumps(results, indent=1))
     return 0
@@ -161,12 +197,19 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     def common(p: argparse.ArgumentParser, model: bool = True) -> None:
-        p.add_argument("--library", type=Path, default=None,
-                       help="library folder (default: the per-user default library)")
+        p.add_argument(
+            "--library",
+            type=Path,
+            default=None,
+            help="library folder (default: the per-user default library)",
+        )
         if model:
-            p.add_argument("--model", default=None,
-                           help="checkpoint file or method name (default: the library's model, "
-                                "else the shipped default)")
+            p.add_argument(
+                "--model",
+                default=None,
+                help="checkpoint file or method name (default: the library's model, "
+                "else the shipped default)",
+            )
         p.add_argument("--device", default=None, help="cpu, cuda or mps (default: best available)")
         p.add_argument("--json", action="store_true", help="machine-readable output")
 
@@ -191,8 +234,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     p.add_argument("--model", default=None, help="checkpoint or method (default: shipped)")
     p.add_argument("--device", default=None)
-    p.add_argument("--work-dir", type=Path, default=None,
-                   help="where the generated 12 MP photos are kept between runs")
+    p.add_argument(
+        "--work-dir",
+        type=Path,
+        default=None,
+        help="where the generated 12 MP photos are kept between runs",
+    )
     p.add_argument("--json", action="store_true", help="only the JSON result on stdout")
     p.set_defaults(run=cmd_bench)
 
@@ -211,8 +258,10 @@ def main(argv: list[str] | None = None) -> int:
         return run_gui(argv)
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
     if not getattr(args, "run", None):
         parser.print_help()
         return 0

@@ -57,14 +57,27 @@ def _median_ms(fn: Callable[[], object], repeats: int) -> float:
 
 def _bench_sketch() -> list[Stroke]:
     """A house-like drawing: enough strokes to exercise rasterisation."""
-    circle = [Point(50 + 30 * math.cos(a / 10), 40 + 30 * math.sin(a / 10), 1.0, a * 16.0)
-              for a in range(63)]
-    lines = [((10, 200), (100, 120)), ((100, 120), (190, 200)), ((30, 200), (30, 300)),
-             ((30, 300), (170, 300)), ((170, 300), (170, 200))]
+    circle = [
+        Point(50 + 30 * math.cos(a / 10), 40 + 30 * math.sin(a / 10), 1.0, a * 16.0)
+        for a in range(63)
+    ]
+    lines = [
+        ((10, 200), (100, 120)),
+        ((100, 120), (190, 200)),
+        ((30, 200), (30, 300)),
+        ((30, 300), (170, 300)),
+        ((170, 300), (170, 200)),
+    ]
     strokes = [Stroke(tuple(circle))]
     for (x0, y0), (x1, y1) in lines:
-        strokes.append(Stroke(tuple(Point(x0 + (x1 - x0) * t / 20, y0 + (y1 - y0) * t / 20,
-                                          1.0, t * 16.0) for t in range(21))))
+        strokes.append(
+            Stroke(
+                tuple(
+                    Point(x0 + (x1 - x0) * t / 20, y0 + (y1 - y0) * t / 20, 1.0, t * 16.0)
+                    for t in range(21)
+                )
+            )
+        )
     return strokes
 
 
@@ -78,8 +91,9 @@ def bench_query(model: SketchHashModel, sizes: tuple[int, ...], seed: int = 0) -
     for bits in (64, 128):
         for n in sizes:
             index = BinaryIndex(bits, "bench")
-            index.add(np.arange(n, dtype=np.int64),
-                      rng.integers(0, 256, (n, bits // 8), dtype=np.uint8))
+            index.add(
+                np.arange(n, dtype=np.int64), rng.integers(0, 256, (n, bits // 8), dtype=np.uint8)
+            )
             queries = rng.integers(0, 256, (QUERIES, bits // 8), dtype=np.uint8)
             turn = iter(range(10**9))
 
@@ -108,7 +122,7 @@ def make_full_size_photos(source: Path | None, target: Path, count: int, seed: i
             grad = np.linspace(0, 255, 256, dtype=np.uint8)
             img = Image.fromarray(np.stack([np.tile(grad, (256, 1))] * 3, axis=2))
         big = np.asarray(img.resize(FULL_SIZE, Image.Resampling.BICUBIC), dtype=np.int16)
-        grain = rng.normal(0, 6, big.shape[:2] + (1,)).astype(np.int16)
+        grain = rng.normal(0, 6, (*big.shape[:2], 1)).astype(np.int16)
         big = np.clip(big + grain, 0, 255).astype(np.uint8)
         Image.fromarray(big).save(target / f"photo_{i:04d}.jpg", quality=92)
     return target
@@ -164,13 +178,11 @@ def bench_indexing(model: SketchHashModel, folder: Path, workers: int | None = N
         sampler = _RssSampler()
         sampler.start()
         t = time.perf_counter()
-        last = None
-        for last in index_library(library, model, workers=workers):
-            pass
+        events = list(index_library(library, model, workers=workers))
         elapsed = time.perf_counter() - t
         sampler.stop()
         library.close()
-    index_rate = last.encoded / elapsed if last and elapsed else 0.0
+    index_rate = events[-1].encoded / elapsed if elapsed else 0.0
     return {
         "photos": len(files),
         "photo_megapixels": FULL_SIZE[0] * FULL_SIZE[1] / 1e6,
@@ -202,8 +214,11 @@ def run_benchmarks(
         model = create_fresh("baseline")
     import torch
 
-    results: dict = {"model": f"{model.method} {model.bits} bits, {model.photo_size} px",
-                     "device": str(model.device), "torch_threads": torch.get_num_threads()}
+    results: dict = {
+        "model": f"{model.method} {model.bits} bits, {model.photo_size} px",
+        "device": str(model.device),
+        "torch_threads": torch.get_num_threads(),
+    }
     report("Query latency ...")
     results.update(bench_query(model, sizes))
     folder = work_dir or cache_dir() / "bench-photos"

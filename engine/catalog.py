@@ -97,7 +97,9 @@ class Catalog:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise CatalogError(f"Cannot create the library folder {self.path.parent}: {exc}") from exc
+            raise CatalogError(
+                f"Cannot create the library folder {self.path.parent}: {exc}"
+            ) from exc
         self._migrate()
 
     # ---------------------------------------------------------------- connections
@@ -106,8 +108,9 @@ class Catalog:
         if conn is not None:
             return conn
         try:
-            conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None,
-                                   check_same_thread=False)
+            conn = sqlite3.connect(
+                self.path, timeout=30.0, isolation_level=None, check_same_thread=False
+            )
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA foreign_keys=ON")
@@ -170,13 +173,19 @@ class Catalog:
 
     # ---------------------------------------------------------------- roots
     def roots(self) -> list[tuple[int, Path]]:
-        return [(rid, Path(p)) for rid, p in self._query("SELECT id, path FROM roots ORDER BY path")]
+        return [
+            (rid, Path(p)) for rid, p in self._query("SELECT id, path FROM roots ORDER BY path")
+        ]
 
     def add_root(self, path: Path) -> int:
         with self.transaction() as tx:
-            tx.execute("INSERT OR IGNORE INTO roots(path, added_at) VALUES (?, ?)",
-                       (str(path), time.time()))
-            return int(tx.execute("SELECT id FROM roots WHERE path = ?", (str(path),)).fetchone()[0])
+            tx.execute(
+                "INSERT OR IGNORE INTO roots(path, added_at) VALUES (?, ?)",
+                (str(path), time.time()),
+            )
+            return int(
+                tx.execute("SELECT id FROM roots WHERE path = ?", (str(path),)).fetchone()[0]
+            )
 
     def remove_root(self, path: Path) -> int:
         """Forget a folder and its photos (and their codes); returns the photos removed."""
@@ -211,8 +220,16 @@ class Catalog:
         return {i: Path(p) for i, p in rows}
 
     @staticmethod
-    def upsert_photo(tx: sqlite3.Connection, path: str, root_id: int, size: int, mtime_ns: int,
-                     content_key: str | None, status: str = "ok", error: str | None = None) -> int:
+    def upsert_photo(
+        tx: sqlite3.Connection,
+        path: str,
+        root_id: int,
+        size: int,
+        mtime_ns: int,
+        content_key: str | None,
+        status: str = "ok",
+        error: str | None = None,
+    ) -> int:
         """Insert or update a photo row by path; returns its id (stable across updates)."""
         tx.execute(
             "INSERT INTO photos(path, root_id, size, mtime_ns, content_key, status, error, "
@@ -225,11 +242,14 @@ class Catalog:
         return int(tx.execute("SELECT id FROM photos WHERE path = ?", (path,)).fetchone()[0])
 
     @staticmethod
-    def move_photo(tx: sqlite3.Connection, photo_id: int, path: str, root_id: int, size: int,
-                   mtime_ns: int) -> None:
+    def move_photo(
+        tx: sqlite3.Connection, photo_id: int, path: str, root_id: int, size: int, mtime_ns: int
+    ) -> None:
         tx.execute(
             "UPDATE photos SET path = ?, root_id = ?, size = ?, mtime_ns = ?, updated_at = ? "
-            "WHERE id = ?", (path, root_id, size, mtime_ns, time.time(), photo_id))
+            "WHERE id = ?",
+            (path, root_id, size, mtime_ns, time.time(), photo_id),
+        )
 
     @staticmethod
     def delete_photos(tx: sqlite3.Connection, ids: Iterable[int]) -> None:
@@ -243,16 +263,19 @@ class Catalog:
     # ---------------------------------------------------------------- models and codes
     def register_model(self, model_id: str, method: str, bits: int) -> None:
         with self.transaction() as tx:
-            tx.execute("INSERT OR IGNORE INTO models(id, method, bits, added_at) VALUES (?,?,?,?)",
-                       (model_id, method, bits, time.time()))
+            tx.execute(
+                "INSERT OR IGNORE INTO models(id, method, bits, added_at) VALUES (?,?,?,?)",
+                (model_id, method, bits, time.time()),
+            )
 
     def model_bits(self, model_id: str) -> int | None:
         rows = self._query("SELECT bits FROM models WHERE id = ?", (model_id,))
         return int(rows[0][0]) if rows else None
 
     @staticmethod
-    def put_codes(tx: sqlite3.Connection, model_id: str, ids: Iterable[int],
-                  codes: np.ndarray) -> None:
+    def put_codes(
+        tx: sqlite3.Connection, model_id: str, ids: Iterable[int], codes: np.ndarray
+    ) -> None:
         tx.executemany(
             "INSERT OR REPLACE INTO codes(photo_id, model_id, code) VALUES (?, ?, ?)",
             [(int(i), model_id, bytes(c)) for i, c in zip(ids, codes, strict=True)],
@@ -269,7 +292,9 @@ class Catalog:
             raise CatalogError(f"Model {model_id} has {stored}-bit codes here, not {bits}-bit.")
         rows = self._query(
             "SELECT c.photo_id, c.code FROM codes c JOIN photos p ON p.id = c.photo_id "
-            "WHERE c.model_id = ? AND p.status = 'ok'", (model_id,))
+            "WHERE c.model_id = ? AND p.status = 'ok'",
+            (model_id,),
+        )
         nbytes = bits // 8
         ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
         blob = b"".join(r[1] for r in rows)

@@ -21,7 +21,9 @@ _POPCOUNT = np.array([bin(v).count("1") for v in range(256)], dtype=np.int32)
 def check_bits(bits: int) -> int:
     """Return ``bits`` if it is a supported code length, else raise ConfigError."""
     if bits not in SUPPORTED_BITS:
-        raise ConfigError(f"Code length {bits} bits is not supported; choose one of {SUPPORTED_BITS}.")
+        raise ConfigError(
+            f"Code length {bits} bits is not supported; choose one of {SUPPORTED_BITS}."
+        )
     return bits
 
 

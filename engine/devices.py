@@ -26,7 +26,9 @@ def pick_device(requested: str | None = None) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise DeviceError("CUDA was requested but no CUDA GPU is available; use --device cpu.")
     if device.type == "mps" and not torch.backends.mps.is_available():
-        raise DeviceError("MPS was requested but is not available on this machine; use --device cpu.")
+        raise DeviceError(
+            "MPS was requested but is not available on this machine; use --device cpu."
+        )
     return device
 
 

@@ -6,7 +6,7 @@ class SketchSearchError(Exception):
 
 
 class ImageLoadError(SketchSearchError):
-    """A photo or sketch image could not be decoded (corrupt, truncated, too large, not an image)."""
+    """A photo or sketch image could not be decoded (corrupt, truncated, too large, no image)."""
 
 
 class SketchError(SketchSearchError):
@@ -14,7 +14,7 @@ class SketchError(SketchSearchError):
 
 
 class CheckpointError(SketchSearchError):
-    """A model checkpoint is missing, malformed, untrusted, or of another method/format/bit count."""
+    """A checkpoint is missing, malformed, untrusted, or of another method/format/bit count."""
 
 
 class UnknownMethodError(SketchSearchError):
@@ -45,5 +45,5 @@ class DatasetError(SketchSearchError):
     """A training or evaluation data set folder does not fit a known layout."""
 
 
-class Cancelled(SketchSearchError):  # noqa: N818 - reads naturally at the call site
+class Cancelled(SketchSearchError):
     """Long work was cancelled by the user."""

@@ -85,9 +85,24 @@ class _Run:
             rate = done / (now - self.encode_started)
             eta = max(0, c["to_encode"] - done) / rate
         return IndexProgress(
-            phase=phase, current=current, rate=rate, eta_s=eta, elapsed_s=now - self.started,
-            **{k: c[k] for k in ("found", "unchanged", "moved", "removed", "to_encode",
-                                 "encoded", "failed", "unavailable_roots")},
+            phase=phase,
+            current=current,
+            rate=rate,
+            eta_s=eta,
+            elapsed_s=now - self.started,
+            **{
+                k: c[k]
+                for k in (
+                    "found",
+                    "unchanged",
+                    "moved",
+                    "removed",
+                    "to_encode",
+                    "encoded",
+                    "failed",
+                    "unavailable_roots",
+                )
+            },
         )
 
 
@@ -165,11 +180,12 @@ def index_library(
                 run.counts["found"] += 1
                 seen.add(path)
                 row = known.get(path)
-                if row and (row.size, row.mtime_ns) == (size, mtime):
-                    if row.status == "failed" or row.id in coded:
-                        run.counts["unchanged"] += 1
-                        continue
-                todo.append(_Work(path, rid, size, mtime, row, row.content_key if row else None))
+                unchanged = row is not None and (row.size, row.mtime_ns) == (size, mtime)
+                if unchanged and (row.status == "failed" or row.id in coded):
+                    run.counts["unchanged"] += 1
+                else:
+                    key = row.content_key if row else None
+                    todo.append(_Work(path, rid, size, mtime, row, key))
                 if time.monotonic() - last > PROGRESS_EVERY_S:
                     last = time.monotonic()
                     if cancel.is_set():
@@ -208,14 +224,18 @@ def _resolve(
                 moved_from = vanished.get(work.key) if work.key else None
                 if moved_from:
                     row = moved_from.pop()
-                    catalog.move_photo(tx, row.id, work.path, work.root_id, work.size, work.mtime_ns)
+                    catalog.move_photo(
+                        tx, row.id, work.path, work.root_id, work.size, work.mtime_ns
+                    )
                     run.counts["moved"] += 1
                     if row.status == "failed" or row.id in coded:
                         continue
                 encode.append(work)
             elif (row.size, row.mtime_ns) != (work.size, work.mtime_ns):
                 if work.key is not None and work.key == row.content_key:
-                    catalog.move_photo(tx, row.id, work.path, work.root_id, work.size, work.mtime_ns)
+                    catalog.move_photo(
+                        tx, row.id, work.path, work.root_id, work.size, work.mtime_ns
+                    )
                     if row.status == "failed" or row.id in coded:
                         run.counts["unchanged"] += 1
                         continue
@@ -278,13 +298,16 @@ def _encode(
         bad = [(w, err) for w, (arr, err) in zip(batch, decoded, strict=True) if arr is None]
         codes = model.encode_photos(np.stack([a for _, a in good])) if good else None
         with catalog.transaction() as tx:
-            ids = [catalog.upsert_photo(tx, w.path, w.root_id, w.size, w.mtime_ns, w.key)
-                   for w, _ in good]
+            ids = [
+                catalog.upsert_photo(tx, w.path, w.root_id, w.size, w.mtime_ns, w.key)
+                for w, _ in good
+            ]
             if codes is not None:
                 catalog.put_codes(tx, mid, ids, codes)
             for w, err in bad:
-                catalog.upsert_photo(tx, w.path, w.root_id, w.size, w.mtime_ns, w.key,
-                                     status="failed", error=err)
+                catalog.upsert_photo(
+                    tx, w.path, w.root_id, w.size, w.mtime_ns, w.key, status="failed", error=err
+                )
         run.counts["encoded"] += len(good)
         run.counts["failed"] += len(bad)
         for w, err in bad:

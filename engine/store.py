@@ -55,9 +55,7 @@ def create_fresh(method: str, **config) -> SketchHashModel:
         return create(method, **config)
 
 
-def load_model(
-    spec: str | os.PathLike | None = None, device: str | None = None
-) -> SketchHashModel:
+def load_model(spec: str | os.PathLike | None = None, device: str | None = None) -> SketchHashModel:
     """The model a user asked for: None = the shipped default; a method name = that method's
     shipped checkpoint (``<method>*.safetensors`` in assets) or, if none, a fresh model; anything
     else = a checkpoint path."""

@@ -18,7 +18,11 @@ import torch
 from torch import nn
 
 from engine.errors import ConfigError
-from engine.models.backbones import EFFICIENTNET_LITE0_FEATURES, ImageNetNormalize, efficientnet_lite0
+from engine.models.backbones import (
+    EFFICIENTNET_LITE0_FEATURES,
+    ImageNetNormalize,
+    efficientnet_lite0,
+)
 from engine.models.base import ModelConfig, SketchHashModel
 from engine.models.registry import register
 
@@ -71,5 +75,7 @@ class BaselineModel(SketchHashModel):
     def sketch_forward(self, sketches: torch.Tensor) -> torch.Tensor:
         return self.hash_head(self.features(sketches))
 
-    def photo_forward(self, photos: torch.Tensor, edges: torch.Tensor | None = None) -> torch.Tensor:
+    def photo_forward(
+        self, photos: torch.Tensor, edges: torch.Tensor | None = None
+    ) -> torch.Tensor:
         return self.hash_head(self.features(photos))

@@ -67,10 +67,8 @@ def model_id(model: SketchHashModel) -> str:
     return f"{model.method}-{model.bits}b-{digest.hexdigest()[:12]}"
 
 
-def save_checkpoint(
-    model: SketchHashModel, path: str | os.PathLike, **metadata: Any
-) -> Path:
-    """Write ``model`` to ``path`` atomically (temp file + rename); extra metadata is kept as JSON."""
+def save_checkpoint(model: SketchHashModel, path: str | os.PathLike, **metadata: Any) -> Path:
+    """Write ``model`` to ``path`` atomically (temp file + rename); extra metadata goes in JSON."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     meta = {
@@ -121,7 +119,9 @@ def read_checkpoint_info(path: str | os.PathLike) -> CheckpointInfo:
         with safe_open(str(path), framework="pt") as fh:
             raw = (fh.metadata() or {}).get(METADATA_KEY)
     except (SafetensorError, OSError, ValueError) as exc:
-        raise CheckpointError(f"{path.name} is not a readable safetensors checkpoint: {exc}") from exc
+        raise CheckpointError(
+            f"{path.name} is not a readable safetensors checkpoint: {exc}"
+        ) from exc
     if raw is None:
         raise CheckpointError(
             f"{path.name} is a safetensors file without SketchSearch metadata; "

@@ -28,7 +28,7 @@ def test_newer_schema_is_refused(tmp_path):
 def test_not_a_database_is_refused(tmp_path):
     path = tmp_path / "c.sqlite"
     path.write_bytes(b"this is not sqlite" * 100)
-    with pytest.raises(CatalogError, match="re-index|corrupt|Move it"):
+    with pytest.raises(CatalogError, match=r"re-index|corrupt|Move it"):
         Catalog(path)
 
 
@@ -38,8 +38,9 @@ def test_codes_per_model_and_cascade(tmp_path):
     cat.register_model("a", "baseline", 64)
     cat.register_model("b", "baseline", 128)
     with cat.transaction() as tx:
-        ids = [cat.upsert_photo(tx, str(tmp_path / f"{i}.jpg"), rid, 10, 1, f"k{i}")
-               for i in range(3)]
+        ids = [
+            cat.upsert_photo(tx, str(tmp_path / f"{i}.jpg"), rid, 10, 1, f"k{i}") for i in range(3)
+        ]
         cat.put_codes(tx, "a", ids, np.arange(24, dtype=np.uint8).reshape(3, 8))
         cat.put_codes(tx, "b", ids[:1], np.ones((1, 16), np.uint8))
     got_ids, got_codes = cat.codes_for("a", 64)

@@ -124,8 +124,11 @@ def test_checkpoint_of_wrong_shape_or_newer_format_refused(tmp_path):
     with pytest.raises(CheckpointError, match="shape"):
         load_checkpoint(tmp_path / "shape.safetensors")
     meta["format_version"] = 99
-    save_file(model.state_dict(), tmp_path / "new.safetensors",
-              metadata={"sketch_search": json.dumps(meta)})
+    save_file(
+        model.state_dict(),
+        tmp_path / "new.safetensors",
+        metadata={"sketch_search": json.dumps(meta)},
+    )
     with pytest.raises(CheckpointError, match="Update sketch-search"):
         load_checkpoint(tmp_path / "new.safetensors")
 
@@ -148,5 +151,6 @@ def test_pretrained_backbone_knows_imagenet_classes(shared_data):
     x = torch.from_numpy(batch).permute(0, 3, 1, 2).float() / 255
     with torch.no_grad():
         top5 = net(ImageNetNormalize()(x)).topk(5, dim=1).indices
-    hits = sum(synset_index[p.stem.split("_")[0]] in row.tolist() for p, row in zip(picked, top5))
+    wanted = [synset_index[p.stem.split("_")[0]] for p in picked]
+    hits = sum(w in row.tolist() for w, row in zip(wanted, top5, strict=True))
     assert hits / len(picked) >= 0.6, f"only {hits}/{len(picked)} photos in the top 5"
