@@ -1,5 +1,34 @@
 """Training and evaluation: data sets, per-method training procedures, the trainer loop, metrics.
 
 Imports ``engine`` (models, preprocessing, index) and never Qt or ``app``. The public names the
-app's training panel and the CLI use are re-exported here.
+app's training panel and the CLI use are re-exported here:
+- ``train(config, data_dir, out, resume=, cancel=)``: generator of ``TrainProgress``, returns a
+  ``TrainResult``; ``TrainConfig`` its frozen config;
+- ``evaluate(model, data_dir, EvalConfig, cancel)``: generator of ``EvalProgress``, returns an
+  ``EvalReport``; ``store_metrics`` writes a report into a checkpoint;
+- ``load_dataset(folder)``: a validated ``SketchDataset`` (raises DatasetError naming files);
+- ``list_procedures()``: the trainable methods.
 """
+
+from training.config import TrainConfig
+from training.data import SketchDataset, load_dataset
+from training.evaluate import EvalConfig, EvalProgress, EvalReport, evaluate, store_metrics
+from training.methods import get_procedure, list_procedures
+from training.trainer import TrainProgress, TrainResult, run_files, train
+
+__all__ = [
+    "EvalConfig",
+    "EvalProgress",
+    "EvalReport",
+    "SketchDataset",
+    "TrainConfig",
+    "TrainProgress",
+    "TrainResult",
+    "evaluate",
+    "get_procedure",
+    "list_procedures",
+    "load_dataset",
+    "run_files",
+    "store_metrics",
+    "train",
+]

@@ -230,3 +230,12 @@ def _classical(sketches, photos, relevant, n_relevant, layout, k):
     order = cosine_ranking(s_feat, p_feat)
     real, _ = ranking_metrics(np.take_along_axis(relevant, order, axis=1), n_relevant, layout, k)
     return {"name": "HOG of sketch vs HOG of photo edge map", **binary, "real_valued": real}
+
+
+def store_metrics(checkpoint: str | Path, report: EvalReport) -> None:
+    """Write ``report`` into the checkpoint's metadata (``metrics``); the weights are unchanged."""
+    from engine.models import load_checkpoint, read_checkpoint_info, save_checkpoint
+
+    info = read_checkpoint_info(checkpoint)
+    keep = {k: v for k, v in info.metadata.items() if k in ("name", "data", "training")}
+    save_checkpoint(load_checkpoint(checkpoint), checkpoint, **keep, metrics=report.to_json())

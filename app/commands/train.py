@@ -1,0 +1,159 @@
+"""``sketch-search train``: train a method on a data set folder, with a progress bar.
+
+Flags override a JSON config file (``--config``, the fields of ``training.TrainConfig``). Ctrl+C
+asks the trainer to stop between steps; it saves a checkpoint and resume state at that step, and
+``--resume CKPT`` continues from there. After training, the checkpoint is evaluated on the data
+set's test split (unless ``--no-eval``) and the figures are stored in its metadata.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from app.progress import ProgressLine, format_duration
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("train", help="train a retrieval method on a data set folder")
+    p.add_argument("--method", required=True, help="method name (see `sketch-search models`)")
+    p.add_argument("--data", required=True, type=Path, help="data set folder")
+    p.add_argument("--config", type=Path, help="JSON file of training options (flags win)")
+    p.add_argument("--backbone", choices=["paper", "efficientnet_lite0"])
+    p.add_argument("--bits", type=int, help="code length (16, 32, 64, 128, 256)")
+    p.add_argument("--image-size", type=int, help="model input size, if the method has one")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--per-class", type=int, help="category level: samples per class in a batch")
+    p.add_argument("--lr", type=float)
+    p.add_argument("--schedule", choices=["constant", "step", "cosine"])
+    p.add_argument("--freeze-blocks", type=int, help="pretrained backbone stages kept frozen")
+    p.add_argument("--max-steps-per-epoch", type=int)
+    p.add_argument("--classes", nargs="+", help="category level: train on these classes only")
+    p.add_argument("--split", default=None, help="split to train on (default: train; 'all')")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--device", default=None, help="cpu, cuda or mps (default: best available)")
+    p.add_argument(
+        "--out", type=Path, help="checkpoint to write (default: runs/<method>.safetensors)"
+    )
+    p.add_argument("--resume", type=Path, help="checkpoint of an interrupted run to continue")
+    p.add_argument("--no-eval", action="store_true", help="skip the evaluation after training")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(run=run)
+
+
+def build_config(args: argparse.Namespace):
+    from engine.errors import ConfigError
+    from training import TrainConfig
+
+    values: dict = {}
+    if args.config is not None:
+        try:
+            values = json.loads(args.config.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ConfigError(f"Cannot read the config file {args.config}: {exc}") from exc
+        if not isinstance(values, dict):
+            raise ConfigError(f"{args.config} must hold a JSON object of training options.")
+    values["method"] = args.method
+    model = dict(values.get("model", {}))
+    for flag, key in (("backbone", "backbone"), ("bits", "bits"), ("image_size", "image_size")):
+        if getattr(args, flag) is not None:
+            model[key] = getattr(args, flag)
+    values["model"] = model
+    for flag in (
+        "epochs",
+        "batch_size",
+        "per_class",
+        "lr",
+        "schedule",
+        "freeze_blocks",
+        "max_steps_per_epoch",
+        "seed",
+        "device",
+    ):
+        if getattr(args, flag) is not None:
+            values[flag] = getattr(args, flag)
+    if args.classes:
+        values["classes"] = tuple(args.classes)
+    if args.split is not None:
+        values["split"] = None if args.split == "all" else args.split
+    return TrainConfig.from_dict(values)
+
+
+def run(args: argparse.Namespace) -> int:
+    from training import EvalConfig, evaluate, store_metrics, train
+
+    config = build_config(args)
+    out = args.out or args.resume or Path("runs") / f"{config.method}.safetensors"
+    cancel = threading.Event()
+    previous = signal.signal(signal.SIGINT, lambda *_: cancel.set())
+    bar = ProgressLine()
+    try:
+        events = train(config, args.data, out, resume=args.resume, cancel=cancel)
+        result = yield_all(events, bar, args.json)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        bar.close()
+    summary = {
+        "checkpoint": str(result.checkpoint),
+        "model_id": result.model_id,
+        "epochs_done": result.epochs_done,
+        "steps": result.global_step,
+        "cancelled": result.cancelled,
+        "losses": result.losses,
+        "log": str(result.log),
+    }
+    if result.cancelled:
+        if not args.json:
+            print(
+                f"Stopped at step {result.global_step}; checkpoint {result.checkpoint}. "
+                f"Continue with: sketch-search train --method {config.method} "
+                f"--data {args.data} --resume {result.checkpoint}",
+                file=sys.stderr,
+            )
+        print(json.dumps(summary, indent=1) if args.json else "Cancelled.")
+        return 130
+    if not args.no_eval:
+        from engine.models import load_checkpoint
+
+        model = load_checkpoint(result.checkpoint, device=args.device)
+        eval_config = EvalConfig(baseline=False, classes=config.classes)
+        report = yield_all(evaluate(model, args.data, eval_config), bar, args.json)
+        bar.close()
+        store_metrics(result.checkpoint, report)
+        summary["evaluation"] = report.to_json()
+    if args.json:
+        print(json.dumps(summary, indent=1))
+    else:
+        print(f"Saved {result.checkpoint} ({result.model_id}) after {result.global_step} steps.")
+        if "evaluation" in summary:
+            from app.commands.evaluate import format_report
+
+            print(format_report(summary["evaluation"]))
+    return 0
+
+
+def yield_all(events, bar: ProgressLine, quiet: bool):
+    """Drive a progress generator to its end, drawing the bar; returns the generator's value."""
+    while True:
+        try:
+            e = next(events)
+        except StopIteration as stop:
+            return stop.value
+        if quiet:
+            continue
+        if hasattr(e, "global_step") and e.phase != "prepare":
+            losses = " ".join(f"{k} {v:.3f}" for k, v in e.losses.items())
+            text = (
+                f"epoch {e.epoch}/{e.epochs} {losses} lr {e.lr:.2e} "
+                f"{e.samples_per_s:.1f} img/s ETA {format_duration(e.eta_s)}"
+            )
+            bar.update(e.global_step, e.total_steps, text, force=e.phase != "step")
+        elif hasattr(e, "global_step"):
+            bar.update(e.step, e.steps_per_epoch, e.message)
+        else:
+            bar.update(e.done, e.total, e.stage)
