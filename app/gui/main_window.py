@@ -135,8 +135,11 @@ class MainWindow(QMainWindow):
         self.undo_action = stack.createUndoAction(self, "Undo")
         self.undo_action.setShortcuts(QKeySequence.StandardKey.Undo)
         self.redo_action = stack.createRedoAction(self, "Redo")
-        self.redo_action.setShortcuts([QKeySequence(QKeySequence.StandardKey.Redo),
-                                       QKeySequence("Ctrl+Shift+Z"), QKeySequence("Ctrl+Y")])
+        redo_keys = QKeySequence.keyBindings(QKeySequence.StandardKey.Redo)
+        for extra in ("Ctrl+Shift+Z", "Ctrl+Y"):  # both, whatever the platform's standard is
+            if QKeySequence(extra) not in redo_keys:
+                redo_keys.append(QKeySequence(extra))
+        self.redo_action.setShortcuts(redo_keys)
         self.addActions([self.undo_action, self.redo_action])
         self.open_action = self._action("Open…", self._choose_sketch, QKeySequence.StandardKey.Open)
         self.save_png_action = self._action("Save PNG…", self._choose_png, "Ctrl+S")

@@ -1,0 +1,133 @@
+"""The canvas: strokes with pressure and time, undo/redo/clear through the window's shortcuts,
+tablet input accepted (not drawn twice), and a sketch saved and opened again."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PySide6.QtCore import QEvent, QPoint, QPointF, Qt
+from PySide6.QtGui import QImage, QPointingDevice, QTabletEvent
+from PySide6.QtTest import QTest
+from PySide6.QtWidgets import QApplication
+
+from app.gui.canvas import SketchCanvas
+from tests.app.conftest import shared_or_skip
+
+
+def draw_line(canvas, start: tuple[int, int], end: tuple[int, int], steps: int = 8) -> None:
+    (x0, y0), (x1, y1) = start, end
+    QTest.mousePress(canvas, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier,
+                     QPoint(x0, y0))
+    for i in range(1, steps + 1):
+        QTest.mouseMove(canvas, QPoint(x0 + (x1 - x0) * i // steps, y0 + (y1 - y0) * i // steps))
+    QTest.mouseRelease(canvas, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier,
+                       QPoint(x1, y1))
+
+
+@pytest.fixture
+def canvas(qtbot):
+    widget = SketchCanvas()
+    widget.resize(400, 400)
+    qtbot.addWidget(widget)
+    widget.show()
+    qtbot.waitExposed(widget)
+    return widget
+
+
+def test_mouse_strokes_record_points_and_eraser(canvas):
+    draw_line(canvas, (50, 50), (300, 80))
+    canvas.eraser = True
+    draw_line(canvas, (100, 60), (120, 70), steps=3)
+    strokes = canvas.strokes()
+    assert [s.eraser for s in strokes] == [False, True]
+    assert len(strokes[0].points) == 9
+    assert (strokes[0].points[0].x, strokes[0].points[-1].x) == (50, 300)
+    image = canvas.render_image()
+    assert image.pixelColor(200, 66).lightness() < 128  # ink drawn where the line went
+    assert image.pixelColor(110, 65).lightness() > 200  # and erased where the eraser went
+    assert not canvas.is_empty()
+
+
+def test_tablet_event_is_accepted_with_its_pressure(canvas):
+    device = QPointingDevice.primaryPointingDevice()
+
+    def send(kind: QEvent.Type, x: float, pressure: float) -> QTabletEvent:
+        pos = QPointF(x, 100)
+        event = QTabletEvent(kind, device, pos, canvas.mapToGlobal(pos), pressure, 0, 0, 0, 0,
+                             0, Qt.KeyboardModifier.NoModifier, Qt.MouseButton.LeftButton,
+                             Qt.MouseButton.LeftButton)
+        event.setAccepted(False)
+        QApplication.sendEvent(canvas, event)
+        return event
+
+    events = [send(QEvent.Type.TabletPress, 10, 0.2), send(QEvent.Type.TabletMove, 60, 0.6),
+              send(QEvent.Type.TabletMove, 120, 0.9), send(QEvent.Type.TabletRelease, 120, 0.0)]
+    assert all(e.isAccepted() for e in events)  # so Qt synthesises no mouse stroke as well
+    (stroke,) = canvas.strokes()
+    assert [round(p.pressure, 1) for p in stroke.points] == [0.2, 0.6, 0.9]
+
+
+def test_undo_redo_clear_with_standard_shortcuts(qtbot, make_window):
+    window = make_window(auto_index=False)
+    window.show()
+    qtbot.waitExposed(window)
+    window.activateWindow()
+    qtbot.waitUntil(window.isActiveWindow)
+    canvas = window.canvas
+    for y in (60, 120, 180):
+        draw_line(canvas, (40, y), (240, y))
+    assert len(canvas.strokes()) == 3
+
+    control = Qt.KeyboardModifier.ControlModifier
+    QTest.keyClick(canvas, Qt.Key.Key_Z, control)
+    assert len(canvas.strokes()) == 2
+    QTest.keyClick(canvas, Qt.Key.Key_Z, control)
+    assert len(canvas.strokes()) == 1
+    QTest.keyClick(canvas, Qt.Key.Key_Z, control | Qt.KeyboardModifier.ShiftModifier)
+    assert len(canvas.strokes()) == 2
+    QTest.keyClick(canvas, Qt.Key.Key_Y, control)
+    assert len(canvas.strokes()) == 3
+    QTest.keyClick(canvas, Qt.Key.Key_Backspace, control)  # clear
+    assert canvas.strokes() == [] and canvas.is_empty()
+    QTest.keyClick(canvas, Qt.Key.Key_Z, control)  # clearing is undoable too
+    assert len(canvas.strokes()) == 3
+    assert window.undo_action.isEnabled()
+
+
+def test_save_and_reopen_sketch(canvas, tmp_path):
+    from app.gui import sketch_io
+
+    draw_line(canvas, (40, 40), (300, 300))
+    draw_line(canvas, (300, 40), (40, 300))
+    before = canvas.strokes()
+    strokes_path = sketch_io.save_strokes_file(canvas, tmp_path / "cross")
+    png_path = sketch_io.save_png(canvas, tmp_path / "cross")
+    assert strokes_path.suffix == ".json" and png_path.suffix == ".png"
+    assert not QImage(str(png_path)).isNull()
+
+    canvas.clear()
+    sketch_io.open_sketch(canvas, strokes_path)
+    after = canvas.strokes()
+    assert [len(s.points) for s in after] == [len(s.points) for s in before]
+    assert [p.t for p in after[0].points] == [p.t for p in before[0].points]
+
+    sketch_io.open_sketch(canvas, png_path)
+    assert canvas.state().background is not None and canvas.strokes() == []
+    query = canvas.query()
+    assert isinstance(query, np.ndarray) and query.dtype == np.uint8 and query.min() < 128
+    canvas.undo_stack.undo()
+    assert len(canvas.strokes()) == 2
+
+
+def test_open_real_sketch_image_and_bad_file(canvas, tmp_path):
+    from app.gui import sketch_io
+    from engine.errors import SketchSearchError
+
+    sketch = sorted(shared_or_skip("sketchy", "sketches").glob("*/*.png"))[0]
+    sketch_io.open_sketch(canvas, sketch)
+    assert canvas.state().background is not None
+    broken = tmp_path / "broken.json"
+    broken.write_text("{not json")
+    with pytest.raises(SketchSearchError, match=r"broken\.json"):
+        sketch_io.open_sketch(canvas, broken)
+    assert canvas.state().background is not None  # a failed open changes nothing
