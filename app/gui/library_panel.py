@@ -10,14 +10,11 @@ from PySide6.QtWidgets import (
     QAbstractItemView,
     QFileDialog,
     QHBoxLayout,
-    QHeaderView,
     QLabel,
     QListWidget,
     QListWidgetItem,
     QProgressBar,
     QPushButton,
-    QTreeWidget,
-    QTreeWidgetItem,
     QVBoxLayout,
     QWidget,
 )
@@ -60,6 +57,12 @@ def describe_progress(p: IndexProgress) -> str:
     return f"Up to date: {p.found:,} photos checked, {p.encoded:,} newly indexed{failed}."
 
 
+def describe_failure(path: str | Path, reason: str) -> str:
+    """The file's name and why it could not be read (engine reasons often start with the name)."""
+    name = Path(path).name
+    return reason if reason.startswith(name) else f"{name}: {reason}"
+
+
 class LibraryPanel(QWidget):
     """Folders are added and removed here directly; indexing is asked for by signal."""
 
@@ -85,11 +88,10 @@ class LibraryPanel(QWidget):
         self.progress_label = QLabel("Add a folder of photos to search it.")
         self.progress_label.setWordWrap(True)
         self.failures_label = QLabel()
-        self.failures = QTreeWidget()
-        self.failures.setHeaderLabels(["File", "Reason"])
-        self.failures.setRootIsDecorated(False)
-        self.failures.header().setSectionResizeMode(0, QHeaderView.ResizeMode.Interactive)
-        self.failures.setColumnWidth(0, 160)
+        self.failures = QListWidget()
+        self.failures.setWordWrap(True)  # reasons are sentences; the panel is narrow
+        self.failures.setResizeMode(QListWidget.ResizeMode.Adjust)
+        self.failures.setAlternatingRowColors(True)
 
         self.add_button.clicked.connect(self._choose_folder)
         self.remove_button.clicked.connect(self.remove_selected)
@@ -105,7 +107,7 @@ class LibraryPanel(QWidget):
         index_buttons.addWidget(self.cancel_button)
         layout = QVBoxLayout(self)
         layout.addWidget(QLabel("<b>Photo folders</b>"))
-        layout.addWidget(self.folders, 2)
+        layout.addWidget(self.folders, 1)
         layout.addLayout(folder_buttons)
         layout.addLayout(index_buttons)
         layout.addWidget(self.progress)
@@ -177,13 +179,14 @@ class LibraryPanel(QWidget):
         self.failures.clear()
         failures = self.library.failures()
         for failure in failures:
-            item = QTreeWidgetItem([Path(failure.path).name, failure.error])
-            item.setToolTip(0, str(failure.path))
-            item.setToolTip(1, failure.error)
-            self.failures.addTopLevelItem(item)
+            item = QListWidgetItem(describe_failure(failure.path, failure.error))
+            item.setData(Qt.ItemDataRole.UserRole, str(failure.path))
+            item.setToolTip(f"{failure.path}\n{failure.error}")
+            self.failures.addItem(item)
         self.failures_label.setText(
             f"<b>Could not be read</b> ({len(failures)})" if failures else "No unreadable files."
         )
+        self.failures.setVisible(bool(failures))
 
     def _update_buttons(self) -> None:
         has_folders = self.folders.count() > 0
@@ -193,6 +196,3 @@ class LibraryPanel(QWidget):
         self.add_button.setEnabled(True)
         if not has_folders and not self._running:
             self.progress_label.setText("Add a folder of photos to search it.")
-        self.failures.setColumnHidden(1, False)
-        self.failures.setVisible(self.failures.topLevelItemCount() > 0)
-        self.failures.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)

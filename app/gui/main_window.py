@@ -119,10 +119,12 @@ class MainWindow(QMainWindow):
 
     def _action(self, text: str, slot, shortcut=None, tip: str = "") -> QAction:
         action = QAction(text, self)
-        if shortcut is not None:
-            shortcuts = shortcut if isinstance(shortcut, list) else [shortcut]
-            action.setShortcuts([QKeySequence(s) for s in shortcuts])
-        action.setToolTip(f"{tip or text} ({action.shortcut().toString()})")
+        if isinstance(shortcut, QKeySequence.StandardKey):
+            action.setShortcuts(shortcut)  # every binding the platform has
+        elif shortcut is not None:
+            action.setShortcut(QKeySequence(shortcut))
+        keys = action.shortcut().toString(QKeySequence.SequenceFormat.NativeText)
+        action.setToolTip(f"{tip or text} ({keys})" if keys else tip or text)
         action.triggered.connect(slot)
         self.addAction(action)
         return action
@@ -132,15 +134,18 @@ class MainWindow(QMainWindow):
         bar.setObjectName("sketchToolbar")
         self.addToolBar(bar)
         stack = self.canvas.undo_stack
-        self.undo_action = stack.createUndoAction(self, "Undo")
-        self.undo_action.setShortcuts(QKeySequence.StandardKey.Undo)
-        self.redo_action = stack.createRedoAction(self, "Redo")
+        self.undo_action = self._action("Undo", stack.undo, QKeySequence.StandardKey.Undo)
+        self.redo_action = self._action("Redo", stack.redo)
+        stack.canUndoChanged.connect(self.undo_action.setEnabled)
+        stack.canRedoChanged.connect(self.redo_action.setEnabled)
+        self.undo_action.setEnabled(False)
+        self.redo_action.setEnabled(False)
         redo_keys = QKeySequence.keyBindings(QKeySequence.StandardKey.Redo)
         for extra in ("Ctrl+Shift+Z", "Ctrl+Y"):  # both, whatever the platform's standard is
             if QKeySequence(extra) not in redo_keys:
                 redo_keys.append(QKeySequence(extra))
         self.redo_action.setShortcuts(redo_keys)
-        self.addActions([self.undo_action, self.redo_action])
+        self.redo_action.setToolTip(f"Redo ({redo_keys[0].toString()})")
         self.open_action = self._action("Open…", self._choose_sketch, QKeySequence.StandardKey.Open)
         self.save_png_action = self._action("Save PNG…", self._choose_png, "Ctrl+S")
         self.save_strokes_action = self._action("Save strokes…", self._choose_strokes,
@@ -220,7 +225,7 @@ class MainWindow(QMainWindow):
 
     def _on_model_changed(self) -> None:
         active = self.models.active
-        self.model_label.setText(self.models.describe_active())
+        self.model_label.setText(f"Model: {self.models.describe_active()}")
         self.device_label.setText(self.models.describe_device())
         self.settings.setValue("model", active.spec if active else "")
         self.search.set_searcher(active.searcher if active else None)
@@ -297,6 +302,8 @@ class MainWindow(QMainWindow):
             self.restoreState(state)
         if splitter := s.value("splitter"):
             self.splitter.restoreState(splitter)
+        else:
+            self.splitter.setSizes([420, 580])
         self.count_spin.setValue(int(s.value("result_count", 50)))
         self.width_spin.setValue(int(s.value("pen_width", 3)))
 

@@ -144,7 +144,7 @@ class ModelControl(QObject):
         model = self.active.model
         name = Path(self.active.spec).stem if self.active.spec.endswith(".safetensors") else ""
         name = name or model.method
-        return f"Model: {name} ({model.method}, {model.bits}-bit)"
+        return f"{name} ({model.method}, {model.bits}-bit)"
 
     def describe_device(self) -> str:
         return describe_device(self.active.model.device) if self.active else ""

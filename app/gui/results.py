@@ -160,6 +160,14 @@ class ResultsView(QListView):
         self._hover_timer.timeout.connect(self._preview_hovered)
         self.entered.connect(self._on_entered)
 
+    def resizeEvent(self, event) -> None:
+        """Spread the columns over the whole width instead of leaving a gap on the right."""
+        super().resizeEvent(event)
+        cell = THUMB_SIZE + 16
+        width = self.viewport().width() - 2 * self.spacing()
+        columns = max(1, width // cell)
+        self.setGridSize(QSize(max(cell, width // columns), THUMB_SIZE + 30))
+
     def set_empty_text(self, text: str) -> None:
         self.empty_text = text
         self.viewport().update()

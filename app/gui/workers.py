@@ -63,7 +63,9 @@ class JobRunner(QObject):
     def wait(self, timeout_ms: int = 30000) -> bool:
         """Block until every worker thread has finished; False if the timeout ran out."""
         done = QThreadPool.globalInstance().waitForDone(timeout_ms)
-        if not done:
+        if done:
+            self._workers.clear()  # their queued ``finished`` signals may not be delivered yet
+        else:
             log.warning("Workers still running after %d ms", timeout_ms)
         return done
 

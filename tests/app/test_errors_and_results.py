@@ -86,3 +86,16 @@ def test_results_grid_thumbnails_and_actions(qtbot, make_window, library, photo_
     assert QGuiApplication.clipboard().text() == path
     view.reveal_index(first)  # on Linux: opens the containing folder
     assert opened[-1].toLocalFile() == str(photo_folder / path.split("/")[-2])
+
+
+def test_closing_while_indexing_cancels_and_joins_threads(qtbot, make_window, library,
+                                                         photo_folder, settings):
+    library.add_root(photo_folder)
+    window = make_window(auto_index=True)
+    assert window.models.index_job.is_running()  # the background refresh on start
+    window.count_spin.setValue(20)
+    window.close()  # cancels the indexer and waits for it
+    assert window.runner.running() == 0
+    settings.sync()
+    assert int(settings.value("result_count")) == 20  # settings persist
+    assert settings.value("geometry") is not None

@@ -55,10 +55,11 @@ def test_index_cancel_resume_and_failures(qtbot, make_window, library, model, ph
     assert window.photos_label.text() == f"{good} photos indexed"
 
     assert panel.failures.isVisible() or not window.isVisible()
-    assert panel.failures.topLevelItemCount() == 1
-    item = panel.failures.topLevelItem(0)
-    assert item.text(0) == "corrupt.jpg"
-    assert item.text(1)  # the reason
+    assert panel.failures.count() == 1
+    item = panel.failures.item(0)
+    assert item.data(Qt.ItemDataRole.UserRole) == str(photo_folder / "a" / "corrupt.jpg")
+    text = item.text()
+    assert text.startswith("corrupt.jpg") and len(text) > len("corrupt.jpg: ")  # with a reason
     assert "(1)" in panel.failures_label.text()
 
 
