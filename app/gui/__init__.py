@@ -28,4 +28,5 @@ def run_gui(argv: Sequence[str] | None = None) -> int:
     try:
         return app.exec()
     finally:
+        window.shutdown()  # when the loop was quit without closing the window
         crash_handler.uninstall()

@@ -131,3 +131,12 @@ def test_open_real_sketch_image_and_bad_file(canvas, tmp_path):
     with pytest.raises(SketchSearchError, match=r"broken\.json"):
         sketch_io.open_sketch(canvas, broken)
     assert canvas.state().background is not None  # a failed open changes nothing
+
+
+def test_touch_draws_one_stroke(canvas):
+    device = QTest.createTouchDevice()
+    QTest.touchEvent(canvas, device).press(0, QPoint(20, 20), canvas).commit()
+    QTest.touchEvent(canvas, device).move(0, QPoint(80, 90), canvas).commit()
+    QTest.touchEvent(canvas, device).release(0, QPoint(80, 90), canvas).commit()
+    (stroke,) = canvas.strokes()
+    assert (stroke.points[0].x, stroke.points[-1].y) == (20, 90)

@@ -1,0 +1,29 @@
+"""``run_gui``: what ``sketch-search`` with no arguments runs, here with no model installed."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QSettings, QTimer
+from PySide6.QtWidgets import QApplication
+
+from app.gui import run_gui
+from app.gui.main_window import MainWindow
+
+
+def test_run_gui_starts_and_reports_a_missing_model(qtbot, tmp_path, monkeypatch):
+    QSettings.setPath(QSettings.Format.NativeFormat, QSettings.Scope.UserScope, str(tmp_path))
+    monkeypatch.setattr("engine.store.default_checkpoint", lambda: None)
+    seen = {}
+
+    def inspect_and_quit() -> None:
+        (window,) = [w for w in QApplication.topLevelWidgets() if isinstance(w, MainWindow)]
+        if window.message_bar.isHidden():  # the model load has not failed yet
+            QTimer.singleShot(50, inspect_and_quit)
+            return
+        seen["message"] = window.message_bar.text()
+        seen["empty"] = window.results_view.empty_text
+        window.close()
+
+    QTimer.singleShot(0, inspect_and_quit)
+    assert run_gui(["sketch-search"]) == 0
+    assert "No default model is installed" in seen["message"]
+    assert "No model could be loaded" in seen["empty"]
