@@ -234,8 +234,12 @@ class SketchCanvas(QWidget):
             return
         self._live.append(Point(pos.x(), pos.y(), float(pressure), float(self._clock.elapsed())))
         margin = self._width_for(self._live_eraser) + 2
-        self.update(QRectF(QPointF(last.x, last.y), pos).normalized()
-                    .adjusted(-margin, -margin, margin, margin).toAlignedRect())
+        self.update(
+            QRectF(QPointF(last.x, last.y), pos)
+            .normalized()
+            .adjusted(-margin, -margin, margin, margin)
+            .toAlignedRect()
+        )
 
     def _finish(self) -> None:
         points, self._live = tuple(self._live), []
@@ -272,9 +276,12 @@ class SketchCanvas(QWidget):
             _paint_points(painter, self._live, self._width_for(self._live_eraser), color)
         elif self._state.is_empty:
             painter.setPen(HINT)
-            painter.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter,
-                             "Draw here: results appear as you draw.\n"
-                             "Or open a sketch (Ctrl+O) or paste an image (Ctrl+V).")
+            painter.drawText(
+                self.rect(),
+                Qt.AlignmentFlag.AlignCenter,
+                "Draw here: results appear as you draw.\n"
+                "Or open a sketch (Ctrl+O) or paste an image (Ctrl+V).",
+            )
         painter.end()
 
     def _paint_state(self, painter: QPainter, state: SketchState) -> None:
@@ -289,8 +296,9 @@ class SketchCanvas(QWidget):
 
 
 def _paint_points(painter: QPainter, points, width: float, color: QColor) -> None:
-    pen = QPen(color, width, Qt.PenStyle.SolidLine, Qt.PenCapStyle.RoundCap,
-               Qt.PenJoinStyle.RoundJoin)
+    pen = QPen(
+        color, width, Qt.PenStyle.SolidLine, Qt.PenCapStyle.RoundCap, Qt.PenJoinStyle.RoundJoin
+    )
     if len(points) == 1:
         pen.setWidthF(stroke_width(width, points[0].pressure))
         painter.setPen(pen)

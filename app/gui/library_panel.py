@@ -52,8 +52,10 @@ def describe_progress(p: IndexProgress) -> str:
         return "  ·  ".join(parts)
     failed = f", {p.failed:,} could not be read" if p.failed else ""
     if p.phase == "cancelled":
-        return (f"Cancelled after {p.encoded:,} of {p.to_encode:,}{failed}. "
-                "Press Index to continue where it stopped.")
+        return (
+            f"Cancelled after {p.encoded:,} of {p.to_encode:,}{failed}. "
+            "Press Index to continue where it stopped."
+        )
     return f"Up to date: {p.found:,} photos checked, {p.encoded:,} newly indexed{failed}."
 
 

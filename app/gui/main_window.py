@@ -113,8 +113,10 @@ class MainWindow(QMainWindow):
         dock = QDockWidget("Library", self)
         dock.setObjectName("libraryDock")
         dock.setWidget(self.library_panel)
-        dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable
-                         | QDockWidget.DockWidgetFeature.DockWidgetFloatable)
+        dock.setFeatures(
+            QDockWidget.DockWidgetFeature.DockWidgetMovable
+            | QDockWidget.DockWidgetFeature.DockWidgetFloatable
+        )
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
 
     def _action(self, text: str, slot, shortcut=None, tip: str = "") -> QAction:
@@ -148,10 +150,12 @@ class MainWindow(QMainWindow):
         self.redo_action.setToolTip(f"Redo ({redo_keys[0].toString()})")
         self.open_action = self._action("Open…", self._choose_sketch, QKeySequence.StandardKey.Open)
         self.save_png_action = self._action("Save PNG…", self._choose_png, "Ctrl+S")
-        self.save_strokes_action = self._action("Save strokes…", self._choose_strokes,
-                                                "Ctrl+Shift+S")
-        self.paste_action = self._action("Paste", self.paste, QKeySequence.StandardKey.Paste,
-                                         "Search with the clipboard's image")
+        self.save_strokes_action = self._action(
+            "Save strokes…", self._choose_strokes, "Ctrl+Shift+S"
+        )
+        self.paste_action = self._action(
+            "Paste", self.paste, QKeySequence.StandardKey.Paste, "Search with the clipboard's image"
+        )
         self.clear_action = self._action("Clear", self.canvas.clear, "Ctrl+Backspace")
         self.pen_action = self._action("Pen", lambda: self._set_eraser(False), "P")
         self.eraser_action = self._action("Eraser", lambda: self._set_eraser(True), "E")
@@ -167,10 +171,25 @@ class MainWindow(QMainWindow):
         self.count_spin.setToolTip("How many results to show")
         self.count_spin.valueChanged.connect(self.search.set_count)
         self.model_combo: QComboBox = self.models.combo
-        for item in (self.open_action, self.save_png_action, self.save_strokes_action,
-                     self.paste_action, None, self.pen_action, self.eraser_action, "Width",
-                     self.width_spin, self.undo_action, self.redo_action, self.clear_action,
-                     None, "Model", self.model_combo, "Results", self.count_spin):
+        for item in (
+            self.open_action,
+            self.save_png_action,
+            self.save_strokes_action,
+            self.paste_action,
+            None,
+            self.pen_action,
+            self.eraser_action,
+            "Width",
+            self.width_spin,
+            self.undo_action,
+            self.redo_action,
+            self.clear_action,
+            None,
+            "Model",
+            self.model_combo,
+            "Results",
+            self.count_spin,
+        ):
             if item is None:
                 bar.addSeparator()
             elif isinstance(item, str):
@@ -203,12 +222,16 @@ class MainWindow(QMainWindow):
         if active is None:
             text = self.models.status_text or "No model is loaded yet."
         elif not self.library.roots():
-            text = ("No photo folder yet.\nAdd one in the Library panel (Add folder…); "
-                    "it is indexed right away.")
+            text = (
+                "No photo folder yet.\nAdd one in the Library panel (Add folder…); "
+                "it is indexed right away."
+            )
         elif active.searcher.size == 0:
-            text = ("Indexing your photos…\nResults appear as soon as the first are ready."
-                    if self.models.index_job.is_running()
-                    else "Nothing is indexed yet.\nPress Index in the Library panel.")
+            text = (
+                "Indexing your photos…\nResults appear as soon as the first are ready."
+                if self.models.index_job.is_running()
+                else "Nothing is indexed yet.\nPress Index in the Library panel."
+            )
         elif self.canvas.is_empty():
             text = "Draw something on the left:\nmatching photos appear here as you draw."
         else:
@@ -264,8 +287,9 @@ class MainWindow(QMainWindow):
     def save_strokes(self, path: str | Path) -> Path | None:
         saved = self._run_sketch_action(sketch_io.save_strokes_file, path)
         if saved and self.canvas.state().background is not None:
-            self.message_bar.show_info("Only the drawn strokes were saved; save a PNG to keep "
-                                       "the opened image too.")
+            self.message_bar.show_info(
+                "Only the drawn strokes were saved; save a PNG to keep the opened image too."
+            )
         return saved
 
     def paste(self) -> None:

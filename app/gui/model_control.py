@@ -66,8 +66,9 @@ class ModelControl(QObject):
         for info in installed_checkpoints():
             text = f"{info.name} ({info.method}, {info.bits}-bit)"
             self.combo.addItem(text, str(info.path))
-            self.combo.setItemData(self.combo.count() - 1, str(info.path),
-                                   Qt.ItemDataRole.ToolTipRole)
+            self.combo.setItemData(
+                self.combo.count() - 1, str(info.path), Qt.ItemDataRole.ToolTipRole
+            )
         if current is not None:
             self._select(current)
 
@@ -102,8 +103,10 @@ class ModelControl(QObject):
         self._loading = spec
         self.status_text = "Loading the model…"
         self.statusChanged.emit()
-        slots = {"returned": self._on_loaded,
-                 "errored": lambda exc: self._on_load_failed(spec, exc)}
+        slots = {
+            "returned": self._on_loaded,
+            "errored": lambda exc: self._on_load_failed(spec, exc),
+        }
         self.runner.run_function(activate_model, self.library, spec, model, on=slots)
 
     def _on_loaded(self, active: ActiveModel) -> None:
@@ -122,8 +125,10 @@ class ModelControl(QObject):
         if spec != self._loading:
             return
         self._loading = None
-        self.status_text = ("No model could be loaded. Choose another one in the toolbar, or "
-                            "train one with 'sketch-search train'.")
+        self.status_text = (
+            "No model could be loaded. Choose another one in the toolbar, or "
+            "train one with 'sketch-search train'."
+        )
         if self.active is not None:
             self._select(self.active.spec)
         self.errorOccurred.emit(exc)
@@ -168,8 +173,10 @@ class ModelControl(QObject):
         """Reload the active searcher's codes (e.g. a folder was removed), off the GUI thread."""
         if self.active is None:
             return
-        slots = {"returned": lambda _n: self.searchableChanged.emit(),
-                 "errored": self.errorOccurred.emit}
+        slots = {
+            "returned": lambda _n: self.searchableChanged.emit(),
+            "errored": self.errorOccurred.emit,
+        }
         self.runner.run_function(self.active.searcher.refresh, on=slots)
 
     def _on_index_progress(self, update: IndexUpdate) -> None:

@@ -75,8 +75,10 @@ class ResultsModel(QAbstractListModel):
         if role == Qt.ItemDataRole.ToolTipRole:
             error = self._thumbnails.error(result.path, THUMB_SIZE)
             note = f"\nCannot show a preview: {error}" if error else ""
-            return (f"{result.path}\nRank {result.rank}, Hamming distance {result.distance} "
-                    f"of {self.bits} bits{note}")
+            return (
+                f"{result.path}\nRank {result.rank}, Hamming distance {result.distance} "
+                f"of {self.bits} bits{note}"
+            )
         if role == PathRole:
             return str(result.path)
         if role == ResultRole:
@@ -232,8 +234,9 @@ class ResultsView(QListView):
             painter = QPainter(self.viewport())
             painter.setPen(QColor(110, 110, 110))
             rect = self.viewport().rect().adjusted(24, 24, -24, -24)
-            painter.drawText(rect, Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap,
-                             self.empty_text)
+            painter.drawText(
+                rect, Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap, self.empty_text
+            )
             painter.end()
 
     def _on_entered(self, index: QModelIndex) -> None:
@@ -254,8 +257,11 @@ class ResultsView(QListView):
         if not index.isValid():
             return
         menu = QMenu(self)
-        for text, slot in (("Open", self.open_index), ("Show in folder", self.reveal_index),
-                           ("Copy path", self.copy_path)):
+        for text, slot in (
+            ("Open", self.open_index),
+            ("Show in folder", self.reveal_index),
+            ("Copy path", self.copy_path),
+        ):
             action = QAction(text, menu)
             action.triggered.connect(lambda checked=False, s=slot: s(index))
             menu.addAction(action)

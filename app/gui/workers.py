@@ -25,6 +25,7 @@ from engine.searcher import Searcher
 log = logging.getLogger(__name__)
 
 REFRESH_EVERY_S = 1.5
+MIN_POOL_THREADS = 4  # indexing + a search + a model load must never wait for each other
 Slots = dict[str, Callable]  # while encoding, make new codes searchable this often
 
 
@@ -35,6 +36,8 @@ class JobRunner(QObject):
         super().__init__(parent)
         self._workers: set[WorkerBase] = set()
         self._cancel_events: set[threading.Event] = set()
+        pool = QThreadPool.globalInstance()
+        pool.setMaxThreadCount(max(pool.maxThreadCount(), MIN_POOL_THREADS))
 
     def run_function(self, func: Callable, *args, on: Slots | None = None, **kwargs) -> None:
         """Run ``func(*args, **kwargs)``; ``on`` maps signal names (returned, errored, finished)
@@ -147,8 +150,11 @@ class IndexJob(QObject):
         self._runner.track_cancel(cancel)
         self._last = None
         self.model = model
-        slots = {"yielded": self._on_yielded, "errored": self.failed.emit,
-                 "finished": self._on_finished}
+        slots = {
+            "yielded": self._on_yielded,
+            "errored": self.failed.emit,
+            "finished": self._on_finished,
+        }
         self._runner.run_generator(
             index_and_refresh, library, model, searcher, cancel, self.batch_size, on=slots
         )

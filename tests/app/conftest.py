@@ -43,7 +43,8 @@ def no_threads_left():
     pool = QThreadPool.globalInstance()
     assert pool.activeThreadCount() == 0, "a worker on the global thread pool is still running"
     leftover = [
-        t for t in threading.enumerate()
+        t
+        for t in threading.enumerate()
         if t not in before and t.is_alive() and not isinstance(t, threading._DummyThread)
     ]
     for thread in leftover:
@@ -91,8 +92,9 @@ def make_window(qtbot, library, model, settings):
     windows = []
 
     def make(auto_index: bool = True, **kwargs) -> MainWindow:
-        window = MainWindow(library=library, model=model, settings=settings,
-                            auto_index=auto_index, **kwargs)
+        window = MainWindow(
+            library=library, model=model, settings=settings, auto_index=auto_index, **kwargs
+        )
         window.models.index_job.batch_size = 8
         qtbot.addWidget(window)
         windows.append(window)

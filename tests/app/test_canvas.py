@@ -16,12 +16,14 @@ from tests.app.conftest import shared_or_skip
 
 def draw_line(canvas, start: tuple[int, int], end: tuple[int, int], steps: int = 8) -> None:
     (x0, y0), (x1, y1) = start, end
-    QTest.mousePress(canvas, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier,
-                     QPoint(x0, y0))
+    QTest.mousePress(
+        canvas, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, QPoint(x0, y0)
+    )
     for i in range(1, steps + 1):
         QTest.mouseMove(canvas, QPoint(x0 + (x1 - x0) * i // steps, y0 + (y1 - y0) * i // steps))
-    QTest.mouseRelease(canvas, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier,
-                       QPoint(x1, y1))
+    QTest.mouseRelease(
+        canvas, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, QPoint(x1, y1)
+    )
 
 
 @pytest.fixture
@@ -53,15 +55,31 @@ def test_tablet_event_is_accepted_with_its_pressure(canvas):
 
     def send(kind: QEvent.Type, x: float, pressure: float) -> QTabletEvent:
         pos = QPointF(x, 100)
-        event = QTabletEvent(kind, device, pos, canvas.mapToGlobal(pos), pressure, 0, 0, 0, 0,
-                             0, Qt.KeyboardModifier.NoModifier, Qt.MouseButton.LeftButton,
-                             Qt.MouseButton.LeftButton)
+        event = QTabletEvent(
+            kind,
+            device,
+            pos,
+            canvas.mapToGlobal(pos),
+            pressure,
+            0,
+            0,
+            0,
+            0,
+            0,
+            Qt.KeyboardModifier.NoModifier,
+            Qt.MouseButton.LeftButton,
+            Qt.MouseButton.LeftButton,
+        )
         event.setAccepted(False)
         QApplication.sendEvent(canvas, event)
         return event
 
-    events = [send(QEvent.Type.TabletPress, 10, 0.2), send(QEvent.Type.TabletMove, 60, 0.6),
-              send(QEvent.Type.TabletMove, 120, 0.9), send(QEvent.Type.TabletRelease, 120, 0.0)]
+    events = [
+        send(QEvent.Type.TabletPress, 10, 0.2),
+        send(QEvent.Type.TabletMove, 60, 0.6),
+        send(QEvent.Type.TabletMove, 120, 0.9),
+        send(QEvent.Type.TabletRelease, 120, 0.0),
+    ]
     assert all(e.isAccepted() for e in events)  # so Qt synthesises no mouse stroke as well
     (stroke,) = canvas.strokes()
     assert [round(p.pressure, 1) for p in stroke.points] == [0.2, 0.6, 0.9]

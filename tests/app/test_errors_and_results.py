@@ -32,8 +32,10 @@ def test_unhandled_exception_is_logged_and_shown(qtbot, make_window):
     thread.join()
     qtbot.waitUntil(lambda: window.message_bar.text() == "from a thread")
     handler.handle(ValueError, ValueError("bad value"), None)
-    assert "bad value" in window.message_bar.text() and str(crash_log_path()) in \
-        window.message_bar.text()
+    assert (
+        "bad value" in window.message_bar.text()
+        and str(crash_log_path()) in window.message_bar.text()
+    )
 
 
 def test_engine_errors_are_shown_in_the_message_bar(qtbot, make_window, tmp_path):
@@ -49,8 +51,9 @@ def test_engine_errors_are_shown_in_the_message_bar(qtbot, make_window, tmp_path
     assert not crash_log_path().exists()  # engine errors are expected, not crashes
 
 
-def test_results_grid_thumbnails_and_actions(qtbot, make_window, library, photo_folder,
-                                             wait_for_index, monkeypatch):
+def test_results_grid_thumbnails_and_actions(
+    qtbot, make_window, library, photo_folder, wait_for_index, monkeypatch
+):
     sketch = sorted(shared_or_skip("sketchy", "sketches").glob("*/*.png"))[0]
     library.add_root(photo_folder)
     window = make_window(auto_index=True)
@@ -88,8 +91,9 @@ def test_results_grid_thumbnails_and_actions(qtbot, make_window, library, photo_
     assert opened[-1].toLocalFile() == str(photo_folder / path.split("/")[-2])
 
 
-def test_closing_while_indexing_cancels_and_joins_threads(qtbot, make_window, library,
-                                                         photo_folder, settings):
+def test_closing_while_indexing_cancels_and_joins_threads(
+    qtbot, make_window, library, photo_folder, settings
+):
     library.add_root(photo_folder)
     window = make_window(auto_index=True)
     assert window.models.index_job.is_running()  # the background refresh on start

@@ -11,8 +11,9 @@ from engine.indexer import IndexProgress
 from engine.models import model_id
 
 
-def test_index_cancel_resume_and_failures(qtbot, make_window, library, model, photo_folder,
-                                          wait_for_index):
+def test_index_cancel_resume_and_failures(
+    qtbot, make_window, library, model, photo_folder, wait_for_index
+):
     good = len(list(photo_folder.rglob("*.jpg")))
     (photo_folder / "a" / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not a jpeg" * 20)
     window = make_window(auto_index=False)
@@ -63,8 +64,9 @@ def test_index_cancel_resume_and_failures(qtbot, make_window, library, model, ph
     assert "(1)" in panel.failures_label.text()
 
 
-def test_remove_folder_forgets_its_photos(qtbot, make_window, library, photo_folder,
-                                          wait_for_index):
+def test_remove_folder_forgets_its_photos(
+    qtbot, make_window, library, photo_folder, wait_for_index
+):
     library.add_root(photo_folder)
     window = make_window(auto_index=True)
     wait_for_index(window)

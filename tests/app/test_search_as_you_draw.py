@@ -21,18 +21,21 @@ def replay(canvas, strokes) -> int:
     moves = 0
     for stroke in fit_strokes(list(strokes), canvas.size()):
         points = [QPoint(round(p.x), round(p.y)) for p in stroke.points]
-        QTest.mousePress(canvas, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier,
-                         points[0])
+        QTest.mousePress(
+            canvas, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, points[0]
+        )
         for point in points[1:]:
             QTest.mouseMove(canvas, point)
             moves += 1
-        QTest.mouseRelease(canvas, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier,
-                           points[-1])
+        QTest.mouseRelease(
+            canvas, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, points[-1]
+        )
     return moves
 
 
-def test_quickdraw_drawing_searches_indexed_photos(qtbot, make_window, library, photo_folder,
-                                                   wait_for_index):
+def test_quickdraw_drawing_searches_indexed_photos(
+    qtbot, make_window, library, photo_folder, wait_for_index
+):
     drawing = next(read_quickdraw(shared_or_skip("quickdraw", "apple.ndjson.gz"), limit=1))
     library.add_root(photo_folder)
     window = make_window(auto_index=True)
