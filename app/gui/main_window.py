@@ -25,7 +25,7 @@ from app.gui import sketch_io
 from app.gui.canvas import SketchCanvas
 from app.gui.errors import MessageBar, user_message, write_crash_log
 from app.gui.library_panel import LibraryPanel
-from app.gui.model_control import ModelControl
+from app.gui.model_control import INJECTED, ModelControl
 from app.gui.results import ResultsModel, ResultsView
 from app.gui.search_controller import SearchController
 from app.gui.thumbnails import ThumbnailLoader
@@ -250,7 +250,8 @@ class MainWindow(QMainWindow):
         active = self.models.active
         self.model_label.setText(f"Model: {self.models.describe_active()}")
         self.device_label.setText(self.models.describe_device())
-        self.settings.setValue("model", active.spec if active else "")
+        if active is None or active.spec != INJECTED:  # an injected model cannot be reloaded
+            self.settings.setValue("model", active.spec if active else "")
         self.search.set_searcher(active.searcher if active else None)
         self._on_searchable_changed()
 
