@@ -60,7 +60,7 @@ def test_index_then_query_with_a_human_sketch(indexed, shared_data, capsys):
 
 
 def test_query_with_a_strokes_file(indexed, shared_data, tmp_path, capsys):
-    photos, library = indexed
+    _photos, library = indexed
     if not (library / "catalog.sqlite").exists():
         pytest.skip("runs after the indexing test")
     drawing = next(read_quickdraw(shared_data / "quickdraw" / "cup.ndjson.gz", limit=1))
