@@ -10,12 +10,15 @@ domains, e.g. sketches and photos; ``same`` is a boolean (n_u, n_v) matrix of "s
 - ``quantization``: mean (|u| - 1)^2, which drives relaxed codes to +-1 so the sign loses little.
 - ``bit_balance``: mean over bits of (batch mean of u)^2, so each bit splits the data about evenly.
 - ``triplet``: mean max(0, m + d(a, p) - d(a, n)) with squared Euclidean d (fine-grained ranking).
+- ``holef_triplet``: the same with DSSA's learnt HOLEF distance, plus its regulariser on W.
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+
+from engine.models.dssa import holef_distance
 
 
 def pairwise_likelihood(u: torch.Tensor, v: torch.Tensor, same: torch.Tensor) -> torch.Tensor:
@@ -42,3 +45,27 @@ def triplet(
 def same_class(labels_u: torch.Tensor, labels_v: torch.Tensor) -> torch.Tensor:
     """Boolean (n_u, n_v): labels_u[i] == labels_v[j]."""
     return labels_u[:, None] == labels_v[None, :]
+
+
+def holef_triplet(
+    anchor: torch.Tensor,
+    positive: torch.Tensor,
+    negative: torch.Tensor,
+    weight: torch.Tensor | None,
+    margin: float,
+    lam: float = 5e-4,
+) -> torch.Tensor:
+    """DSSA's HOLEF triplet loss (Song et al., ICCV 2017, eqs. 6-8).
+
+    mean max(0, m + D_H(a, p) - D_H(a, n)) + lam * (||W - I||_1 + ||W - I||_F), with
+    D_H(x, y) = sum_ij W_ij (x_i - y_j)^2 computed by expanding the square
+    (``engine.models.dssa.holef_distance``). ``weight`` None: the Euclidean ablation (no W, no
+    regulariser).
+    """
+    d_pos = holef_distance(anchor, positive, weight)
+    d_neg = holef_distance(anchor, negative, weight)
+    loss = F.relu(margin + d_pos - d_neg).mean()
+    if weight is None:
+        return loss
+    deviation = weight - torch.eye(weight.shape[0], dtype=weight.dtype, device=weight.device)
+    return loss + lam * (deviation.abs().sum() + torch.linalg.matrix_norm(deviation))

@@ -3,7 +3,10 @@
 Importing this package registers every built-in method, in a fixed order.
 """
 
-from engine.models import baseline  # noqa: F401  (registers "baseline")
+from engine.models import (
+    baseline,  # noqa: F401  (registers "baseline")
+    dssa,  # noqa: F401  (registers "dssa")
+)
 from engine.models.base import ModelConfig, SketchHashModel
 from engine.models.checkpoint import (
     CheckpointInfo,

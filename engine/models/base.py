@@ -7,7 +7,7 @@ A model maps each to a real-valued (B, K) output whose signs are the K-bit code.
 
 At the numpy boundary (``embed_*`` and ``encode_*``) sketches are uint8 (n, S, S) arrays from
 ``engine.sketch.normalize_sketch`` and photos uint8 (n, P, P, 3) arrays from
-``engine.preprocess.prepare_photo``; both are resized on the device if the model wants another size.
+``engine.images.prepare_photo``; both are resized on the device if the model wants another size.
 """
 
 from __future__ import annotations
@@ -112,10 +112,18 @@ class SketchHashModel(nn.Module, ABC):
         return self._run(lambda: self.sketch_forward(batch))
 
     @torch.no_grad()
-    def embed_photos(self, photos: np.ndarray) -> np.ndarray:
-        """uint8 (n, P, P, 3) prepared photos to float32 (n, K) outputs."""
+    def embed_photos(self, photos: np.ndarray, edges: np.ndarray | None = None) -> np.ndarray:
+        """uint8 (n, P, P, 3) prepared photos to float32 (n, K) outputs.
+
+        ``edges``: uint8 (n, P, P) edge maps (white paper) to use instead of computing them with
+        ``engine.edges``, e.g. a data set's released ones; ignored unless ``needs_edges``.
+        """
         batch = _photo_tensor(photos, self.photo_size, self.device)
-        return self._run(lambda: self.photo_forward(batch, self.edge_maps(batch)))
+        if edges is not None and self.needs_edges:
+            edge_batch = _sketch_tensor(edges, self.photo_size, self.device)
+        else:
+            edge_batch = self.edge_maps(batch)
+        return self._run(lambda: self.photo_forward(batch, edge_batch))
 
     def encode_sketches(self, sketches: np.ndarray) -> np.ndarray:
         """uint8 (n, S, S) normalised sketches to packed uint8 codes (n, K/8)."""

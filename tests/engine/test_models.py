@@ -20,7 +20,10 @@ from engine.models import (
     save_checkpoint,
 )
 
-SMALL = {"baseline": {"image_size": 96, "pretrained": False}}
+SMALL = {
+    "baseline": {"image_size": 96, "pretrained": False},
+    "dssa": {"image_size": 96, "pretrained": False},
+}
 
 
 def small(method: str, **extra):

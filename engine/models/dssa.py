@@ -1,0 +1,257 @@
+"""DSSA: Deep Spatial-Semantic Attention for fine-grained sketch-based image retrieval.
+
+Paper: J. Song, Q. Yu, Y.-Z. Song, T. Xiang, T. M. Hospedales, "Deep Spatial-Semantic Attention
+for Fine-Grained Sketch-Based Image Retrieval", ICCV 2017 (section 3, eqs. 1-8).
+
+One network is shared by the query sketch and the photo's edge map (a Siamese triplet network);
+the photo side sees only the edge map (``needs_edges``: ``engine.edges`` computes it, or the
+caller passes the data set's released one). Per input:
+1. backbone to a C=256-channel map f: ``paper`` is Sketch-a-Net (conv1 64 15x15 stride 3, pool,
+   conv2 128 5x5, pool, conv3-5 256 3x3 pad 1, ReLU after each), fed the ink (1 - x: paper = 0,
+   so zero padding is paper), randomly initialised; ``efficientnet_lite0`` is the pretrained
+   trunk (ImageNet-normalised grey input, like the baseline) whose 1280-channel head map is
+   reduced to 256 channels by a 1x1 conv + BN + ReLU, so both backbones give the paper's width.
+2. soft spatial attention (eq. 1-3): two 1x1 convs (256 -> 256, ReLU, -> 1: the hidden width is
+   not given; we keep the channel count), softmax over the H x W locations, and the attended map
+   f + a * f (``shortcut``; without it a * f, the ablation of Table 5). ``attention=False`` skips
+   the module (attended map = f, Table 2).
+3. FC6 512 (ReLU, dropout) and FC7 256 (eq. 4). ``paper``: FC6 reads the flattened 256 x 7 x 7
+   pool5 of the attended map (an adaptive average pool makes 7 x 7 at any input size; at 225 px it
+   is the identity). ``efficientnet_lite0``: its map is only 4-7 px wide, so FC6 reads the
+   globally average-pooled attended map.
+4. coarse-fine fusion (eq. 5, ``fusion``): the globally average-pooled attended map (coarse,
+   256-d) concatenated with FC7 (fine, 256-d). The paper does not say how the two parts are
+   scaled; we L2-normalise each part and the concatenation (so neither dominates by magnitude
+   and the feature is unit length, 512-d). Without fusion, the feature is the L2-normalised FC7.
+5. HOLEF (eqs. 6-8): D_H(x, y) = sum_ij W_ij (x_i - y_j)^2 with W a learnable D x D matrix
+   initialised to the identity (``holef``; False: squared Euclidean distance, W absent). W lives
+   in the model (``holef_weight``) because it is needed after training too: to re-rank a binary
+   shortlist by the exact HOLEF distance. ``holef_distance`` / ``holef_pairwise`` compute it by
+   expanding the square, sum_i x_i^2 r_i + sum_j y_j^2 c_j - 2 x^T W y (r, c: row and column sums
+   of W), never materialising a batch of D x D matrices.
+6. hash layer (not in the paper, which ranks real-valued features): a linear projection D -> K
+   followed by BatchNorm (unit features of line drawings share a large common component; without
+   centring every bit takes the same sign for every input); the sign of its output is the K-bit
+   code, BatchNorm's running statistics make it a fixed affine map at search time. Training
+   (``training.methods.dssa``) relaxes the sign with tanh and adds a quantisation term, and ranks
+   the relaxed codes with a triplet loss beside the HOLEF loss on the features.
+Inputs are ``image_size`` square for both sides (default 224: EfficientNet's native size, one
+pixel from the paper's 225 crop of 256).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from engine.errors import ConfigError
+from engine.models.backbones import (
+    EFFICIENTNET_LITE0_FEATURES,
+    ImageNetNormalize,
+    efficientnet_lite0,
+)
+from engine.models.base import ModelConfig, SketchHashModel, _photo_tensor, _sketch_tensor
+from engine.models.registry import register
+
+CHANNELS = 256  # conv5 width of Sketch-a-Net; the attended map of both backbones
+FC6, FC7 = 512, 256
+POOL5_SIDE = 7
+
+
+def holef_distance(x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
+    """(n,) D_H(x_n, y_n) = sum_ij W_ij (x_ni - y_nj)^2 of paired rows; W None: squared L2."""
+    if weight is None:
+        return (x - y).pow(2).sum(dim=1)
+    rows, cols = weight.sum(dim=1), weight.sum(dim=0)
+    return x.pow(2) @ rows + y.pow(2) @ cols - 2.0 * ((x @ weight) * y).sum(dim=1)
+
+
+def holef_pairwise(x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
+    """(n, m) D_H(x_n, y_m) for every pair of rows; W None: squared Euclidean distance."""
+    if weight is None:
+        weight = torch.eye(x.shape[1], dtype=x.dtype, device=x.device)
+    rows, cols = weight.sum(dim=1), weight.sum(dim=0)
+    return (x.pow(2) @ rows)[:, None] + (y.pow(2) @ cols)[None, :] - 2.0 * (x @ weight) @ y.T
+
+
+@dataclass(frozen=True)
+class DSSAConfig(ModelConfig):
+    image_size: int = 224
+    pretrained: bool = True  # efficientnet_lite0 only: start from ImageNet weights
+    attention: bool = True  # soft spatial attention (Table 2)
+    shortcut: bool = True  # f + a * f rather than a * f (Table 5)
+    fusion: bool = True  # coarse-fine fusion (Table 3)
+    holef: bool = True  # HOLEF distance with a learnt W; False: squared Euclidean (Table 4)
+    dropout: float = 0.5  # after FC6, as in Sketch-a-Net
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.backbone == "efficientnet_lite0":
+            if not 96 <= self.image_size <= 512 or self.image_size % 32:
+                raise ConfigError(
+                    "dssa image_size must be a multiple of 32 between 96 and 512 with the "
+                    "efficientnet_lite0 backbone."
+                )
+        elif not 96 <= self.image_size <= 512:
+            raise ConfigError("dssa image_size must be between 96 and 512 (the paper uses 225).")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError("dssa dropout must be in [0, 1).")
+
+    @property
+    def feature_dim(self) -> int:
+        return CHANNELS + FC7 if self.fusion else FC7
+
+
+class SketchANet(nn.Module):
+    """Sketch-a-Net conv1-conv5 (conv5 before pool5): (B, 1, S, S) ink to (B, 256, h, w)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+
+        def conv(cin: int, cout: int, k: int, stride: int = 1, pad: int = 0) -> list[nn.Module]:
+            return [nn.Conv2d(cin, cout, k, stride, pad), nn.ReLU(inplace=True)]
+
+        self.layers = nn.Sequential(
+            *conv(1, 64, 15, stride=3),
+            nn.MaxPool2d(3, 2),
+            *conv(64, 128, 5),
+            nn.MaxPool2d(3, 2),
+            *conv(128, 256, 3, pad=1),
+            *conv(256, 256, 3, pad=1),
+            *conv(256, CHANNELS, 3, pad=1),
+        )
+
+    def forward(self, drawings: torch.Tensor) -> torch.Tensor:
+        return self.layers(1.0 - drawings)
+
+
+class LiteTrunk(nn.Module):
+    """Pretrained EfficientNet-Lite0 head map reduced to 256 channels: (B, 256, S/32, S/32)."""
+
+    def __init__(self, pretrained: bool) -> None:
+        super().__init__()
+        self.normalize = ImageNetNormalize()
+        self.trunk = efficientnet_lite0(pretrained=pretrained, num_classes=0)
+        self.reduce = nn.Sequential(
+            nn.Conv2d(EFFICIENTNET_LITE0_FEATURES, CHANNELS, 1, bias=False),
+            nn.BatchNorm2d(CHANNELS),
+            nn.ReLU(inplace=True),
+        )
+
+    def forward(self, drawings: torch.Tensor) -> torch.Tensor:
+        return self.reduce(self.trunk.forward_features(self.normalize(drawings)))
+
+
+class SpatialAttention(nn.Module):
+    """Soft spatial attention: a = softmax over locations of conv1x1(ReLU(conv1x1(f)))."""
+
+    def __init__(self, channels: int, shortcut: bool) -> None:
+        super().__init__()
+        self.shortcut = shortcut
+        self.score = nn.Sequential(
+            nn.Conv2d(channels, channels, 1), nn.ReLU(inplace=True), nn.Conv2d(channels, 1, 1)
+        )
+
+    def weights(self, f: torch.Tensor) -> torch.Tensor:
+        """(B, 1, h, w) attention weights summing to 1 over the locations of each map."""
+        b, _, h, w = f.shape
+        return torch.softmax(self.score(f).view(b, h * w), dim=1).view(b, 1, h, w)
+
+    def forward(self, f: torch.Tensor) -> torch.Tensor:
+        attended = self.weights(f) * f
+        return f + attended if self.shortcut else attended
+
+
+@register
+class DSSAModel(SketchHashModel):
+    method = "dssa"
+    config_class = DSSAConfig
+    needs_edges = True
+
+    def __init__(self, config: DSSAConfig) -> None:
+        super().__init__(config)
+        paper = config.backbone == "paper"
+        self.backbone = SketchANet() if paper else LiteTrunk(config.pretrained)
+        self.attention = SpatialAttention(CHANNELS, config.shortcut) if config.attention else None
+        fc6_in = CHANNELS * POOL5_SIDE**2 if paper else CHANNELS
+        self.pool5 = (
+            nn.Sequential(nn.MaxPool2d(3, 2), nn.AdaptiveAvgPool2d(POOL5_SIDE)) if paper else None
+        )
+        self.fc = nn.Sequential(
+            nn.Linear(fc6_in, FC6),
+            nn.ReLU(inplace=True),
+            nn.Dropout(config.dropout),
+            nn.Linear(FC6, FC7),
+        )
+        dim = config.feature_dim
+        self.hash_layer = nn.Sequential(nn.Linear(dim, config.bits), nn.BatchNorm1d(config.bits))
+        self.holef_weight = nn.Parameter(torch.eye(dim)) if config.holef else None
+
+    @property
+    def sketch_size(self) -> int:
+        return self.config.image_size
+
+    @property
+    def photo_size(self) -> int:
+        return self.config.image_size
+
+    # ------------------------------------------------------------------ network
+    def features(self, drawings: torch.Tensor) -> torch.Tensor:
+        """(B, 1, S, S) sketches or edge maps in [0, 1] to (B, D) unit-length features."""
+        f = self.backbone(drawings)
+        if self.attention is not None:
+            f = self.attention(f)
+        if self.pool5 is not None:
+            fine = self.fc(self.pool5(f).flatten(1))
+        else:
+            fine = self.fc(f.mean(dim=(2, 3)))
+        if not self.config.fusion:
+            return F.normalize(fine, dim=1)
+        coarse = F.normalize(f.mean(dim=(2, 3)), dim=1)
+        return F.normalize(torch.cat([coarse, F.normalize(fine, dim=1)], dim=1), dim=1)
+
+    def hash(self, features: torch.Tensor) -> torch.Tensor:
+        """(B, D) features to (B, K) real outputs whose signs are the code."""
+        return self.hash_layer(features)
+
+    def distance(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """(n, m) HOLEF (or squared Euclidean) distances between two sets of features."""
+        weight = None if self.holef_weight is None else self.holef_weight.to(x.dtype)
+        return holef_pairwise(x, y, weight)
+
+    def sketch_forward(self, sketches: torch.Tensor) -> torch.Tensor:
+        return self.hash(self.features(sketches))
+
+    def photo_forward(
+        self, photos: torch.Tensor, edges: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        if edges is None:
+            raise ConfigError("DSSA ranks photos by their edge maps; pass the photos' edge maps.")
+        return self.hash(self.features(edges))
+
+    # ------------------------------------------------------------------ numpy boundary
+    @torch.no_grad()
+    def sketch_features(self, sketches: np.ndarray) -> np.ndarray:
+        """uint8 (n, S, S) normalised sketches to float32 (n, D) features (for re-ranking)."""
+        batch = _sketch_tensor(sketches, self.sketch_size, self.device)
+        return self._run(lambda: self.features(batch))
+
+    @torch.no_grad()
+    def photo_features(self, photos: np.ndarray, edges: np.ndarray | None = None) -> np.ndarray:
+        """uint8 (n, P, P, 3) photos (or their uint8 (n, P, P) edge maps) to (n, D) features."""
+        if edges is not None:
+            batch = _sketch_tensor(edges, self.photo_size, self.device)
+        else:
+            batch = self.edge_maps(_photo_tensor(photos, self.photo_size, self.device))
+        return self._run(lambda: self.features(batch))
+
+    def feature_distances(self, queries: np.ndarray, gallery: np.ndarray) -> np.ndarray:
+        """float32 (n, m) HOLEF distances of numpy features (float16 storage is fine)."""
+        with torch.no_grad():
+            q = torch.from_numpy(np.asarray(queries, np.float32)).to(self.device)
+            g = torch.from_numpy(np.asarray(gallery, np.float32)).to(self.device)
+            return self.distance(q, g).cpu().numpy()

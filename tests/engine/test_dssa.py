@@ -1,0 +1,128 @@
+"""DSSA network: HOLEF distance against the naive double sum, attention, fusion, ablation flags,
+the paper backbone's geometry, and the photo side reading edge maps."""
+
+import numpy as np
+import pytest
+import torch
+
+from engine.errors import ConfigError
+from engine.models import create, load_checkpoint, save_checkpoint
+from engine.models.dssa import SpatialAttention, holef_distance, holef_pairwise
+
+
+def naive_holef(x: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> float:
+    """sum_ij W_ij (x_i - y_j)^2 as written in the paper."""
+    total = 0.0
+    for i in range(len(x)):
+        for j in range(len(y)):
+            total += float(w[i, j]) * float(x[i] - y[j]) ** 2
+    return total
+
+
+def small(**cfg):
+    torch.manual_seed(0)
+    return create("dssa", **{"image_size": 96, "pretrained": False, **cfg})
+
+
+def test_holef_with_identity_is_squared_euclidean():
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(5, 7, generator=g), torch.randn(5, 7, generator=g)
+    eye = torch.eye(7)
+    expected = (x - y).pow(2).sum(dim=1)
+    torch.testing.assert_close(holef_distance(x, y, eye), expected)
+    torch.testing.assert_close(holef_distance(x, y, None), expected)
+    torch.testing.assert_close(
+        holef_pairwise(x, y, eye), torch.cdist(x, y).pow(2), atol=1e-5, rtol=0
+    )
+
+
+def test_holef_expanded_square_matches_double_loop():
+    g = torch.Generator().manual_seed(1)
+    x, y = torch.randn(3, 4, generator=g), torch.randn(2, 4, generator=g)
+    w = torch.eye(4) + 0.3 * torch.randn(4, 4, generator=g)  # not symmetric on purpose
+    paired = holef_distance(x[:2], y, w)
+    pairwise = holef_pairwise(x, y, w)
+    for a in range(2):
+        assert float(paired[a]) == pytest.approx(naive_holef(x[a], y[a], w), rel=1e-5)
+    for a in range(3):
+        for b in range(2):
+            assert float(pairwise[a, b]) == pytest.approx(naive_holef(x[a], y[b], w), rel=1e-5)
+
+
+def test_attention_weights_are_a_softmax_over_locations_and_shortcut_adds_f():
+    torch.manual_seed(0)
+    f = torch.rand(2, 8, 5, 6)
+    with_shortcut, without = SpatialAttention(8, shortcut=True), SpatialAttention(8, shortcut=False)
+    without.load_state_dict(with_shortcut.state_dict())
+    a = with_shortcut.weights(f)
+    assert a.shape == (2, 1, 5, 6) and bool((a > 0).all())
+    torch.testing.assert_close(a.sum(dim=(2, 3)), torch.ones(2, 1))
+    torch.testing.assert_close(with_shortcut(f), f + a * f)
+    torch.testing.assert_close(without(f), a * f)
+
+
+@pytest.mark.parametrize(
+    ("flags", "dim", "has_w", "has_attention"),
+    [
+        ({}, 512, True, True),
+        ({"fusion": False}, 256, True, True),
+        ({"holef": False}, 512, False, True),
+        ({"attention": False}, 512, True, False),
+    ],
+)
+def test_ablation_flags_shape_the_network(flags, dim, has_w, has_attention):
+    model = small(**flags).eval()
+    feats = model.features(torch.rand(3, 1, 96, 96))
+    assert feats.shape == (3, dim)
+    torch.testing.assert_close(feats.norm(dim=1), torch.ones(3))
+    assert (model.holef_weight is not None) == has_w
+    assert (model.attention is not None) == has_attention
+    if has_w:
+        torch.testing.assert_close(model.holef_weight, torch.eye(dim))
+    assert model.sketch_forward(torch.rand(3, 1, 96, 96)).shape == (3, 64)
+
+
+def test_paper_backbone_has_sketch_a_net_geometry():
+    model = small(backbone="paper", image_size=225).eval()
+    conv5 = model.backbone(torch.rand(1, 1, 225, 225))
+    assert conv5.shape == (1, 256, 15, 15)  # 225 -> conv1 71 -> 35 -> conv2 31 -> 15
+    assert model.pool5(conv5).shape == (1, 256, 7, 7)
+    assert model.fc[0].in_features == 256 * 7 * 7 and model.fc[-1].out_features == 256
+    out = model.sketch_forward(torch.rand(2, 1, 225, 225))
+    assert out.shape == (2, 64)
+
+
+def test_config_refuses_bad_values():
+    with pytest.raises(ConfigError, match="multiple of 32"):
+        create("dssa", image_size=225, pretrained=False)
+    with pytest.raises(ConfigError, match="dropout"):
+        create("dssa", dropout=1.0, pretrained=False)
+    with pytest.raises(ConfigError, match="between 96 and 512"):
+        create("dssa", backbone="paper", image_size=64)
+
+
+def test_photo_side_reads_only_the_edge_map(tmp_path):
+    model = small().eval()
+    rng = np.random.default_rng(0)
+    photos_a = rng.integers(0, 256, (2, 96, 96, 3), dtype=np.uint8)
+    photos_b = rng.integers(0, 256, (2, 96, 96, 3), dtype=np.uint8)
+    edges = rng.integers(0, 256, (2, 96, 96), dtype=np.uint8)
+    with pytest.raises(ConfigError, match="edge maps"):
+        model.photo_forward(torch.rand(1, 3, 96, 96))
+    # given edge maps, the RGB photo does not matter, and the result is the sketch path's
+    out_a = model.embed_photos(photos_a, edges)
+    np.testing.assert_allclose(out_a, model.embed_photos(photos_b, edges), atol=1e-6)
+    np.testing.assert_allclose(out_a, model.embed_sketches(edges), atol=1e-5)
+    feats = model.photo_features(photos_a, edges)
+    np.testing.assert_allclose(feats, model.sketch_features(edges), atol=1e-5)
+    # a learnt W survives a checkpoint round trip and drives the feature distances
+    with torch.no_grad():
+        model.holef_weight.add_(0.01 * torch.randn(512, 512, generator=torch.Generator()))
+    loaded = load_checkpoint(save_checkpoint(model, tmp_path / "d.safetensors"))
+    dist = loaded.feature_distances(feats.astype(np.float16), feats)
+    expected = holef_pairwise(
+        torch.from_numpy(feats.astype(np.float16).astype(np.float32)),
+        torch.from_numpy(feats),
+        model.holef_weight.detach(),
+    )
+    np.testing.assert_allclose(dist, expected.numpy(), atol=1e-5)
