@@ -35,6 +35,12 @@ caller passes the data set's released one). Per input:
    code, BatchNorm's running statistics make it a fixed affine map at search time. Training
    (``training.methods.dssa``) relaxes the sign with tanh and adds a quantisation term, and ranks
    the relaxed codes with a triplet loss beside the HOLEF loss on the features.
+7. edge maps are drawn like sketches (``canonical_edges``, not in the paper): each edge map goes
+   through ``engine.sketch.normalize_sketch`` (the query sketch's own normalisation: framed on
+   its bounding box, lines redrawn 3 px wide at 256) before the network. Raw edge maps have
+   1 px lines that fade to grey at 128-160 px and a framing unlike the canonical sketch's; this
+   makes both inputs of the shared network the same kind of picture. An edge map with no edge
+   (a flat photo) stays blank paper. ``canonical_edges=False`` feeds the raw maps (the paper).
 Inputs are ``image_size`` square for both sides (default 224: EfficientNet's native size, one
 pixel from the paper's 225 crop of 256).
 """
@@ -48,7 +54,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engine.errors import ConfigError
+from engine.errors import ConfigError, SketchError
 from engine.models.backbones import (
     EFFICIENTNET_LITE0_FEATURES,
     ImageNetNormalize,
@@ -56,6 +62,7 @@ from engine.models.backbones import (
 )
 from engine.models.base import ModelConfig, SketchHashModel, _photo_tensor, _sketch_tensor
 from engine.models.registry import register
+from engine.sketch import normalize_sketch
 
 CHANNELS = 256  # conv5 width of Sketch-a-Net; the attended map of both backbones
 FC6, FC7 = 512, 256
@@ -87,6 +94,7 @@ class DSSAConfig(ModelConfig):
     fusion: bool = True  # coarse-fine fusion (Table 3)
     holef: bool = True  # HOLEF distance with a learnt W; False: squared Euclidean (Table 4)
     dropout: float = 0.5  # after FC6, as in Sketch-a-Net
+    canonical_edges: bool = True  # edge maps normalised like sketches (see the docstring, 7.)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -233,7 +241,35 @@ class DSSAModel(SketchHashModel):
             raise ConfigError("DSSA ranks photos by their edge maps; pass the photos' edge maps.")
         return self.hash(self.features(edges))
 
+    # ------------------------------------------------------------------ edge maps
+    def canonical_edges(self, edges: np.ndarray) -> np.ndarray:
+        """uint8 (n, H, W) edge maps (white paper) drawn like canonical sketches, at photo size."""
+        arr = np.asarray(edges, np.uint8)
+        if not self.config.canonical_edges:
+            return arr
+        out = []
+        for edge in arr:
+            try:
+                out.append(normalize_sketch(edge))
+            except SketchError:  # no edge at all: blank paper
+                out.append(np.full(arr.shape[1:], 255, np.uint8))
+        batch = _sketch_tensor(np.stack(out), self.photo_size, torch.device("cpu"))
+        return batch[:, 0].mul(255.0).round_().clamp_(0, 255).to(torch.uint8).numpy()
+
+    def edge_maps(self, photos: torch.Tensor) -> torch.Tensor:
+        """The engine's edge maps of a photo batch, drawn like sketches (``canonical_edges``)."""
+        raw = super().edge_maps(photos)
+        if not self.config.canonical_edges:
+            return raw
+        arr = raw[:, 0].clamp(0, 1).mul(255.0).round().to(torch.uint8).cpu().numpy()
+        return _sketch_tensor(self.canonical_edges(arr), self.photo_size, photos.device)
+
     # ------------------------------------------------------------------ numpy boundary
+    @torch.no_grad()
+    def embed_photos(self, photos: np.ndarray, edges: np.ndarray | None = None) -> np.ndarray:
+        """As the base; given ``edges`` (e.g. released ones) are drawn like sketches first."""
+        return super().embed_photos(photos, None if edges is None else self.canonical_edges(edges))
+
     @torch.no_grad()
     def sketch_features(self, sketches: np.ndarray) -> np.ndarray:
         """uint8 (n, S, S) normalised sketches to float32 (n, D) features (for re-ranking)."""
@@ -244,7 +280,7 @@ class DSSAModel(SketchHashModel):
     def photo_features(self, photos: np.ndarray, edges: np.ndarray | None = None) -> np.ndarray:
         """uint8 (n, P, P, 3) photos (or their uint8 (n, P, P) edge maps) to (n, D) features."""
         if edges is not None:
-            batch = _sketch_tensor(edges, self.photo_size, self.device)
+            batch = _sketch_tensor(self.canonical_edges(edges), self.photo_size, self.device)
         else:
             batch = self.edge_maps(_photo_tensor(photos, self.photo_size, self.device))
         return self._run(lambda: self.features(batch))

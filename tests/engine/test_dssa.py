@@ -101,20 +101,42 @@ def test_config_refuses_bad_values():
         create("dssa", backbone="paper", image_size=64)
 
 
+def _edge_maps(n: int, size: int) -> np.ndarray:
+    """uint8 (n, size, size) thin dark rectangles on white, one per map, of different sizes."""
+    maps = np.full((n, size, size), 255, np.uint8)
+    for i in range(n):
+        lo, hi = 10 + 5 * i, size - 20
+        maps[i, lo, lo:hi] = maps[i, hi, lo:hi] = maps[i, lo:hi, lo] = maps[i, lo:hi, hi] = 0
+    return maps
+
+
+def test_edge_maps_are_drawn_like_sketches():
+    model, raw = small(), _edge_maps(2, 96)
+    canonical = model.canonical_edges(raw)
+    assert canonical.shape == (2, 96, 96) and canonical.dtype == np.uint8
+    # framed like a canonical sketch: both rectangles now span the same box, with thicker lines
+    np.testing.assert_allclose(canonical[0], canonical[1], atol=40)
+    assert (canonical < 128).sum() > (raw[0] < 128).sum()
+    blank = model.canonical_edges(np.full((1, 96, 96), 255, np.uint8))
+    assert (blank == 255).all()  # no edge: blank paper, not an error
+    np.testing.assert_array_equal(small(canonical_edges=False).canonical_edges(raw), raw)
+
+
 def test_photo_side_reads_only_the_edge_map(tmp_path):
     model = small().eval()
     rng = np.random.default_rng(0)
     photos_a = rng.integers(0, 256, (2, 96, 96, 3), dtype=np.uint8)
     photos_b = rng.integers(0, 256, (2, 96, 96, 3), dtype=np.uint8)
-    edges = rng.integers(0, 256, (2, 96, 96), dtype=np.uint8)
+    edges = _edge_maps(2, 96)
     with pytest.raises(ConfigError, match="edge maps"):
         model.photo_forward(torch.rand(1, 3, 96, 96))
     # given edge maps, the RGB photo does not matter, and the result is the sketch path's
     out_a = model.embed_photos(photos_a, edges)
     np.testing.assert_allclose(out_a, model.embed_photos(photos_b, edges), atol=1e-6)
-    np.testing.assert_allclose(out_a, model.embed_sketches(edges), atol=1e-5)
+    canonical = model.canonical_edges(edges)
+    np.testing.assert_allclose(out_a, model.embed_sketches(canonical), atol=1e-5)
     feats = model.photo_features(photos_a, edges)
-    np.testing.assert_allclose(feats, model.sketch_features(edges), atol=1e-5)
+    np.testing.assert_allclose(feats, model.sketch_features(canonical), atol=1e-5)
     # a learnt W survives a checkpoint round trip and drives the feature distances
     with torch.no_grad():
         model.holef_weight.add_(0.01 * torch.randn(512, 512, generator=torch.Generator()))
