@@ -71,6 +71,25 @@ def read_sketch(path: Path, size: int) -> np.ndarray:
     return t[0, 0].mul_(255.0).round_().clamp_(0, 255).to(torch.uint8).numpy()
 
 
+def read_edge_map(path: Path, size: int) -> np.ndarray:
+    """A released edge map prepared like its photo (centre square): uint8 (size, size)."""
+    return read_photo(path, size).mean(axis=2).round().astype(np.uint8)
+
+
+def released_edge_maps(
+    dataset: SketchDataset, size: int, cancel: threading.Event | None = None
+) -> Generator[PrepareProgress, None, np.ndarray]:
+    """uint8 (n, size, size) edge maps of ``dataset.photos`` from its ``edges/`` folder."""
+    missing = [p.key for p in dataset.photos if p.key not in dataset.edges]
+    if missing:
+        raise DatasetError(
+            f"{len(missing)} photo(s) of {dataset.root} have no released edge map in edges/ "
+            f"(e.g. {', '.join(missing[:5])}); use the engine's edge maps instead."
+        )
+    paths = [dataset.edges[p.key] for p in dataset.photos]
+    return (yield from decode_all(paths, read_edge_map, size, "edge maps", cancel))
+
+
 def decode_all(
     paths: Sequence[Path],
     read,

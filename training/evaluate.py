@@ -14,7 +14,10 @@ Protocol (stated in every report's ``protocol``):
 - category level: a hit is a photo of the query's class: mAP over all results, mAP@200, P@200;
   fine-grained: the sketch's own photo: acc@1, acc@10;
 - ``random``: the exact expectation of each metric under a uniformly random ranking;
-- ``baseline``: the classical HOG baseline (``training.classical``), evaluated the same way.
+- ``baseline``: the classical HOG baseline (``training.classical``), evaluated the same way;
+- ``edges`` (methods whose photo side reads edge maps): ``engine`` computes them with
+  ``engine.edges`` (what users get); ``released`` reads the data set's ``edges/`` (the papers'
+  protocol; no distractors then, as they have no released edge maps).
 """
 
 from __future__ import annotations
@@ -29,16 +32,17 @@ from typing import Any
 import numpy as np
 
 from engine.codes import pack_codes
-from engine.errors import Cancelled, ImageLoadError
+from engine.errors import Cancelled, ConfigError, ImageLoadError
 from engine.index import BinaryIndex
 from engine.indexer import walk_photos
 from engine.models import SketchHashModel, model_id
 from training import metrics as M
-from training.arrays import PrepareProgress, prepare_arrays, read_photo
+from training.arrays import PrepareProgress, prepare_arrays, read_photo, released_edge_maps
 from training.data import CATEGORY, load_dataset
 
 log = logging.getLogger(__name__)
 
+EDGE_SOURCES = ("engine", "released")
 TIES = "equal distances are ordered by photo id (data set photos in sorted order, then distractors)"
 
 
@@ -51,6 +55,15 @@ class EvalConfig:
     real_valued: bool = True
     baseline: bool = True
     classes: tuple[str, ...] | None = None
+    edges: str = "engine"  # edge-map methods: "engine" or "released" (the data set's edges/)
+
+    def __post_init__(self) -> None:
+        if self.edges not in EDGE_SOURCES:
+            raise ConfigError(f"Unknown edge maps '{self.edges}'; choose one of {EDGE_SOURCES}.")
+        if self.edges == "released" and self.extra_gallery is not None:
+            raise ConfigError(
+                "Distractor photos have no released edge maps; evaluate them with edges 'engine'."
+            )
 
 
 @dataclass(frozen=True)
@@ -172,7 +185,17 @@ def evaluate(
     relevant, n_relevant = relevant[keep], n_relevant[keep]
     bs = config.batch_size
     q_emb = yield from _batched(model.embed_sketches, data.sketches[keep], bs, "sketches", cancel)
-    g_emb = yield from _batched(model.embed_photos, photos, bs, "photos", cancel)
+    if model.needs_edges and config.edges == "released":
+        edges = yield from _as_eval_progress(released_edge_maps(dataset, model.photo_size, cancel))
+        g_emb = yield from _batched(
+            lambda ix: model.embed_photos(photos[ix], edges[ix]),
+            np.arange(len(photos)),
+            bs,
+            "photos",
+            cancel,
+        )
+    else:
+        g_emb = yield from _batched(model.embed_photos, photos, bs, "photos", cancel)
     ids = binary_ranking(pack_codes(q_emb), pack_codes(g_emb), model.bits, model_id(model))
     figures, random = ranking_metrics(
         np.take_along_axis(relevant, ids, axis=1), n_relevant, dataset.layout, config.k
@@ -201,6 +224,7 @@ def evaluate(
         "binary": f"{model.bits}-bit codes, Hamming distance, engine BinaryIndex (Faiss)",
         "real_valued": "cosine similarity of the model outputs before binarisation",
         "ties": TIES,
+        "edges": config.edges if model.needs_edges else "not used",
         "model_id": model_id(model),
     }
     return EvalReport(figures, random, real, baseline, protocol)

@@ -24,6 +24,12 @@ def add_parser(subparsers) -> None:
     p.add_argument("--split", default="test", help="split of split.json (default: test; 'all')")
     p.add_argument("--extra-gallery", type=Path, help="folder of distractor photos")
     p.add_argument("--classes", nargs="+", help="category level: only these classes")
+    p.add_argument(
+        "--edges",
+        choices=("engine", "released"),
+        default="engine",
+        help="edge-map methods: the engine's edge maps (default) or the data set's edges/",
+    )
     p.add_argument("--no-baseline", action="store_true", help="skip the classical HOG baseline")
     p.add_argument("--device", default=None, help="cpu, cuda or mps (default: best available)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
@@ -41,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
         extra_gallery=args.extra_gallery,
         baseline=not args.no_baseline,
         classes=tuple(args.classes) if args.classes else None,
+        edges=args.edges,
     )
     cancel = threading.Event()
     previous = signal.signal(signal.SIGINT, lambda *_: cancel.set())

@@ -35,6 +35,9 @@ def list_procedures() -> list[str]:
     return list(_PROCEDURES)
 
 
-from training.methods import baseline  # noqa: E402, F401  (registers "baseline")
+from training.methods import (  # noqa: E402
+    baseline,  # noqa: F401  (registers "baseline")
+    dssa,  # noqa: F401  (registers "dssa")
+)
 
 __all__ = ["get_procedure", "list_procedures", "register_procedure"]
