@@ -1,7 +1,8 @@
 """Benchmarks behind ``sketch-search bench``: figures, not assertions.
 
 1. Query latency per stage: normalise and encode one sketch with the model, then Hamming search
-   (k=50) in binary indexes of 10k, 100k and 1M random codes of 64 and 128 bits.
+   (k=50) in binary indexes of 10k, 100k and 1M random codes of 64 and 128 bits; and the time to
+   rebuild the in-memory index from a catalog of 100k codes.
 2. Indexing throughput on full-size photos (12 MP JPEGs made from real photos, with a little
    grain so they compress like camera files), beside the throughput of decoding alone and of the
    model alone on the same files. ``pipeline_efficiency`` = indexing / min(decode, model): 1.0
@@ -25,6 +26,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from engine.catalog import Catalog
 from engine.errors import CheckpointError
 from engine.images import PHOTO_EXTENSIONS, load_photo, prepare_photo
 from engine.index import BinaryIndex
@@ -106,6 +108,32 @@ def bench_query(model: SketchHashModel, sizes: tuple[int, ...], seed: int = 0) -
     return out
 
 
+def bench_rebuild(n: int = 100_000, bits: int = 64, seed: int = 0) -> dict:
+    """Time to rebuild the in-memory index from a catalog of ``n`` codes (what the searcher
+    does on start and on refresh)."""
+    rng = np.random.default_rng(seed)
+    with tempfile.TemporaryDirectory() as tmp:
+        catalog = Catalog(Path(tmp) / "catalog.sqlite")
+        root = catalog.add_root(Path(tmp))
+        catalog.register_model("bench", "baseline", bits)
+        codes = rng.integers(0, 256, (n, bits // 8), dtype=np.uint8)
+        with catalog.transaction() as tx:
+            tx.executemany(
+                "INSERT INTO photos(id, path, root_id, size, mtime_ns, status, updated_at) "
+                "VALUES (?, ?, ?, 1, 1, 'ok', 0)",
+                ((i, f"{tmp}/p{i}.jpg", root) for i in range(n)),
+            )
+            catalog.put_codes(tx, "bench", range(n), codes)
+
+        def rebuild() -> None:
+            ids, stored = catalog.codes_for("bench", bits)
+            BinaryIndex(bits, "bench").add(ids, stored)
+
+        ms = _median_ms(rebuild, 3)
+        catalog.close()
+    return {f"index_rebuild_ms_{_label(n)}_{bits}": ms}
+
+
 def make_full_size_photos(source: Path | None, target: Path, count: int, seed: int = 0) -> Path:
     """``count`` 12 MP JPEGs in ``target`` made from real photos under ``source`` (or from
     synthetic gradients when there are none); kept between runs."""
@@ -132,14 +160,14 @@ class _RssSampler(threading.Thread):
     def __init__(self) -> None:
         super().__init__(daemon=True)
         self.peak = self.start_rss = _rss_bytes()
-        self._stop = threading.Event()
+        self._halt = threading.Event()
 
     def run(self) -> None:
-        while not self._stop.wait(0.02):
+        while not self._halt.wait(0.02):
             self.peak = max(self.peak, _rss_bytes())
 
     def stop(self) -> None:
-        self._stop.set()
+        self._halt.set()
         self.join()
 
 
@@ -203,6 +231,7 @@ def run_benchmarks(
     device: str | None = None,
     work_dir: Path | None = None,
     source: Path | None = None,
+    rebuild_codes: int = 100_000,
     report: Callable[[str], None] = log.info,
 ) -> dict:
     try:
@@ -221,6 +250,8 @@ def run_benchmarks(
     }
     report("Query latency ...")
     results.update(bench_query(model, sizes))
+    report("Index rebuild from the catalog ...")
+    results.update(bench_rebuild(rebuild_codes))
     folder = work_dir or cache_dir() / "bench-photos"
     if source is None:
         shared = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "sketchy"
