@@ -29,6 +29,7 @@ from app.gui.model_control import INJECTED, ModelControl
 from app.gui.results import ResultsModel, ResultsView
 from app.gui.search_controller import SearchController
 from app.gui.thumbnails import ThumbnailLoader
+from app.gui.training_panel import TrainingPanel
 from app.gui.workers import JobRunner
 from engine.errors import SketchSearchError
 from engine.library import Library
@@ -94,6 +95,7 @@ class MainWindow(QMainWindow):
         self._build_status_bar()
         self._restore_settings()
         self.update_empty_state()
+        self.training_panel: TrainingPanel | None = None  # made when first opened
         self.models.start(model, self.settings.value("model", "", str), auto_index=auto_index)
 
     # ----------------------------------------------------------------- construction
@@ -171,6 +173,9 @@ class MainWindow(QMainWindow):
         self.count_spin.setToolTip("How many results to show")
         self.count_spin.valueChanged.connect(self.search.set_count)
         self.model_combo: QComboBox = self.models.combo
+        self.train_action = self._action(
+            "Train…", self.show_training_panel, "Ctrl+T", "Train a model on a data set folder"
+        )
         for item in (
             self.open_action,
             self.save_png_action,
@@ -187,6 +192,7 @@ class MainWindow(QMainWindow):
             None,
             "Model",
             self.model_combo,
+            self.train_action,
             "Results",
             self.count_spin,
         ):
@@ -316,6 +322,15 @@ class MainWindow(QMainWindow):
         if path := self._ask_path(True, "Save the strokes", sketch_io.STROKES_FILTER):
             self.save_strokes(path)
 
+    def show_training_panel(self) -> TrainingPanel:
+        if self.training_panel is None:
+            self.training_panel = TrainingPanel(self.models, self.runner, self)
+            self.training_panel.errorOccurred.connect(self.message_bar.show_error)
+        self.training_panel.show()
+        self.training_panel.raise_()
+        self.training_panel.activateWindow()
+        return self.training_panel
+
     # ----------------------------------------------------------------- settings and closing
     def _restore_settings(self) -> None:
         s = self.settings
@@ -343,6 +358,8 @@ class MainWindow(QMainWindow):
 
     def shutdown(self) -> None:
         """Cancel running work and wait for every worker thread to finish."""
+        if self.training_panel is not None:
+            self.training_panel.shutdown()
         self.search.set_searcher(None)
         self.runner.cancel_all()
         self.runner.wait()
@@ -350,6 +367,9 @@ class MainWindow(QMainWindow):
         self.results_view.preview.hide()
 
     def closeEvent(self, event: QCloseEvent) -> None:
+        if self.training_panel is not None and not self.training_panel.confirm_close():
+            event.ignore()  # the user keeps the training running
+            return
         self._save_settings()
         self.shutdown()
         if self._owns_library:

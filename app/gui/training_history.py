@@ -1,0 +1,99 @@
+"""The list of training runs (method, data, date, status, metrics, checkpoint) with Use, Resume
+and Delete for the selected one; the training panel decides what each button does."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QHBoxLayout,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.gui.training_runs import RunRecord, list_runs
+
+log = logging.getLogger(__name__)
+
+COLUMNS = ("Date", "Method", "Data", "Status", "Metrics", "Checkpoint")
+
+
+class RunHistory(QWidget):
+    useRequested = Signal(object)  # RunRecord
+    resumeRequested = Signal(object)
+    deleteRequested = Signal(object)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.runs: list[RunRecord] = []
+        self.running: Path | None = None  # the folder of the run in progress
+        self.table = QTableWidget(0, len(COLUMNS))
+        self.table.setHorizontalHeaderLabels(COLUMNS)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.itemSelectionChanged.connect(self.update_buttons)
+        self.use_button = QPushButton("Use")
+        self.resume_button = QPushButton("Resume")
+        self.delete_button = QPushButton("Delete")
+        self.use_button.setToolTip("Make this run's model the active one")
+        self.delete_button.setToolTip("Delete the run's folder and its installed model")
+        for button, signal in (
+            (self.use_button, self.useRequested),
+            (self.resume_button, self.resumeRequested),
+            (self.delete_button, self.deleteRequested),
+        ):
+            button.clicked.connect(lambda _c=False, s=signal: self._emit_selected(s))
+        buttons = QHBoxLayout()
+        for button in (self.use_button, self.resume_button, self.delete_button):
+            buttons.addWidget(button)
+        buttons.addStretch(1)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.table, 1)
+        layout.addLayout(buttons)
+
+    def refresh(self, running: Path | None) -> None:
+        """Re-read every run; ``running`` is the folder of the run in progress, if any."""
+        self.running = running
+        self.runs = list_runs(running)
+        self.table.setRowCount(len(self.runs))
+        for row, run in enumerate(self.runs):
+            metrics = ", ".join(f"{k} {v:.3f}" for k, v in list(run.metrics.items())[:2])
+            cells = (run.date_text(), run.method, run.data_dir, run.status, metrics, run.name)
+            for column, text in enumerate(cells):
+                item = QTableWidgetItem(text)
+                item.setToolTip(run.message or str(run.checkpoint))
+                self.table.setItem(row, column, item)
+        self.table.resizeColumnsToContents()
+        self.update_buttons()
+
+    def row_count(self) -> int:
+        return self.table.rowCount()
+
+    def status_of(self, row: int) -> str:
+        return self.table.item(row, COLUMNS.index("Status")).text()
+
+    def selected_run(self) -> RunRecord | None:
+        rows = self.table.selectionModel().selectedRows()
+        return self.runs[rows[0].row()] if rows else None
+
+    def _emit_selected(self, signal) -> None:
+        if (record := self.selected_run()) is not None:
+            signal.emit(record)
+
+    def update_buttons(self) -> None:
+        selected = self.selected_run()
+        busy = selected is not None and selected.folder == self.running
+        self.use_button.setEnabled(selected is not None and not busy)
+        self.delete_button.setEnabled(selected is not None and not busy)
+        self.resume_button.setEnabled(
+            selected is not None and self.running is None and selected.can_resume
+        )
