@@ -104,9 +104,8 @@ class CurvePlot(QWidget):
         painter.drawText(bottom, Qt.AlignmentFlag.AlignLeft, format_number(x0))
         painter.drawText(bottom, Qt.AlignmentFlag.AlignHCenter, self.x_label)
         painter.drawText(bottom, Qt.AlignmentFlag.AlignRight, format_number(x1))
-        legend_y = area.top() + 4
-        for i, (name, points) in enumerate(self.series.items()):
-            color = QColor(COLORS[i % len(COLORS)])
+        colors = [QColor(COLORS[i % len(COLORS)]) for i in range(len(self.series))]
+        for color, points in zip(colors, self.series.values(), strict=True):
             painter.setPen(QPen(color, 1.6))
             path = QPainterPath(to_screen(*points[0]))
             for x, y in points[1:]:
@@ -114,11 +113,15 @@ class CurvePlot(QWidget):
             painter.drawPath(path)
             if len(points) == 1:
                 painter.drawEllipse(to_screen(*points[0]), 2.5, 2.5)
+        backdrop = self.palette().base().color()
+        backdrop.setAlpha(210)
+        legend_y = area.top() + 4
+        for color, (name, points) in zip(colors, self.series.items(), strict=True):
             label = f"{name} {format_number(points[-1][1])}"
-            painter.drawText(
-                QRectF(area.left() + 6, legend_y, area.width() - 12, 14),
-                Qt.AlignmentFlag.AlignRight,
-                label,
-            )
+            width = painter.fontMetrics().horizontalAdvance(label) + 6
+            box = QRectF(area.right() - 4 - width, legend_y, width, 14)
+            painter.fillRect(box, backdrop)  # after every curve, so it stays readable
+            painter.setPen(color)
+            painter.drawText(box, Qt.AlignmentFlag.AlignRight, label)
             legend_y += 14
         painter.end()

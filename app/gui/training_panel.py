@@ -262,6 +262,11 @@ class TrainingPanel(QWidget):
         self.record.message = "Trained and evaluated."
         self.record.save()
         self.status_label.setText(f"{self.record.name} is trained and evaluated.")
+        proto = report.get("protocol", {})
+        self.progress_label.setText(
+            f"Evaluated on {proto.get('queries', '?')} sketch queries and a gallery of "
+            f"{proto.get('gallery', '?')} photos (split: {proto.get('split', '?')})."
+        )
         self._compare_with_active(self.record)
 
     def _on_failed(self, error: dict[str, Any]) -> None:
