@@ -251,6 +251,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import multiprocessing
+
+    multiprocessing.freeze_support()  # training runs in a spawned child, also when frozen
     argv = sys.argv[1:] if argv is None else argv
     if not argv:
         from app.gui import run_gui
