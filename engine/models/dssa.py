@@ -17,8 +17,10 @@ caller passes the data set's released one). Per input:
    the module (attended map = f, Table 2).
 3. FC6 512 (ReLU, dropout) and FC7 256 (eq. 4). ``paper``: FC6 reads the flattened 256 x 7 x 7
    pool5 of the attended map (an adaptive average pool makes 7 x 7 at any input size; at 225 px it
-   is the identity). ``efficientnet_lite0``: its map is only 4-7 px wide, so FC6 reads the
-   globally average-pooled attended map.
+   is the identity). ``efficientnet_lite0``: its map is S/32 px wide (4 at 128 px), so FC6 reads
+   the attended map average-pooled to 4 x 4 and flattened: the layout of the drawing is what
+   tells one shoe from another (a first version that pooled it globally ranked the shoes_v1 test
+   pairs below the HOG baseline).
 4. coarse-fine fusion (eq. 5, ``fusion``): the globally average-pooled attended map (coarse,
    256-d) concatenated with FC7 (fine, 256-d). The paper does not say how the two parts are
    scaled; we L2-normalise each part and the concatenation (so neither dominates by magnitude
@@ -67,6 +69,7 @@ from engine.sketch import normalize_sketch
 CHANNELS = 256  # conv5 width of Sketch-a-Net; the attended map of both backbones
 FC6, FC7 = 512, 256
 POOL5_SIDE = 7
+LITE_GRID = 4
 
 
 def holef_distance(x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
@@ -185,9 +188,11 @@ class DSSAModel(SketchHashModel):
         paper = config.backbone == "paper"
         self.backbone = SketchANet() if paper else LiteTrunk(config.pretrained)
         self.attention = SpatialAttention(CHANNELS, config.shortcut) if config.attention else None
-        fc6_in = CHANNELS * POOL5_SIDE**2 if paper else CHANNELS
+        fc6_in = CHANNELS * (POOL5_SIDE if paper else LITE_GRID) ** 2
         self.pool5 = (
-            nn.Sequential(nn.MaxPool2d(3, 2), nn.AdaptiveAvgPool2d(POOL5_SIDE)) if paper else None
+            nn.Sequential(nn.MaxPool2d(3, 2), nn.AdaptiveAvgPool2d(POOL5_SIDE))
+            if paper
+            else nn.AdaptiveAvgPool2d(LITE_GRID)
         )
         self.fc = nn.Sequential(
             nn.Linear(fc6_in, FC6),
@@ -213,10 +218,7 @@ class DSSAModel(SketchHashModel):
         f = self.backbone(drawings)
         if self.attention is not None:
             f = self.attention(f)
-        if self.pool5 is not None:
-            fine = self.fc(self.pool5(f).flatten(1))
-        else:
-            fine = self.fc(f.mean(dim=(2, 3)))
+        fine = self.fc(self.pool5(f).flatten(1))
         if not self.config.fusion:
             return F.normalize(fine, dim=1)
         coarse = F.normalize(f.mean(dim=(2, 3)), dim=1)
