@@ -19,8 +19,7 @@ caller passes the data set's released one). Per input:
    pool5 of the attended map (an adaptive average pool makes 7 x 7 at any input size; at 225 px it
    is the identity). ``efficientnet_lite0``: its map is S/32 px wide (4 at 128 px), so FC6 reads
    the attended map average-pooled to 4 x 4 and flattened: the layout of the drawing is what
-   tells one shoe from another (a first version that pooled it globally ranked the shoes_v1 test
-   pairs below the HOG baseline).
+   tells one shoe from another, and the paper's FC6 reads a spatial map too.
 4. coarse-fine fusion (eq. 5, ``fusion``): the globally average-pooled attended map (coarse,
    256-d) concatenated with FC7 (fine, 256-d). The paper does not say how the two parts are
    scaled; we L2-normalise each part and the concatenation (so neither dominates by magnitude
