@@ -51,7 +51,9 @@ class CheckpointInfo:
 
     @property
     def metrics(self) -> dict[str, Any]:
-        return dict(self.metadata.get("metrics") or {})
+        """The binary-code retrieval figures of the last stored evaluation (empty if none)."""
+        report = self.metadata.get("metrics") or {}
+        return dict(report.get("metrics", report))
 
     @property
     def name(self) -> str:
