@@ -1,4 +1,4 @@
-"""The searcher: every query form takes the one sketch path, and searching while indexing is safe."""
+"""The searcher: every query form takes the one sketch path; searching while indexing is safe."""
 
 import shutil
 import threading
@@ -70,7 +70,7 @@ def test_search_from_a_thread_while_indexing(library, model, shared_data):
             try:
                 searcher.refresh()
                 sizes.append(len(searcher.search(sketch, k=5).results))
-            except BaseException as exc:  # noqa: BLE001 - any error fails the test below
+            except BaseException as exc:
                 errors.append(exc)
                 return
 
