@@ -6,6 +6,7 @@ Importing this package registers every built-in method, in a fixed order.
 from engine.models import (
     baseline,  # noqa: F401  (registers "baseline")
     dssa,  # noqa: F401  (registers "dssa")
+    semi3,  # noqa: F401  (registers "semi3")
 )
 from engine.models.base import ModelConfig, SketchHashModel
 from engine.models.checkpoint import (

@@ -23,6 +23,7 @@ from engine.models import (
 SMALL = {
     "baseline": {"image_size": 96, "pretrained": False},
     "dssa": {"image_size": 96, "pretrained": False},
+    "semi3": {"image_size": 64, "pretrained": False, "embed_dim": 32},
 }
 
 
