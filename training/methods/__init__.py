@@ -38,6 +38,7 @@ def list_procedures() -> list[str]:
 from training.methods import (  # noqa: E402
     baseline,  # noqa: F401  (registers "baseline")
     dssa,  # noqa: F401  (registers "dssa")
+    semi3,  # noqa: F401  (registers "semi3")
 )
 
 __all__ = ["get_procedure", "list_procedures", "register_procedure"]

@@ -1,0 +1,251 @@
+"""Training procedure of Semi3-Net (engine.models.semi3): the hybrid loss, and ITQ.
+
+Paper: Lei et al., "Semi-heterogeneous Three-way Joint Embedding Network for Sketch-Based Image
+Retrieval", IEEE TCSVT 2019 (arXiv 1911.04470). Choices, where the paper is vague or where the
+binary codes (not in the paper) need them:
+- Batches: class-balanced, as the baseline: ``batch_size / per_class`` classes with ``per_class``
+  sketches and ``per_class`` photos each; every photo brings its own edge map. Category-level
+  data (Sketchy) pairs sketches and photos by class; the fine-grained layout works unchanged
+  (every photo is its own class) but is not tuned.
+- Edge maps are computed from the *augmented* photo with ``engine.edges`` on the fly (the map the
+  search path computes), so a photo and its edge map always show the same crop and flip; this
+  matters to the alignment loss, which pairs them.
+- Hybrid loss on the L2-normalised joint embeddings (the paper's terms; the weights are options):
+  ``w_triplet`` x cross-domain triplet, sketch anchors against the batch's photos, every valid
+  (positive same class, negative other class) triplet averaged, squared Euclidean distance,
+  margin ``margin``; ``w_align`` x alignment, the mean squared distance between a photo's and
+  its own edge map's embeddings (``alignment`` flag); ``w_contrast`` x sketch-edgemap
+  contrastive loss (Hadsell et al.) over every sketch/edge-map pair of the batch: same class
+  d^2, else max(0, ``contrast_margin`` - d)^2 (``contrastive`` flag); ``w_class`` x
+  cross-entropy of one linear classifier (trained here, not saved) on the joint embeddings of
+  all three branches.
+- Codes: the hash layer is trained on tanh of its output with the cross-domain DPSH pairwise
+  likelihood (``training.losses``) between sketches and photos (``w_hash``), + quantisation and
+  bit balance, as the baseline. ``fit_itq`` / ``itq_codes`` give the ITQ alternative (Gong and
+  Lazebnik, CVPR 2011) fitted on training embeddings, measured beside the learned projection.
+- AdamW; the pretrained trunk at ``backbone_lr_scale`` x lr; ``freeze_blocks`` freezes the stem
+  and lowest stages of BOTH bottom trunks.
+``train_defaults`` are ours, chosen for a CPU run (the paper trains VGG-19 at 224 px on a GPU;
+its optimiser settings are not reproduced here).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from engine.errors import ConfigError
+from engine.models.semi3 import Semi3Model
+from training import losses
+from training.arrays import photo_batch, sketch_batch
+from training.augment import augment_photos, augment_sketches, photo_transform, sketch_transform
+from training.methods import register_procedure
+from training.procedure import StepContext, TrainingProcedure, freeze_backbone_blocks
+from training.samplers import class_balanced_batches
+
+log = logging.getLogger(__name__)
+
+
+# ---------------------------------------------------------------------- loss terms
+def cross_domain_triplet(
+    anchors: torch.Tensor, gallery: torch.Tensor, same: torch.Tensor, margin: float
+) -> torch.Tensor:
+    """Mean over every valid (i, j, k), same[i, j] and not same[i, k], of
+    max(0, margin + |a_i - g_j|^2 - |a_i - g_k|^2); 0 when the batch has no valid triplet."""
+    d = torch.cdist(anchors, gallery).pow(2)
+    hinge = F.relu(margin + d[:, :, None] - d[:, None, :])
+    valid = same[:, :, None] & ~same[:, None, :]
+    if not bool(valid.any()):
+        return anchors.sum() * 0.0
+    return hinge[valid].mean()
+
+
+def alignment(photos: torch.Tensor, edges: torch.Tensor) -> torch.Tensor:
+    """Mean squared distance between each photo's embedding and its own edge map's."""
+    return (photos - edges).pow(2).sum(dim=1).mean()
+
+
+def contrastive(
+    x: torch.Tensor, y: torch.Tensor, same: torch.Tensor, margin: float
+) -> torch.Tensor:
+    """Mean over all pairs (i, j): d_ij^2 if same[i, j] else max(0, margin - d_ij)^2."""
+    diff = x[:, None, :] - y[None, :, :]
+    d = diff.pow(2).sum(dim=2).clamp_min(1e-12).sqrt()
+    return torch.where(same, d.pow(2), F.relu(margin - d).pow(2)).mean()
+
+
+# ---------------------------------------------------------------------- ITQ
+def fit_itq(
+    embeddings: np.ndarray, bits: int, iterations: int = 50, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """ITQ: (mean (d,), projection (d, bits)) with codes sign((x - mean) @ projection).
+
+    PCA to ``bits`` dimensions, then the orthogonal rotation R minimising ||B - V R||_F^2,
+    alternating B = sign(V R) and R from the SVD of V^T B (orthogonal Procrustes).
+    """
+    x = np.asarray(embeddings, np.float64)
+    if x.ndim != 2 or bits > x.shape[1] or bits > len(x):
+        raise ConfigError(
+            f"ITQ needs at least {bits} embeddings of at least {bits} dimensions; got {x.shape}."
+        )
+    mean = x.mean(axis=0)
+    centred = x - mean
+    _, _, vt = np.linalg.svd(centred, full_matrices=False)
+    pca = vt[:bits].T
+    v = centred @ pca
+    rng = np.random.default_rng(seed)
+    rotation, _ = np.linalg.qr(rng.standard_normal((bits, bits)))
+    for _ in range(iterations):
+        b = np.where(v @ rotation >= 0, 1.0, -1.0)
+        u, _, wt = np.linalg.svd(v.T @ b)
+        rotation = u @ wt
+    return mean.astype(np.float32), (pca @ rotation).astype(np.float32)
+
+
+def itq_codes(embeddings: np.ndarray, mean: np.ndarray, projection: np.ndarray) -> np.ndarray:
+    """float32 (n, bits) outputs whose signs are the ITQ codes."""
+    return ((np.asarray(embeddings, np.float32) - mean) @ projection).astype(np.float32)
+
+
+# ---------------------------------------------------------------------- procedure
+@register_procedure
+class Semi3Procedure(TrainingProcedure):
+    method = "semi3"
+    default_options: ClassVar[dict[str, Any]] = {
+        "w_triplet": 1.0,
+        "margin": 0.3,
+        "alignment": True,
+        "w_align": 1.0,
+        "contrastive": True,
+        "w_contrast": 1.0,
+        "contrast_margin": 1.0,
+        "w_class": 1.0,
+        "w_hash": 1.0,
+        "w_quant": 0.1,
+        "w_balance": 0.01,
+        "backbone_lr_scale": 0.1,
+        "augment": True,
+    }
+    train_defaults: ClassVar[dict[str, Any]] = {
+        "epochs": 3,
+        "batch_size": 32,
+        "per_class": 4,
+        "lr": 1e-3,
+        "freeze_blocks": 2,
+    }
+
+    def __init__(self, model, data, config, device) -> None:
+        super().__init__(model, data, config, device)
+        if not isinstance(model, Semi3Model):
+            raise ConfigError("The semi3 procedure trains semi3 models only.")
+        o = self.options
+        if float(o["margin"]) <= 0 or float(o["contrast_margin"]) <= 0:
+            raise ConfigError("semi3 options margin and contrast_margin must be > 0.")
+        self.classifier = nn.Linear(model.config.embed_dim, len(data.dataset.classes)).to(device)
+        lite = model.config.backbone == "efficientnet_lite0"
+        if config.freeze_blocks and not lite:
+            raise ConfigError("freeze_blocks needs the efficientnet_lite0 backbone.")
+        self.frozen = []
+        for lower in (model.photo_lower, model.drawing_lower):
+            self.frozen += freeze_backbone_blocks(lower, config.freeze_blocks) if lite else []
+        size = model.config.image_size
+        self.photo_aug = photo_transform(size)
+        self.sketch_aug = sketch_transform(size)
+
+    # ------------------------------------------------------------------ optimisers and state
+    def build_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        scale = float(self.options["backbone_lr_scale"])
+        if not 0 <= scale <= 10:
+            raise ConfigError("backbone_lr_scale must be between 0 and 10.")
+        model, lr = self.model, self.config.lr
+        pretrained = model.config.backbone == "efficientnet_lite0" and model.config.pretrained
+        trunks = (model.photo_lower, model.drawing_lower, model.upper) if pretrained else ()
+        trunk_ids = {id(p) for t in trunks for p in t.parameters()}
+        rest = [p for p in model.parameters() if p.requires_grad and id(p) not in trunk_ids]
+        rest += list(self.classifier.parameters())
+        groups = [{"params": rest, "lr": lr}]
+        slow = [p for p in model.parameters() if p.requires_grad and id(p) in trunk_ids]
+        if slow and scale > 0:
+            groups.append({"params": slow, "lr": lr * scale})
+        return {"main": torch.optim.AdamW(groups, lr=lr, weight_decay=self.config.weight_decay)}
+
+    def training_modules(self) -> dict[str, nn.Module]:
+        return {"classifier": self.classifier}
+
+    def train_mode(self) -> None:
+        self.model.train()
+        self.classifier.train()
+        for module in self.frozen:
+            module.eval()
+
+    # ------------------------------------------------------------------ batches
+    def epoch_batches(self, epoch: int, generator: torch.Generator) -> list[Any]:
+        data, cfg = self.data, self.config
+        n = len(data.sketch_labels)
+        per_batch = min(cfg.batch_size, cfg.per_class * len(data.dataset.classes))
+        batches = max(1, -(-n // per_batch))
+        if cfg.max_steps_per_epoch:
+            batches = min(batches, cfg.max_steps_per_epoch)
+        return class_balanced_batches(
+            data.sketch_labels,
+            data.photo_labels,
+            cfg.batch_size // cfg.per_class,
+            cfg.per_class,
+            generator,
+            num_batches=batches,
+        )
+
+    # ------------------------------------------------------------------ step
+    def _inputs(self, s_idx, p_idx) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        sketches = self.data.sketches[np.asarray(s_idx)]
+        photos = self.data.photos[np.asarray(p_idx)]
+        if self.options["augment"]:
+            s = augment_sketches(torch.from_numpy(sketches), self.sketch_aug)
+            p = augment_photos(torch.from_numpy(photos), self.photo_aug)
+        else:
+            s, p = sketch_batch(sketches), photo_batch(photos)
+        s, p = s.to(self.device), p.to(self.device)
+        return s, p, self.model.edge_maps(p)
+
+    def step(self, batch: Any, ctx: StepContext) -> dict[str, float]:
+        o, model = self.options, self.model
+        s_idx, p_idx = batch
+        sketches, photos, edges = self._inputs(s_idx, p_idx)
+        ys = torch.from_numpy(self.data.sketch_labels[np.asarray(s_idx)]).to(self.device)
+        yp = torch.from_numpy(self.data.photo_labels[np.asarray(p_idx)]).to(self.device)
+        with ctx.autocast():
+            zs, zp, ze = model.embeddings(sketches, photos, edges)
+            h = model.hash(torch.cat([zs, zp]))
+        zs, zp = zs.float(), zp.float()
+        us, up = F.normalize(zs, dim=1), F.normalize(zp, dim=1)
+        same_sp = losses.same_class(ys, yp)
+        u = torch.tanh(h.float())
+        labelled = [(zs, ys), (zp, yp)] + ([(ze.float(), yp)] if ze is not None else [])
+        terms = {
+            "triplet": cross_domain_triplet(us, up, same_sp, float(o["margin"])),
+            "class": sum(F.cross_entropy(self.classifier(z), y) for z, y in labelled)
+            / len(labelled),
+            "hash": losses.pairwise_likelihood(u[: len(zs)], u[len(zs) :], same_sp),
+            "quant": losses.quantization(u),
+            "balance": losses.bit_balance(u),
+        }
+        weights = {"triplet": o["w_triplet"], "class": o["w_class"], "hash": o["w_hash"]}
+        weights |= {"quant": o["w_quant"], "balance": o["w_balance"]}
+        if ze is not None:
+            ue = F.normalize(ze.float(), dim=1)
+            if o["alignment"]:
+                terms["align"], weights["align"] = alignment(up, ue), o["w_align"]
+            if o["contrastive"]:
+                same_se = losses.same_class(ys, yp)
+                terms["contrast"] = contrastive(us, ue, same_se, float(o["contrast_margin"]))
+                weights["contrast"] = o["w_contrast"]
+        total = sum(weights[k] * v for k, v in terms.items())
+        ctx.update(total)
+        out = {k: float(v.detach()) for k, v in terms.items()}
+        out["total"] = float(total.detach())
+        return out
