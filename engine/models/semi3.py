@@ -42,6 +42,7 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -51,7 +52,7 @@ from engine.models.backbones import (
     ImageNetNormalize,
     efficientnet_lite0,
 )
-from engine.models.base import ModelConfig, SketchHashModel
+from engine.models.base import ModelConfig, SketchHashModel, _photo_tensor, _sketch_tensor
 from engine.models.registry import register
 
 HIDDEN = 512
@@ -243,14 +244,37 @@ class Semi3Model(SketchHashModel):
     def sketch_forward(self, sketches: torch.Tensor) -> torch.Tensor:
         return self.hash(self.sketch_embedding(sketches))
 
+    def photo_embedding(self, photos: torch.Tensor, edges: torch.Tensor | None) -> torch.Tensor:
+        """Retrieval path of a photo: its branch, co-attended from its edge map when enabled."""
+        fp = self.photo_lower(photos)
+        if not self.config.edge_branch:
+            return self.joint(fp)
+        if edges is None:
+            raise ConfigError("Semi3-Net's photo branch needs the photos' edge maps.")
+        if self.coattention is not None:
+            fp = fp * self.coattention.weights(fp, self.drawing_lower(edges))[:, :, None, None]
+        return self.joint(fp)
+
     def photo_forward(
         self, photos: torch.Tensor, edges: torch.Tensor | None = None
     ) -> torch.Tensor:
-        if not self.config.edge_branch:
-            return self.hash(self.joint(self.photo_lower(photos)))
-        if edges is None:
-            raise ConfigError("Semi3-Net's photo branch needs the photos' edge maps.")
-        fp = self.photo_lower(photos)
-        if self.coattention is not None:
-            fp = fp * self.coattention.weights(fp, self.drawing_lower(edges))[:, :, None, None]
-        return self.hash(self.joint(fp))
+        return self.hash(self.photo_embedding(photos, edges))
+
+    # ------------------------------------------------------------------ numpy boundary
+    @torch.no_grad()
+    def sketch_embeddings(self, sketches: np.ndarray) -> np.ndarray:
+        """uint8 (n, S, S) normalised sketches to float32 (n, embed_dim) joint embeddings."""
+        batch = _sketch_tensor(sketches, self.sketch_size, self.device)
+        return self._run(lambda: self.sketch_embedding(batch))
+
+    @torch.no_grad()
+    def photo_embeddings(self, photos: np.ndarray) -> np.ndarray:
+        """uint8 (n, P, P, 3) prepared photos to float32 (n, embed_dim) joint embeddings."""
+        batch = _photo_tensor(photos, self.photo_size, self.device)
+        return self._run(lambda: self.photo_embedding(batch, self.edge_maps(batch)))
+
+    @torch.no_grad()
+    def hash_embeddings(self, embeddings: np.ndarray) -> np.ndarray:
+        """float32 (n, embed_dim) joint embeddings to float32 (n, K) outputs (learned codes)."""
+        t = torch.from_numpy(np.ascontiguousarray(embeddings, np.float32)).to(self.device)
+        return self._run(lambda: self.hash(t))

@@ -14,6 +14,7 @@ from training.methods.semi3 import (
     alignment,
     contrastive,
     cross_domain_triplet,
+    evaluate_binarisations,
     fit_itq,
     itq_codes,
 )
@@ -125,3 +126,14 @@ def test_short_real_run_beats_random(sketchy, tmp_path, model, options):
         evaluate(loaded, sketchy, EvalConfig(split="train", classes=classes, baseline=False))
     )
     assert report.real_valued["map_all"] > report.random["map_all"], report.to_json()
+    if model.get("edge_branch", True) and model.get("backbone") != "paper":
+        # the learned projection through this path is the evaluator's binary ranking; ITQ and
+        # the cosine ranking of the joint embeddings are measured beside it on the same data
+        both = _drain(
+            evaluate_binarisations(
+                loaded, sketchy, fit_split="train", split="train", classes=classes
+            )
+        )
+        assert both["learned"] == pytest.approx(report.metrics, abs=1e-6)
+        for key in ("itq", "embedding_cosine"):
+            assert both[key]["map_all"] > report.random["map_all"], both
