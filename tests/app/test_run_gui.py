@@ -11,13 +11,14 @@ from app.gui.main_window import MainWindow
 
 def test_run_gui_starts_and_reports_a_missing_model(qtbot, tmp_path, monkeypatch):
     QSettings.setPath(QSettings.Format.NativeFormat, QSettings.Scope.UserScope, str(tmp_path))
-    monkeypatch.setattr("engine.store.default_checkpoint", lambda: None)
+    monkeypatch.setattr("engine.store.SHIPPED_DIR", tmp_path / "no-shipped-models")
     seen = {}
+    tries = iter(range(400))  # 20 s, then close anyway so a regression fails instead of hanging
 
     def inspect_and_quit() -> None:
         (window,) = [w for w in QApplication.topLevelWidgets() if isinstance(w, MainWindow)]
-        if window.message_bar.isHidden():  # the model load has not failed yet
-            QTimer.singleShot(50, inspect_and_quit)
+        if window.message_bar.isHidden() and next(tries, None) is not None:
+            QTimer.singleShot(50, inspect_and_quit)  # the model load has not failed yet
             return
         seen["message"] = window.message_bar.text()
         seen["empty"] = window.results_view.empty_text
@@ -25,5 +26,5 @@ def test_run_gui_starts_and_reports_a_missing_model(qtbot, tmp_path, monkeypatch
 
     QTimer.singleShot(0, inspect_and_quit)
     assert run_gui(["sketch-search"]) == 0
-    assert "No default model is installed" in seen["message"]
+    assert "No default model is installed" in seen["message"], "the load error was not shown"
     assert "No model could be loaded" in seen["empty"]
