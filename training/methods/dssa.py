@@ -47,10 +47,10 @@ from engine.errors import Cancelled, ConfigError
 from engine.models import model_id
 from engine.models.dssa import DSSAModel
 from training import losses
-from training.arrays import PrepareProgress, prepare_arrays, released_edge_maps, sketch_batch
+from training.arrays import prepare_arrays, released_edge_maps, sketch_batch
 from training.augment import augment_sketches
 from training.data import load_dataset
-from training.evaluate import EvalProgress, binary_ranking, ranking_metrics
+from training.evaluate import EvalProgress, _as_eval_progress, binary_ranking, ranking_metrics
 from training.methods import register_procedure
 from training.procedure import StepContext, TrainingProcedure, freeze_backbone_blocks
 from training.samplers import hard_negative_candidates, triplets
@@ -291,9 +291,11 @@ def evaluate_reranking(
         dataset = dataset.restrict_classes(classes)
     dataset = dataset.subset(split if dataset.splits else None)
     gen = prepare_arrays(dataset, model.photo_size, model.sketch_size, cancel)
-    data = yield from _relay(gen)
+    data = yield from _as_eval_progress(gen)
     if edges == "released":
-        edge_maps = yield from _relay(released_edge_maps(dataset, model.photo_size, cancel))
+        edge_maps = yield from _as_eval_progress(
+            released_edge_maps(dataset, model.photo_size, cancel)
+        )
     else:
         edge_maps = engine_edge_maps(data.photos)
     if cancel.is_set():
@@ -331,12 +333,3 @@ def evaluate_reranking(
         "model_id": model_id(model),
     }
     return report
-
-
-def _relay(gen: Generator[PrepareProgress, None, Any]):
-    try:
-        while True:
-            p = next(gen)
-            yield EvalProgress(p.what, p.done, p.total)
-    except StopIteration as stop:
-        return stop.value
