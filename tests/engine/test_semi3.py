@@ -73,8 +73,22 @@ def test_config_refusals_and_paper_backbone():
         small(shared_from=7)
     with pytest.raises(ConfigError, match="image_size"):
         small(image_size=100)
+    with pytest.raises(ConfigError, match="binarize"):
+        small(binarize="lsh")
     paper = small(backbone="paper")
     assert paper.sketch_forward(torch.rand(2, 1, 64, 64)).shape == (2, 64)
+
+
+def test_itq_codes_come_from_the_stored_projection_learned_ones_from_the_hash_layer():
+    itq, learned = small(bits=32).eval(), small(bits=32, binarize="learned").eval()
+    assert "itq_projection" in itq.state_dict() and "itq_projection" not in learned.state_dict()
+    z = torch.randn(5, 32)
+    with torch.no_grad():
+        itq.itq_mean.copy_(z.mean(dim=0))
+        itq.itq_projection.copy_(torch.linalg.qr(torch.randn(32, 32))[0])
+        torch.testing.assert_close(itq.hash(z), (z - itq.itq_mean) @ itq.itq_projection)
+        torch.testing.assert_close(learned.hash(z), learned.hash_layer(z))
+        torch.testing.assert_close(itq.learned_hash(z), itq.hash_layer(z))
 
 
 def test_default_model_fits_the_shipped_size_limit():

@@ -127,13 +127,14 @@ def test_short_real_run_beats_random(sketchy, tmp_path, model, options):
     )
     assert report.real_valued["map_all"] > report.random["map_all"], report.to_json()
     if model.get("edge_branch", True) and model.get("backbone") != "paper":
-        # the learned projection through this path is the evaluator's binary ranking; ITQ and
+        # ITQ was refitted at the last epoch end on these training data: refitting it here on
+        # the same embeddings gives the evaluator's binary ranking; the learned projection and
         # the cosine ranking of the joint embeddings are measured beside it on the same data
         both = _drain(
             evaluate_binarisations(
                 loaded, sketchy, fit_split="train", split="train", classes=classes
             )
         )
-        assert both["learned"] == pytest.approx(report.metrics, abs=1e-6)
-        for key in ("itq", "embedding_cosine"):
-            assert both[key]["map_all"] > report.random["map_all"], both
+        assert both["itq"] == pytest.approx(report.metrics, abs=1e-6)
+        assert set(both["learned"]) == set(report.metrics)
+        assert both["embedding_cosine"]["map_all"] > report.random["map_all"], both

@@ -19,10 +19,12 @@ binary codes (not in the paper) need them:
   d^2, else max(0, ``contrast_margin`` - d)^2 (``contrastive`` flag); ``w_class`` x
   cross-entropy of one linear classifier (trained here, not saved) on the joint embeddings of
   all three branches.
-- Codes: the hash layer is trained on tanh of its output with the cross-domain DPSH pairwise
-  likelihood (``training.losses``) between sketches and photos (``w_hash``), + quantisation and
-  bit balance, as the baseline. ``fit_itq`` / ``itq_codes`` give the ITQ alternative (Gong and
-  Lazebnik, CVPR 2011) fitted on training embeddings, measured beside the learned projection.
+- Codes: the learned hash layer is trained on tanh of its output with the cross-domain DPSH
+  pairwise likelihood (``training.losses``) between sketches and photos (``w_hash``), +
+  quantisation and bit balance, as the baseline. ITQ (Gong and Lazebnik, CVPR 2011; ``fit_itq``)
+  is refitted at each epoch end on the joint embeddings of up to 500 training sketches and 500
+  photos when the model's ``binarize`` is ``itq`` (the default: it measured better, see
+  ``engine.models.semi3``); ``evaluate_binarisations`` measures both on the same data.
 - AdamW; the pretrained trunk at ``backbone_lr_scale`` x lr; ``freeze_blocks`` freezes the stem
   and lowest stages of BOTH bottom trunks.
 ``train_defaults`` are ours, the CPU configuration measured in the issue note (3 epochs, 32 + 32 a
@@ -123,6 +125,24 @@ def fit_itq(
     return mean.astype(np.float32), (pca @ rotation).astype(np.float32)
 
 
+def fit_model_itq(
+    model: Semi3Model, sketches: np.ndarray, photos: np.ndarray, max_fit: int = 500
+) -> None:
+    """Fit ITQ on the joint embeddings of at most ``max_fit`` evenly spaced uint8 sketches and
+    as many photos, and store it in an ``binarize="itq"`` model's buffers."""
+    if model.config.binarize != "itq":
+        raise ConfigError("fit_model_itq needs a semi3 model with binarize='itq'.")
+    s = sketches[:: max(1, -(-len(sketches) // max_fit))]
+    p = photos[:: max(1, -(-len(photos) // max_fit))]
+    emb = [model.sketch_embeddings(s[i : i + 64]) for i in range(0, len(s), 64)]
+    emb += [model.photo_embeddings(p[i : i + 64]) for i in range(0, len(p), 64)]
+    mean, projection = fit_itq(np.concatenate(emb), model.bits)
+    with torch.no_grad():
+        model.itq_mean.copy_(torch.from_numpy(mean))
+        model.itq_projection.copy_(torch.from_numpy(projection))
+    log.info("ITQ fitted on %d sketches and %d photos", len(s), len(p))
+
+
 def itq_codes(embeddings: np.ndarray, mean: np.ndarray, projection: np.ndarray) -> np.ndarray:
     """float32 (n, bits) outputs whose signs are the ITQ codes."""
     return ((np.asarray(embeddings, np.float32) - mean) @ projection).astype(np.float32)
@@ -216,6 +236,13 @@ class Semi3Procedure(TrainingProcedure):
             num_batches=batches,
         )
 
+    def on_epoch_end(self, epoch: int) -> dict[str, float]:
+        """With ``binarize="itq"``, refit ITQ on the training embeddings, so every saved
+        checkpoint's codes come from its own weights."""
+        if self.model.config.binarize == "itq":
+            fit_model_itq(self.model, self.data.sketches, self.data.photos)
+        return {}
+
     # ------------------------------------------------------------------ step
     def _inputs(self, s_idx, p_idx) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         sketches = self.data.sketches[np.asarray(s_idx)]
@@ -236,7 +263,7 @@ class Semi3Procedure(TrainingProcedure):
         yp = torch.from_numpy(self.data.photo_labels[np.asarray(p_idx)]).to(self.device)
         with ctx.autocast():
             zs, zp, ze = model.embeddings(sketches, photos, edges)
-            h = model.hash(torch.cat([zs, zp]))
+            h = model.learned_hash(torch.cat([zs, zp]))
         zs, zp = zs.float(), zp.float()
         us, up = F.normalize(zs, dim=1), F.normalize(zp, dim=1)
         same_sp = losses.same_class(ys, yp)
@@ -323,7 +350,7 @@ def evaluate_binarisations(
         return figures(binary_ranking(*codes, model.bits, model_id(model)))
 
     return {
-        "learned": hamming(model.hash_embeddings(q), model.hash_embeddings(g)),
+        "learned": hamming(model.learned_hash_embeddings(q), model.learned_hash_embeddings(g)),
         "itq": hamming(itq_codes(q, mean, projection), itq_codes(g, mean, projection)),
         "embedding_cosine": figures(cosine_ranking(q, g)),
         "protocol": {
