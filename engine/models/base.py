@@ -34,11 +34,14 @@ class ModelConfig:
 
     bits: int = 64
     backbone: str = "efficientnet_lite0"
+    image_size: int = 224  # square input side of both domains; methods narrow the range
 
     def __post_init__(self) -> None:
         check_bits(self.bits)
         if self.backbone not in BACKBONES:
             raise ConfigError(f"Unknown backbone '{self.backbone}'; choose one of {BACKBONES}.")
+        if not 32 <= self.image_size <= 1024:
+            raise ConfigError(f"image_size {self.image_size} is outside 32..1024 pixels.")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -69,14 +72,14 @@ class SketchHashModel(nn.Module, ABC):
 
     # ----------------------------------------------------------------- what a method defines
     @property
-    @abstractmethod
     def sketch_size(self) -> int:
-        """Side of the square sketch input, in pixels."""
+        """Side of the square sketch input, in pixels (``image_size`` unless a method differs)."""
+        return self.config.image_size
 
     @property
-    @abstractmethod
     def photo_size(self) -> int:
-        """Side of the square photo input, in pixels."""
+        """Side of the square photo input, in pixels (``image_size`` unless a method differs)."""
+        return self.config.image_size
 
     @abstractmethod
     def sketch_forward(self, sketches: torch.Tensor) -> torch.Tensor:

@@ -29,7 +29,6 @@ from engine.models.registry import register
 
 @dataclass(frozen=True)
 class BaselineConfig(ModelConfig):
-    image_size: int = 224
     hidden: int = 512
     pretrained: bool = True
 
@@ -59,14 +58,6 @@ class BaselineModel(SketchHashModel):
             nn.ReLU(inplace=True),
             nn.Linear(config.hidden, config.bits),
         )
-
-    @property
-    def sketch_size(self) -> int:
-        return self.config.image_size
-
-    @property
-    def photo_size(self) -> int:
-        return self.config.image_size
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
         """Pooled 1280-d trunk features of [0, 1] images (1 or 3 channels)."""

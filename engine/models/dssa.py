@@ -89,7 +89,6 @@ def holef_pairwise(x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor | None
 
 @dataclass(frozen=True)
 class DSSAConfig(ModelConfig):
-    image_size: int = 224
     pretrained: bool = True  # efficientnet_lite0 only: start from ImageNet weights
     attention: bool = True  # soft spatial attention (Table 2)
     shortcut: bool = True  # f + a * f rather than a * f (Table 5)
@@ -202,14 +201,6 @@ class DSSAModel(SketchHashModel):
         dim = config.feature_dim
         self.hash_layer = nn.Sequential(nn.Linear(dim, config.bits), nn.BatchNorm1d(config.bits))
         self.holef_weight = nn.Parameter(torch.eye(dim)) if config.holef else None
-
-    @property
-    def sketch_size(self) -> int:
-        return self.config.image_size
-
-    @property
-    def photo_size(self) -> int:
-        return self.config.image_size
 
     # ------------------------------------------------------------------ network
     def features(self, drawings: torch.Tensor) -> torch.Tensor:

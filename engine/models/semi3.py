@@ -67,7 +67,6 @@ BINARIZE = ("learned", "itq")
 
 @dataclass(frozen=True)
 class Semi3Config(ModelConfig):
-    image_size: int = 224
     pretrained: bool = True  # efficientnet_lite0 only: start from ImageNet weights
     shared_from: int = 5  # efficientnet_lite0: stages below this are per-domain (see 1.)
     embed_dim: int = 256  # joint embedding width
@@ -206,14 +205,6 @@ class Semi3Model(SketchHashModel):
         if config.binarize == "itq":  # set by training.methods.semi3 (fit_itq); saved with it
             self.register_buffer("itq_mean", torch.zeros(config.embed_dim))
             self.register_buffer("itq_projection", torch.eye(config.embed_dim, config.bits))
-
-    @property
-    def sketch_size(self) -> int:
-        return self.config.image_size
-
-    @property
-    def photo_size(self) -> int:
-        return self.config.image_size
 
     def edge_maps(self, photos: torch.Tensor) -> torch.Tensor | None:
         return super().edge_maps(photos) if self.config.edge_branch else None
