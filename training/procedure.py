@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import contextlib
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import torch
@@ -134,6 +134,33 @@ class TrainingProcedure(ABC):
     def load_extra_state(self, state: Mapping[str, Any]) -> None:
         for name, module in self.training_modules().items():
             module.load_state_dict(state[name])
+
+    # ------------------------------------------------------------------ shared helpers
+    def adamw_with_slow_trunk(
+        self,
+        trunks: Sequence[nn.Module] = (),
+        extra: Sequence[nn.Parameter] = (),
+        no_decay: Sequence[nn.Parameter] = (),
+    ) -> dict[str, torch.optim.Optimizer]:
+        """The "main" AdamW most methods use: the model's trainable parameters and ``extra``
+        ones at ``lr``; those of the pretrained ``trunks`` at ``lr`` x the
+        ``backbone_lr_scale`` option (0 leaves them out); ``no_decay`` at ``lr`` without
+        weight decay. Groups in that order."""
+        scale = float(self.options["backbone_lr_scale"])
+        if not 0 <= scale <= 10:
+            raise ConfigError("backbone_lr_scale must be between 0 and 10.")
+        lr = self.config.lr
+        slow_ids = {id(p) for trunk in trunks for p in trunk.parameters()}
+        plain_ids = {id(p) for p in no_decay}
+        trainable = [p for p in self.model.parameters() if p.requires_grad]
+        rest = [p for p in trainable if id(p) not in slow_ids and id(p) not in plain_ids]
+        groups = [{"params": rest + list(extra), "lr": lr}]
+        slow = [p for p in trainable if id(p) in slow_ids]
+        if slow and scale > 0:
+            groups.append({"params": slow, "lr": lr * scale})
+        if no_decay:
+            groups.append({"params": list(no_decay), "lr": lr, "weight_decay": 0.0})
+        return {"main": torch.optim.AdamW(groups, lr=lr, weight_decay=self.config.weight_decay)}
 
 
 def freeze_backbone_blocks(trunk: nn.Module, blocks: int) -> list[nn.Module]:

@@ -26,7 +26,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engine.errors import ConfigError
 from training import losses
 from training.arrays import photo_batch, sketch_batch
 from training.augment import augment_photos, augment_sketches, photo_transform, sketch_transform
@@ -73,21 +72,9 @@ class BaselineProcedure(TrainingProcedure):
 
     # ------------------------------------------------------------------ optimisers and modules
     def build_optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        scale = float(self.options["backbone_lr_scale"])
-        if not 0 <= scale <= 10:
-            raise ConfigError("backbone_lr_scale must be between 0 and 10.")
-        trunk = [p for p in self.model.trunk.parameters() if p.requires_grad]
-        trunk_ids = {id(p) for p in self.model.trunk.parameters()}
-        head = [p for p in self.model.parameters() if id(p) not in trunk_ids and p.requires_grad]
-        head += list(self.classifier.parameters())
-        groups = [{"params": head, "lr": self.config.lr}]
-        if trunk and scale > 0:
-            groups.append({"params": trunk, "lr": self.config.lr * scale})
-        return {
-            "main": torch.optim.AdamW(
-                groups, lr=self.config.lr, weight_decay=self.config.weight_decay
-            )
-        }
+        return self.adamw_with_slow_trunk(
+            [self.model.trunk], extra=list(self.classifier.parameters())
+        )
 
     def training_modules(self) -> dict[str, nn.Module]:
         return {"classifier": self.classifier}

@@ -155,26 +155,12 @@ class DSSAProcedure(TrainingProcedure):
 
     # ------------------------------------------------------------------ optimisers and state
     def build_optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        scale = float(self.options["backbone_lr_scale"])
-        if not 0 <= scale <= 10:
-            raise ConfigError("backbone_lr_scale must be between 0 and 10.")
-        lr, model = self.config.lr, self.model
+        model = self.model
         pretrained = model.config.backbone == "efficientnet_lite0" and model.config.pretrained
         trunk = getattr(model.backbone, "trunk", None)
-        trunk_ids = {id(p) for p in trunk.parameters()} if pretrained and trunk else set()
-        w = model.holef_weight
-        rest = [
-            p
-            for p in model.parameters()
-            if p.requires_grad and id(p) not in trunk_ids and p is not w
-        ]
-        groups = [{"params": rest, "lr": lr}]
-        slow = [p for p in model.parameters() if id(p) in trunk_ids and p.requires_grad]
-        if slow and scale > 0:
-            groups.append({"params": slow, "lr": lr * scale})
-        if w is not None:
-            groups.append({"params": [w], "lr": lr, "weight_decay": 0.0})
-        return {"main": torch.optim.AdamW(groups, lr=lr, weight_decay=self.config.weight_decay)}
+        trunks = [trunk] if pretrained and trunk is not None else []
+        holef = [model.holef_weight] if model.holef_weight is not None else []
+        return self.adamw_with_slow_trunk(trunks, no_decay=holef)  # W is regularised toward I
 
     def extra_state(self) -> dict[str, Any]:
         return {"negatives": {str(k): v for k, v in self.negatives.items()}}

@@ -195,20 +195,10 @@ class Semi3Procedure(TrainingProcedure):
 
     # ------------------------------------------------------------------ optimisers and state
     def build_optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        scale = float(self.options["backbone_lr_scale"])
-        if not 0 <= scale <= 10:
-            raise ConfigError("backbone_lr_scale must be between 0 and 10.")
-        model, lr = self.model, self.config.lr
+        model = self.model
         pretrained = model.config.backbone == "efficientnet_lite0" and model.config.pretrained
         trunks = (model.photo_lower, model.drawing_lower, model.upper) if pretrained else ()
-        trunk_ids = {id(p) for t in trunks for p in t.parameters()}
-        rest = [p for p in model.parameters() if p.requires_grad and id(p) not in trunk_ids]
-        rest += list(self.classifier.parameters())
-        groups = [{"params": rest, "lr": lr}]
-        slow = [p for p in model.parameters() if p.requires_grad and id(p) in trunk_ids]
-        if slow and scale > 0:
-            groups.append({"params": slow, "lr": lr * scale})
-        return {"main": torch.optim.AdamW(groups, lr=lr, weight_decay=self.config.weight_decay)}
+        return self.adamw_with_slow_trunk(trunks, extra=list(self.classifier.parameters()))
 
     def training_modules(self) -> dict[str, nn.Module]:
         return {"classifier": self.classifier}
