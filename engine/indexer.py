@@ -156,6 +156,7 @@ def index_library(
 ) -> Iterator[IndexProgress]:
     """Bring the catalog's codes for ``model`` up to date with the library's folders."""
     catalog = library.catalog
+    model.eval()  # inference only; also lets a searcher share the model from another thread
     mid = model_id(model)
     catalog.register_model(mid, model.method, model.bits)
     wanted = None if roots is None else {Path(r).expanduser().resolve() for r in roots}

@@ -59,7 +59,7 @@ def sketch_input(query: SketchQuery) -> np.ndarray:
 class Searcher:
     def __init__(self, library: Library, model: SketchHashModel) -> None:
         self.library = library
-        self.model = model
+        self.model = model.eval()  # shared with the indexer's thread: its mode must not change
         self.model_id = model_id(model)
         self.bits = model.bits
         self._index = BinaryIndex(self.bits, self.model_id)

@@ -49,10 +49,11 @@ def installed_checkpoints() -> list[CheckpointInfo]:
 
 
 def create_fresh(method: str, **config) -> SketchHashModel:
-    """A new model with a fixed seed, so its weights (and so its model id) are reproducible."""
+    """A new model for inference (eval mode) with a fixed seed, so its weights, and so its
+    model id, are reproducible."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(FRESH_SEED)
-        return create(method, **config)
+        return create(method, **config).eval()
 
 
 def load_model(spec: str | os.PathLike | None = None, device: str | None = None) -> SketchHashModel:
@@ -74,7 +75,7 @@ def load_model(spec: str | os.PathLike | None = None, device: str | None = None)
         if shipped:
             return load_checkpoint(shipped[0].path, device=target)
         log.warning("No trained '%s' checkpoint is installed; using an untrained one.", text)
-        return create_fresh(text).to(target).eval()
+        return create_fresh(text).to(target)
     path = Path(text).expanduser()
     if not path.exists():
         raise SketchSearchError(

@@ -137,12 +137,19 @@ class SketchHashModel(nn.Module, ABC):
         return pack_codes(self.embed_photos(photos))
 
     def _run(self, forward) -> np.ndarray:
-        was_training = self.training
+        """Run an inference forward pass in eval mode.
+
+        An eval model's mode is never touched, so threads may share it (the searcher and the
+        indexer do). A model in training mode (evaluation during training, one thread) is
+        switched to eval for the call and back.
+        """
+        if not self.training:
+            return forward().float().cpu().numpy()
         self.eval()
         try:
             out = forward()
         finally:
-            self.train(was_training)
+            self.train()
         return out.float().cpu().numpy()
 
 

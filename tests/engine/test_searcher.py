@@ -59,7 +59,9 @@ def test_blank_sketch_is_a_clear_error(library, model):
 
 
 def test_search_from_a_thread_while_indexing(library, model, shared_data):
-    searcher = Searcher(library, model)
+    model.train()  # as a model fresh from training arrives: the searcher must pin eval mode,
+    searcher = Searcher(library, model)  # or BatchNorm would train on (and fail at) 1 sketch
+    assert not model.training
     sketch = sorted((shared_data / "sketchy" / "sketches" / "cup").glob("*.png"))[0]
     errors: list[BaseException] = []
     sizes: list[int] = []
