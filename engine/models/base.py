@@ -63,6 +63,8 @@ class SketchHashModel(nn.Module, ABC):
     config_class: ClassVar[type[ModelConfig]] = ModelConfig
     needs_edges: ClassVar[bool] = False
     """True when the photo side also takes the photo's edge map (computed by engine.edges)."""
+    can_imagine: ClassVar[bool] = False
+    """True when the model has ``imagine(sketches) -> uint8 (n, P, P, 3)`` photos (GDH's G_I)."""
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
