@@ -1,6 +1,6 @@
 """The ``sketch-search`` command: the GUI with no arguments, else a subcommand.
 
-Subcommands: index, query, models, bench, train, evaluate. ``--json`` makes output
+Subcommands: index, query, models, compact, bench, train, evaluate. ``--json`` makes output
 machine-readable. Engine errors are shown as one clear line and exit status 2; Ctrl+C during
 long work cancels it cleanly (committed work is kept) and exits with status 130.
 """
@@ -169,6 +169,18 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compact(args: argparse.Namespace) -> int:
+    from engine.models import resave_checkpoint
+
+    out = resave_checkpoint(args.src, args.dst, weights_dtype="float16")
+    before, after = args.src.stat().st_size, out.stat().st_size
+    if args.json:
+        print(json.dumps({"path": str(out), "bytes_before": before, "bytes_after": after}))
+    else:
+        print(f"Wrote {out} ({after / 1e6:.1f} MB, was {before / 1e6:.1f} MB)")
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from engine.bench import run_benchmarks
 
@@ -228,6 +240,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("models", help="list methods and installed checkpoints")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(run=cmd_models)
+
+    p = sub.add_parser("compact", help="write a float16 copy of a checkpoint (half the size)")
+    p.add_argument("src", type=Path, metavar="SRC")
+    p.add_argument("dst", type=Path, metavar="DST")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(run=cmd_compact)
 
     p = sub.add_parser("bench", help="measure query latency, indexing throughput and memory")
     p.add_argument("--photos", type=int, default=64, help="full-size photos to index")

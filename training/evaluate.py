@@ -258,8 +258,6 @@ def _classical(sketches, photos, relevant, n_relevant, layout, k):
 
 def store_metrics(checkpoint: str | Path, report: EvalReport) -> None:
     """Write ``report`` into the checkpoint's metadata (``metrics``); the weights are unchanged."""
-    from engine.models import load_checkpoint, read_checkpoint_info, save_checkpoint
+    from engine.models import resave_checkpoint
 
-    info = read_checkpoint_info(checkpoint)
-    keep = {k: v for k, v in info.metadata.items() if k in ("name", "data", "training")}
-    save_checkpoint(load_checkpoint(checkpoint), checkpoint, **keep, metrics=report.to_json())
+    resave_checkpoint(checkpoint, checkpoint, metrics=report.to_json())

@@ -14,6 +14,7 @@ from engine.models.checkpoint import (
     load_checkpoint,
     model_id,
     read_checkpoint_info,
+    resave_checkpoint,
     save_checkpoint,
 )
 from engine.models.registry import create, get_method, list_methods, make_config, register
@@ -30,5 +31,6 @@ __all__ = [
     "model_id",
     "read_checkpoint_info",
     "register",
+    "resave_checkpoint",
     "save_checkpoint",
 ]

@@ -7,6 +7,10 @@ refused with a message saying so.
 
 A model's id is derived from its weights (method, bits and a digest of every tensor), so codes in
 the catalog and saved indexes are tied to exactly the weights that produced them.
+
+Weights can be stored as float16 (``weights_dtype="float16"``) to halve a shipped checkpoint; they
+load back into the float32 network, and the stored model id is that of the rounded weights, so
+codes made before saving and after loading are never mixed under one id.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ log = logging.getLogger(__name__)
 FORMAT = "sketch-search-checkpoint"
 FORMAT_VERSION = 1
 METADATA_KEY = "sketch_search"
+WEIGHT_DTYPES = ("float32", "float16")
 _PICKLE_MAGIC = (b"PK\x03\x04", b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05")
 
 
@@ -62,17 +67,57 @@ class CheckpointInfo:
 
 def model_id(model: SketchHashModel) -> str:
     """A stable id for these exact weights: '<method>-<bits>b-<12 hex digits>'."""
+    return _weights_id(model.method, model.bits, model.state_dict())
+
+
+def _weights_id(method: str, bits: int, state: Mapping[str, torch.Tensor]) -> str:
     digest = hashlib.sha256()
-    for key, tensor in sorted(model.state_dict().items()):
+    for key, tensor in sorted(state.items()):
         digest.update(key.encode())
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return f"{model.method}-{model.bits}b-{digest.hexdigest()[:12]}"
+    return f"{method}-{bits}b-{digest.hexdigest()[:12]}"
 
 
-def save_checkpoint(model: SketchHashModel, path: str | os.PathLike, **metadata: Any) -> Path:
-    """Write ``model`` to ``path`` atomically (temp file + rename); extra metadata goes in JSON."""
+def _stored_tensors(model: SketchHashModel, weights_dtype: str) -> dict[str, torch.Tensor]:
+    """The state dict as written: floating tensors cast to ``weights_dtype``; refuses overflow."""
+    if weights_dtype not in WEIGHT_DTYPES:
+        raise ConfigError(
+            f"weights_dtype '{weights_dtype}' is not supported; choose one of {WEIGHT_DTYPES}."
+        )
+    dtype = getattr(torch, weights_dtype)
+    tensors = {}
+    for key, value in model.state_dict().items():
+        tensor = value.detach().cpu().contiguous()
+        if tensor.is_floating_point() and tensor.dtype != dtype:
+            cast = tensor.to(dtype)
+            if not torch.isfinite(cast).all() and torch.isfinite(tensor).all():
+                raise ConfigError(
+                    f"Weight {key} does not fit in {weights_dtype}; save this model as float32."
+                )
+            tensor = cast
+        tensors[key] = tensor
+    return tensors
+
+
+def save_checkpoint(
+    model: SketchHashModel,
+    path: str | os.PathLike,
+    *,
+    weights_dtype: str = "float32",
+    **metadata: Any,
+) -> Path:
+    """Write ``model`` to ``path`` atomically (temp file + rename); extra metadata goes in JSON.
+
+    ``weights_dtype="float16"`` stores floating weights at half size; the id recorded is that of
+    the network as it will load (float32 holding the rounded values).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = _stored_tensors(model, weights_dtype)
+    as_loaded = {
+        k: t.to(v.dtype) if t.is_floating_point() else t
+        for (k, t), v in zip(tensors.items(), model.state_dict().values(), strict=True)
+    }
     meta = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -86,14 +131,14 @@ def save_checkpoint(model: SketchHashModel, path: str | os.PathLike, **metadata:
             "sketch_format": SKETCH_FORMAT_VERSION,
             "needs_edges": model.needs_edges,
         },
-        "model_id": model_id(model),
+        "model_id": _weights_id(model.method, model.bits, as_loaded),
+        "weights_dtype": weights_dtype,
         **metadata,
     }
     try:
         header = json.dumps(meta, sort_keys=True)
     except TypeError as exc:
         raise ConfigError(f"Checkpoint metadata must be JSON-serialisable: {exc}") from exc
-    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
@@ -191,6 +236,27 @@ def load_checkpoint(
     return model
 
 
+_KEPT_ON_RESAVE = ("name", "data", "training", "metrics")
+
+
+def resave_checkpoint(
+    src: str | os.PathLike,
+    dst: str | os.PathLike,
+    *,
+    weights_dtype: str | None = None,
+    **updates: Any,
+) -> Path:
+    """Load ``src`` and write it to ``dst`` keeping its name, data, training and metrics metadata.
+
+    ``weights_dtype`` None keeps the stored precision; ``updates`` replace metadata entries.
+    ``dst`` may be ``src`` (the write is atomic).
+    """
+    info = read_checkpoint_info(src)
+    keep = {k: v for k, v in info.metadata.items() if k in _KEPT_ON_RESAVE}
+    dtype = weights_dtype or info.metadata.get("weights_dtype", "float32")
+    return save_checkpoint(load_checkpoint(src), dst, weights_dtype=dtype, **{**keep, **updates})
+
+
 def _load_weights(model: SketchHashModel, tensors: Mapping[str, torch.Tensor], name: str) -> None:
     expected = model.state_dict()
     missing = sorted(set(expected) - set(tensors))
@@ -207,4 +273,4 @@ def _load_weights(model: SketchHashModel, tensors: Mapping[str, torch.Tensor], n
                 f"{name}: weight {key} has shape {tuple(tensor.shape)}, the network needs "
                 f"{tuple(expected[key].shape)}."
             )
-    model.load_state_dict(tensors)
+    model.load_state_dict(tensors)  # copies cast float16 weights to the network's dtype
