@@ -7,6 +7,7 @@ from engine.models import (
     baseline,  # noqa: F401  (registers "baseline")
     dssa,  # noqa: F401  (registers "dssa")
     semi3,  # noqa: F401  (registers "semi3")
+    gdh,  # noqa: F401  (registers "gdh")
 )
 from engine.models.base import ModelConfig, SketchHashModel
 from engine.models.checkpoint import (
@@ -14,7 +15,6 @@ from engine.models.checkpoint import (
     load_checkpoint,
     model_id,
     read_checkpoint_info,
-    resave_checkpoint,
     save_checkpoint,
 )
 from engine.models.registry import create, get_method, list_methods, make_config, register
@@ -31,6 +31,5 @@ __all__ = [
     "model_id",
     "read_checkpoint_info",
     "register",
-    "resave_checkpoint",
     "save_checkpoint",
 ]
