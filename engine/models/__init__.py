@@ -15,6 +15,7 @@ from engine.models.checkpoint import (
     load_checkpoint,
     model_id,
     read_checkpoint_info,
+    resave_checkpoint,
     save_checkpoint,
 )
 from engine.models.registry import create, get_method, list_methods, make_config, register
@@ -31,5 +32,6 @@ __all__ = [
     "model_id",
     "read_checkpoint_info",
     "register",
+    "resave_checkpoint",
     "save_checkpoint",
 ]
