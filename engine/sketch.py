@@ -18,10 +18,10 @@ Choices:
   ``STROKE_WIDTH_FRACTION`` of the size (3 px at 256), whatever the original pen width or
   drawing size. About 3 ms at 256 px.
 - Strokes are drawn on a working canvas whose long side is twice the output size, with a thin pen;
-  eraser strokes paint paper over earlier ink in drawing order. Their width (drawing units) defaults
-  to ``ERASER_WIDTH_FRACTION`` of the ink's long side. Pressure and time are kept in the data model
-  but do not change the raster: no training set records pressure, and the canonical form must not
-  depend on the input device.
+  eraser strokes paint paper over earlier ink in drawing order, as wide as the stroke says (the
+  canvas records its eraser's width), else ``ERASER_WIDTH_FRACTION`` of the ink's long side.
+  Pressure and time are kept in the data model but do not change the raster: no training set
+  records pressure, and the canonical form must not depend on the input device.
 """
 
 from __future__ import annotations
@@ -72,6 +72,13 @@ class Point:
 class Stroke:
     points: tuple[Point, ...]
     eraser: bool = False
+    width: float | None = None
+    """Eraser width in drawing units, as the person erased; None: the default. Ink strokes
+    ignore it (the canonical line width does not depend on the pen)."""
+
+    def __post_init__(self) -> None:
+        if self.width is not None and not (math.isfinite(self.width) and self.width > 0):
+            raise SketchError(f"A stroke width must be a positive number, not {self.width!r}.")
 
 
 @dataclass(frozen=True)
@@ -192,7 +199,8 @@ def rasterize(
 ) -> np.ndarray:
     """Strokes (drawing units, y down) to the canonical uint8 (size, size) sketch.
 
-    ``eraser_width`` is in drawing units; by default ERASER_WIDTH_FRACTION of the ink's long side.
+    An eraser stroke's width is its own ``width`` when it has one, else ``eraser_width`` (drawing
+    units), else ERASER_WIDTH_FRACTION of the ink's long side.
     """
     strokes = list(strokes)
     ink_points = [(p.x, p.y) for s in strokes if not s.eraser for p in s.points]
@@ -215,7 +223,11 @@ def rasterize(
         if not stroke.points:
             continue
         pts = [((p.x - lo[0]) * scale + pad, (p.y - lo[1]) * scale + pad) for p in stroke.points]
-        width, fill = (max(1, round(erase)), 0) if stroke.eraser else (pen, 255)
+        if stroke.eraser:
+            own = stroke.width * scale if stroke.width is not None else erase
+            width, fill = max(1, round(own)), 0
+        else:
+            width, fill = pen, 255
         if len(pts) > 1:
             draw.line(pts, fill=fill, width=width, joint="curve")
         r = width / 2.0
@@ -230,7 +242,11 @@ def strokes_to_json(strokes: Iterable[Stroke]) -> dict[str, Any]:
         "format": STROKES_FORMAT,
         "version": STROKES_VERSION,
         "strokes": [
-            {"eraser": s.eraser, "points": [[p.x, p.y, p.pressure, p.t] for p in s.points]}
+            {
+                "eraser": s.eraser,
+                "points": [[p.x, p.y, p.pressure, p.t] for p in s.points],
+                **({"width": s.width} if s.width is not None else {}),
+            }
             for s in strokes
         ],
     }
@@ -251,7 +267,11 @@ def strokes_from_json(obj: Any) -> list[Stroke]:
         if not isinstance(version, int) or version > STROKES_VERSION:
             raise ValueError(f"version {version!r} is newer than this app reads; update the app")
         return [
-            Stroke(tuple(_point(p) for p in s["points"]), bool(s.get("eraser", False)))
+            Stroke(
+                tuple(_point(p) for p in s["points"]),
+                bool(s.get("eraser", False)),
+                None if s.get("width") is None else float(s["width"]),
+            )
             for s in obj["strokes"]
         ]
     except SketchError:

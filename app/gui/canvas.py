@@ -90,7 +90,11 @@ def fit_strokes(strokes: list[Stroke], size: QSize) -> list[Stroke]:
     def moved(p: Point) -> Point:
         return replace(p, x=p.x * scale + dx, y=p.y * scale + dy)
 
-    return [replace(s, points=tuple(moved(p) for p in s.points)) for s in strokes]
+    def fitted(s: Stroke) -> Stroke:
+        width = None if s.width is None else s.width * scale
+        return replace(s, points=tuple(moved(p) for p in s.points), width=width)
+
+    return [fitted(s) for s in strokes]
 
 
 def gray_array(image: QImage) -> np.ndarray:
@@ -150,7 +154,10 @@ class SketchCanvas(QWidget):
 
     def set_strokes(self, strokes: list[Stroke], text: str = "Open sketch") -> None:
         fitted = fit_strokes(list(strokes), self.size())
-        drawn = tuple(DrawnStroke(s, self._width_for(s.eraser)) for s in fitted)
+        drawn = tuple(
+            DrawnStroke(s, s.width if s.eraser and s.width else self._width_for(s.eraser))
+            for s in fitted
+        )
         self._push(SketchState(drawn, None), text)
 
     def set_background(self, image: QImage, text: str = "Open image") -> None:
@@ -243,8 +250,9 @@ class SketchCanvas(QWidget):
 
     def _finish(self) -> None:
         points, self._live = tuple(self._live), []
-        stroke = Stroke(points=points, eraser=self._live_eraser)
-        drawn = DrawnStroke(stroke, self._width_for(self._live_eraser))
+        width = self._width_for(self._live_eraser)
+        stroke = Stroke(points, self._live_eraser, width if self._live_eraser else None)
+        drawn = DrawnStroke(stroke, width)
         text = "Erase" if self._live_eraser else "Stroke"
         self._push(replace(self._state, strokes=(*self._state.strokes, drawn)), text)
 

@@ -10,7 +10,8 @@ from PySide6.QtGui import QImage, QPointingDevice, QTabletEvent
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication
 
-from app.gui.canvas import SketchCanvas
+from app.gui.canvas import ERASER_FACTOR, SketchCanvas
+from engine.sketch import rasterize
 from tests.app.conftest import shared_or_skip
 
 
@@ -24,6 +25,11 @@ def draw_line(canvas, start: tuple[int, int], end: tuple[int, int], steps: int =
     QTest.mouseRelease(
         canvas, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, QPoint(x1, y1)
     )
+
+
+def ink_columns(sketch: np.ndarray, columns: slice) -> int:
+    """How many of ``columns`` have ink (dark pixels) anywhere."""
+    return int((sketch[:, columns] < 128).any(axis=0).sum())
 
 
 @pytest.fixture
@@ -48,6 +54,24 @@ def test_mouse_strokes_record_points_and_eraser(canvas):
     assert image.pixelColor(200, 66).lightness() < 128  # ink drawn where the line went
     assert image.pixelColor(110, 65).lightness() > 200  # and erased where the eraser went
     assert not canvas.is_empty()
+    # the eraser stroke carries the width the canvas erased with, so search erases the same
+    assert strokes[0].width is None
+    assert strokes[1].width == canvas.pen_width * ERASER_FACTOR
+
+
+def test_search_raster_erases_what_the_canvas_erased(canvas):
+    canvas.pen_width = 2.0
+    draw_line(canvas, (50, 200), (350, 200), steps=12)
+    canvas.eraser = True
+    draw_line(canvas, (150, 160), (250, 160), steps=6)  # 40 px above the line
+    thin = rasterize(canvas.strokes())
+    canvas.undo_stack.undo()
+    canvas.pen_width = 25.0  # an eraser 100 px wide reaches the line
+    draw_line(canvas, (150, 160), (250, 160), steps=6)
+    wide = rasterize(canvas.strokes())
+    middle = slice(110, 146)
+    assert ink_columns(thin, middle) == 36
+    assert ink_columns(wide, middle) == 0
 
 
 def test_tablet_event_is_accepted_with_its_pressure(canvas):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import statistics
 import time
+from dataclasses import replace
 from itertools import islice
 
 import numpy as np
@@ -167,6 +168,20 @@ def test_eraser_removes_earlier_ink_only():
     np.testing.assert_array_equal(before, plain)
 
 
+def test_an_eraser_stroke_uses_its_own_width():
+    cut = line(30, 3, 70, 3, eraser=True)  # 3 units below the top edge of the square
+    thin = rasterize([*SQUARE, replace(cut, width=0.5)], eraser_width=40)
+    wide = rasterize([*SQUARE, replace(cut, width=10)])
+    np.testing.assert_array_equal(thin, rasterize(SQUARE))  # its own half unit misses the ink
+    top = int(MARGIN_FRACTION * SKETCH_SIZE)
+    middle = slice(SKETCH_SIZE * 2 // 5, SKETCH_SIZE * 3 // 5)
+    assert not ink(wide[top - 4 : top + 5, middle]).any()  # 10 units wide reaches it
+    np.testing.assert_array_equal(wide, rasterize([*SQUARE, cut], eraser_width=10))
+    for bad in (0.0, -1.0, float("nan")):
+        with pytest.raises(SketchError, match="positive"):
+            replace(cut, width=bad)
+
+
 def test_rasterize_matches_normalize_of_the_rendered_image(chair_strokes):
     """The one-path promise: canvas strokes look like the same sketch loaded as an image."""
     for key, strokes in chair_strokes:
@@ -182,6 +197,7 @@ def test_json_round_trip(tmp_path):
     strokes = [
         Stroke((Point(1.5, 2.0, 0.4, 0.0), Point(10.0, 20.25, 0.9, 16.0))),
         Stroke((Point(5.0, 5.0), Point(6.0, 7.0)), eraser=True),
+        Stroke((Point(5.0, 5.0), Point(9.0, 7.0)), eraser=True, width=12.5),
     ]
     assert strokes_from_json(json.loads(json.dumps(strokes_to_json(strokes)))) == strokes
     path = save_strokes(tmp_path / "s.json", strokes)
