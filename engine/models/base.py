@@ -63,6 +63,12 @@ class SketchHashModel(nn.Module, ABC):
     config_class: ClassVar[type[ModelConfig]] = ModelConfig
     needs_edges: ClassVar[bool] = False
     """True when the photo side also takes the photo's edge map (computed by engine.edges)."""
+    rerank_features: ClassVar[bool] = False
+    """True when the method ranks by an exact distance on real-valued features as well as by its
+    codes: it then defines ``encode_photos_and_features`` and ``encode_sketches_and_features``
+    (packed codes and float32 (n, D) features from one forward pass) and
+    ``feature_distances(queries, gallery)`` ((n, m) distances, smaller is closer); the indexer
+    stores the photo features (float16) and the searcher can re-rank a Hamming shortlist."""
     can_imagine: ClassVar[bool] = False
     """True when the model has ``imagine(sketches) -> uint8 (n, P, P, 3)`` photos (GDH's G_I)."""
 
