@@ -3,10 +3,11 @@
 Importing this package registers every built-in method, in a fixed order.
 """
 
-from engine.models import (
+from engine.models import (  # noqa: I001  (registration order, not alphabetical)
     baseline,  # noqa: F401  (registers "baseline")
     dssa,  # noqa: F401  (registers "dssa")
     semi3,  # noqa: F401  (registers "semi3")
+    dsh,  # noqa: F401  (registers "dsh")
     gdh,  # noqa: F401  (registers "gdh")
 )
 from engine.models.base import ModelConfig, SketchHashModel
