@@ -39,6 +39,7 @@ from training.methods import (  # noqa: E402
     baseline,  # noqa: F401  (registers "baseline")
     dssa,  # noqa: F401  (registers "dssa")
     semi3,  # noqa: F401  (registers "semi3")
+    gdh,  # noqa: F401  (registers "gdh")
 )
 
 __all__ = ["get_procedure", "list_procedures", "register_procedure"]
