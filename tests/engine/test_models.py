@@ -24,6 +24,13 @@ SMALL = {
     "baseline": {"image_size": 96, "pretrained": False},
     "dssa": {"image_size": 96, "pretrained": False},
     "semi3": {"image_size": 64, "pretrained": False, "embed_dim": 32},
+    "gdh": {
+        "image_size": 64,
+        "pretrained": False,
+        "gen_channels": 4,
+        "gi_blocks": 1,
+        "gs_blocks": 1,
+    },
 }
 
 
