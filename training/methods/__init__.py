@@ -35,10 +35,11 @@ def list_procedures() -> list[str]:
     return list(_PROCEDURES)
 
 
-from training.methods import (  # noqa: E402
+from training.methods import (  # noqa: E402, I001  (registration order, not alphabetical)
     baseline,  # noqa: F401  (registers "baseline")
     dssa,  # noqa: F401  (registers "dssa")
     semi3,  # noqa: F401  (registers "semi3")
+    dsh,  # noqa: F401  (registers "dsh")
     gdh,  # noqa: F401  (registers "gdh")
 )
 
