@@ -24,6 +24,7 @@ SMALL = {
     "baseline": {"image_size": 96, "pretrained": False},
     "dssa": {"image_size": 96, "pretrained": False},
     "semi3": {"image_size": 64, "pretrained": False, "embed_dim": 32},
+    "dsh": {"image_size": 64, "pretrained": False, "fc1": 32, "fc2": 16},
     "gdh": {
         "image_size": 64,
         "pretrained": False,
