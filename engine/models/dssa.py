@@ -55,6 +55,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from engine.codes import pack_codes
 from engine.errors import ConfigError, SketchError
 from engine.models.backbones import (
     EFFICIENTNET_LITE0_FEATURES,
@@ -180,6 +181,7 @@ class DSSAModel(SketchHashModel):
     method = "dssa"
     config_class = DSSAConfig
     needs_edges = True
+    rerank_features = True  # the HOLEF distance on stored features re-ranks a Hamming shortlist
 
     def __init__(self, config: DSSAConfig) -> None:
         super().__init__(config)
@@ -276,6 +278,32 @@ class DSSAModel(SketchHashModel):
         else:
             batch = self.edge_maps(_photo_tensor(photos, self.photo_size, self.device))
         return self._run(lambda: self.features(batch))
+
+    @torch.no_grad()
+    def encode_sketches_and_features(self, sketches: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(packed codes (n, K/8), float32 (n, D) features) of normalised sketches, one pass."""
+        batch = _sketch_tensor(sketches, self.sketch_size, self.device)
+        return self._codes_and_features(batch)
+
+    @torch.no_grad()
+    def encode_photos_and_features(
+        self, photos: np.ndarray, edges: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(packed codes (n, K/8), float32 (n, D) features) of prepared photos, one pass."""
+        if edges is not None:
+            batch = _sketch_tensor(self.canonical_edges(edges), self.photo_size, self.device)
+        else:
+            batch = self.edge_maps(_photo_tensor(photos, self.photo_size, self.device))
+        return self._codes_and_features(batch)
+
+    def _codes_and_features(self, drawings: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        both = self._run(lambda: self._features_and_outputs(drawings))
+        dim = self.config.feature_dim
+        return pack_codes(both[:, dim:]), np.ascontiguousarray(both[:, :dim])
+
+    def _features_and_outputs(self, drawings: torch.Tensor) -> torch.Tensor:
+        f = self.features(drawings)
+        return torch.cat([f, self.hash(f)], dim=1)
 
     def feature_distances(self, queries: np.ndarray, gallery: np.ndarray) -> np.ndarray:
         """float32 (n, m) HOLEF distances of numpy features (float16 storage is fine)."""
