@@ -7,7 +7,10 @@ Steps of one run:
    row, and so every model's code, follows it); a changed file whose content key is unchanged was
    only touched; vanished files that were not moved leave the catalog;
 3. encode: decode on a thread pool (EXIF, JPEG draft, pixel cap) a couple of batches ahead of the
-   model, encode each batch on the model's device, and write it in one transaction.
+   model, encode each batch on the model's device, and write it in one transaction. A model
+   with ``rerank_features`` (DSSA) also gives each photo's real-valued feature from the same
+   forward pass; it is stored (float16) in the same transaction as the code, and a photo that
+   has a code but no feature (a catalog indexed before features were stored) is encoded again.
 Unreadable files are recorded with their reason and skipped. Cancelling (``cancel.set()``) stops
 between batches; committed batches stay, so the next run resumes with what is left.
 
@@ -167,6 +170,8 @@ def index_library(
     pool = ThreadPoolExecutor(workers, thread_name_prefix="sketch-search-decode")
     try:
         coded = catalog.coded_ids(mid)
+        if model.rerank_features:  # a photo coded before features were stored gets them now
+            coded &= catalog.featured_ids(mid)
         todo: list[_Work] = []
         vanished: dict[str | None, list[PhotoRow]] = defaultdict(list)
         last = time.monotonic()
@@ -297,7 +302,11 @@ def _encode(
         decoded = [f.result() for f in futures]
         good = [(w, arr) for w, (arr, _) in zip(batch, decoded, strict=True) if arr is not None]
         bad = [(w, err) for w, (arr, err) in zip(batch, decoded, strict=True) if arr is None]
-        codes = model.encode_photos(np.stack([a for _, a in good])) if good else None
+        codes, features = None, None
+        if good and model.rerank_features:
+            codes, features = model.encode_photos_and_features(np.stack([a for _, a in good]))
+        elif good:
+            codes = model.encode_photos(np.stack([a for _, a in good]))
         with catalog.transaction() as tx:
             ids = [
                 catalog.upsert_photo(tx, w.path, w.root_id, w.size, w.mtime_ns, w.key)
@@ -305,6 +314,8 @@ def _encode(
             ]
             if codes is not None:
                 catalog.put_codes(tx, mid, ids, codes)
+            if features is not None:
+                catalog.put_features(tx, mid, ids, features)
             for w, err in bad:
                 catalog.upsert_photo(
                     tx, w.path, w.root_id, w.size, w.mtime_ns, w.key, status="failed", error=err

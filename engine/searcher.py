@@ -5,6 +5,17 @@ then the model's sketch encoder, the packed code, the binary index and the catal
 rebuilt in memory from the catalog's codes for the model (``refresh``): codes are bytes, so a
 100k-photo library loads in well under a second. ``search`` may run on a worker thread while the
 indexer writes; call ``refresh`` to see newly indexed photos.
+
+Re-ranking (``search(..., rerank=True)``): for a method with ``rerank_features`` (DSSA), the
+``shortlist`` nearest photos by Hamming distance are re-ordered by the method's exact distance
+(HOLEF) between the query's real-valued feature and the photos' stored float16 features, then
+the first k are returned; each result then carries that distance as ``score``. The shortlist
+is at least k, so re-ranking never drops a photo the Hamming ranking would have shown.
+Where re-ranking cannot run, the search falls back to the Hamming order rather than failing
+(a sketch search should always answer), logs why, and says why in ``SearchResponse.rerank_note``:
+- the model's method has no exact distance (``rerank_features`` False): nothing changes;
+- a shortlisted photo has no stored feature for the model (a catalog indexed by an older
+  version): the note asks to run the indexer again, which stores the missing features.
 """
 
 from __future__ import annotations
@@ -36,6 +47,7 @@ class SearchResult:
     path: Path
     distance: int  # Hamming distance out of ``bits``
     photo_id: int
+    score: float | None = None  # exact (e.g. HOLEF) distance when the results were re-ranked
 
 
 @dataclass(frozen=True)
@@ -45,6 +57,11 @@ class SearchResponse:
     model_id: str
     bits: int
     indexed: int
+    reranked: bool = False
+    rerank_note: str | None = None  # why re-ranking was asked for but not done
+
+
+DEFAULT_SHORTLIST = 100
 
 
 def sketch_input(query: SketchQuery) -> np.ndarray:
@@ -80,31 +97,81 @@ class Searcher:
         log.debug("Search index holds %d codes of %s", len(ids), self.model_id)
         return len(ids)
 
-    def search(self, query: SketchQuery, k: int = 50) -> SearchResponse:
-        """The k photos nearest to the sketch (ties broken by photo id)."""
+    def search(
+        self,
+        query: SketchQuery,
+        k: int = 50,
+        *,
+        rerank: bool = False,
+        shortlist: int = DEFAULT_SHORTLIST,
+    ) -> SearchResponse:
+        """The k photos nearest to the sketch (ties broken by photo id); ``rerank``: the first
+        max(k, ``shortlist``) by Hamming distance re-ordered by the model's exact distance."""
         t0 = time.perf_counter()
         sketch = sketch_input(query)
         t1 = time.perf_counter()
-        code = self.model.encode_sketches(sketch[None])
+        note = None
+        if rerank and not self.model.rerank_features:
+            note = f"{self.model.method} has no exact distance to re-rank by; Hamming order kept."
+            log.info(note)
+            rerank = False
+        if rerank:
+            code, feature = self.model.encode_sketches_and_features(sketch[None])
+        else:
+            code = self.model.encode_sketches(sketch[None])
         t2 = time.perf_counter()
         with self._lock:
             index = self._index
-        matches = index.search(code, k)
+        matches = index.search(code, max(k, shortlist) if rerank else k)
         t3 = time.perf_counter()
         ids, dists = matches.ids[0], matches.distances[0]
         paths = self.library.catalog.paths_for(ids)
         # a photo removed since the last refresh has no path any more and is left out
         found = [(int(i), int(d)) for i, d in zip(ids, dists, strict=True) if int(i) in paths]
+        scores: list[float | None] = [None] * len(found)
+        timings = {}
+        if rerank and found:
+            found, scores, note = self._rerank(feature, found)
+            timings["rerank"] = (time.perf_counter() - t3) * 1e3
+        found, scores = found[:k], scores[:k]
         results = tuple(
-            SearchResult(rank=r, path=paths[i], distance=d, photo_id=i)
-            for r, (i, d) in enumerate(found, start=1)
+            SearchResult(rank=r, path=paths[i], distance=d, photo_id=i, score=sc)
+            for r, ((i, d), sc) in enumerate(zip(found, scores, strict=True), start=1)
         )
         t4 = time.perf_counter()
         timings = {
             "normalize": (t1 - t0) * 1e3,
             "encode": (t2 - t1) * 1e3,
             "search": (t3 - t2) * 1e3,
-            "lookup": (t4 - t3) * 1e3,
+            **timings,
+            "lookup": (t4 - t3) * 1e3 - timings.get("rerank", 0.0),
             "total": (t4 - t0) * 1e3,
         }
-        return SearchResponse(results, timings, self.model_id, self.bits, len(index))
+        return SearchResponse(
+            results,
+            timings,
+            self.model_id,
+            self.bits,
+            len(index),
+            reranked=rerank and note is None,
+            rerank_note=note,
+        )
+
+    def _rerank(
+        self, feature: np.ndarray, found: list[tuple[int, int]]
+    ) -> tuple[list[tuple[int, int]], list[float | None], str | None]:
+        """``found`` (id, Hamming) re-ordered by the exact distance to ``feature`` (ties: the
+        Hamming order), with the distances; unchanged with a note if features are missing."""
+        stored = self.library.catalog.features_for(self.model_id, [i for i, _ in found])
+        missing = sum(1 for i, _ in found if i not in stored)
+        if missing:
+            note = (
+                f"{missing} of the {len(found)} shortlisted photos have no stored features for "
+                f"{self.model_id}; Hamming order kept. Index the library again to store them."
+            )
+            log.warning(note)
+            return found, [None] * len(found), note
+        gallery = np.stack([stored[i] for i, _ in found])
+        dist = self.model.feature_distances(feature, gallery)[0]
+        order = np.argsort(dist, kind="stable")
+        return [found[j] for j in order], [float(dist[j]) for j in order], None

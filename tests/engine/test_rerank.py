@@ -1,0 +1,184 @@
+"""Users' re-ranking: DSSA photo features stored as float16 beside the codes, the catalog
+migration that adds them, and the searcher's exact HOLEF re-ranking of a Hamming shortlist.
+
+Real SQLite, real Faiss index, a real DSSA network (seeded weights, W moved off the identity so
+HOLEF differs from the Euclidean distance) and real QMUL-Shoe photos and sketches."""
+
+import logging
+import shutil
+import sqlite3
+
+import numpy as np
+import pytest
+import torch
+
+from engine.catalog import MIGRATIONS, Catalog
+from engine.images import load_photo, prepare_photo
+from engine.indexer import index_library
+from engine.library import Library
+from engine.models import model_id
+from engine.searcher import Searcher, sketch_input
+from engine.store import create_fresh
+
+N_PHOTOS = 16
+
+
+@pytest.fixture(scope="module")
+def dssa():
+    torch.set_num_threads(1)
+    model = create_fresh("dssa", bits=64, image_size=96)
+    g = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        w = model.holef_weight
+        w.add_(0.05 * torch.randn(w.shape, generator=g))
+    return model
+
+
+@pytest.fixture
+def shoes(shared_data):
+    root = shared_data / "shoes_v1"
+    if not (root / "photos").is_dir():
+        pytest.skip(f"{root} is missing")
+    return root
+
+
+@pytest.fixture
+def library(tmp_path, shoes):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for p in sorted((shoes / "photos").glob("*.jpg"))[:N_PHOTOS]:
+        shutil.copy(p, photos / p.name)
+    lib = Library(tmp_path / "lib")
+    lib.add_root(photos)
+    yield lib
+    lib.close()
+
+
+def _index(library, model):
+    for _ in index_library(library, model, workers=1):
+        pass
+
+
+def _sketches(shoes, library):
+    """Sketches of the indexed photos (the same ids)."""
+    names = [p.stem for p in sorted(library.roots()[0].glob("*.jpg"))]
+    return [
+        shoes / "sketches" / f"{n}.png"
+        for n in names
+        if (shoes / "sketches" / f"{n}.png").is_file()
+    ]
+
+
+def test_features_are_stored_as_float16_with_the_codes(library, dssa):
+    _index(library, dssa)
+    catalog, mid = library.catalog, model_id(dssa)
+    ids, codes = catalog.codes_for(mid, dssa.bits)
+    assert len(ids) == N_PHOTOS and catalog.featured_ids(mid) == set(ids.tolist())
+    stored = catalog.features_for(mid, ids)
+    paths = catalog.paths_for(ids)
+    prepared = np.stack([prepare_photo(load_photo(paths[int(i)], target_size=96), 96) for i in ids])
+    expected_codes, expected = dssa.encode_photos_and_features(prepared)
+    assert np.array_equal(codes, expected_codes)
+    assert np.array_equal(expected_codes, dssa.encode_photos(prepared))  # one pass = encode path
+    got = np.stack([stored[int(i)] for i in ids])
+    assert got.dtype == np.float16 and got.shape == (N_PHOTOS, dssa.config.feature_dim)
+    np.testing.assert_allclose(got.astype(np.float32), expected, atol=1e-3)
+
+
+def test_methods_without_the_capability_store_no_features(library):
+    baseline = create_fresh("baseline", bits=64, image_size=96)
+    _index(library, baseline)
+    mid = model_id(baseline)
+    assert len(library.catalog.coded_ids(mid)) == N_PHOTOS
+    assert library.catalog.featured_ids(mid) == set()
+
+
+def test_migration_of_a_schema_1_catalog_keeps_its_rows(tmp_path):
+    path = tmp_path / "old.sqlite"
+    conn = sqlite3.connect(path)
+    conn.executescript(MIGRATIONS[0])
+    conn.execute("INSERT INTO roots(id, path, added_at) VALUES (1, '/photos', 0)")
+    conn.execute(
+        "INSERT INTO photos(id, path, root_id, size, mtime_ns, content_key, status, updated_at) "
+        "VALUES (7, '/photos/a.jpg', 1, 10, 20, 'k', 'ok', 0)"
+    )
+    conn.execute("INSERT INTO models(id, method, bits, added_at) VALUES ('m', 'dssa', 64, 0)")
+    conn.execute("INSERT INTO codes VALUES (7, 'm', ?)", (bytes(range(8)),))
+    conn.execute("PRAGMA user_version = 1")
+    conn.commit()
+    conn.close()
+
+    catalog = Catalog(path)
+    assert catalog.schema_version == len(MIGRATIONS) >= 2
+    ids, codes = catalog.codes_for("m", 64)
+    assert ids.tolist() == [7] and codes[0].tolist() == list(range(8))
+    assert catalog.photos_under(1)["/photos/a.jpg"].content_key == "k"
+    assert catalog.featured_ids("m") == set()
+    feature = np.linspace(-1, 1, 512, dtype=np.float32)[None]
+    with catalog.transaction() as tx:
+        catalog.put_features(tx, "m", [7], feature)
+    np.testing.assert_allclose(catalog.features_for("m", [7])[7], feature[0], atol=1e-3)
+    with catalog.transaction() as tx:  # a photo whose content changed loses its feature too
+        catalog.drop_codes(tx, 7)
+    assert catalog.featured_ids("m") == set() and catalog.coded_ids("m") == set()
+    catalog.close()
+
+
+def test_rerank_orders_the_shortlist_by_holef_and_equals_brute_force(library, dssa, shoes):
+    _index(library, dssa)
+    searcher = Searcher(library, dssa)
+    mid = model_id(dssa)
+    ids, _ = library.catalog.codes_for(mid, dssa.bits)
+    stored = library.catalog.features_for(mid, ids)
+    gallery = np.stack([stored[int(i)] for i in ids])
+    changed = 0
+    for sketch in _sketches(shoes, library)[:4]:
+        plain = searcher.search(sketch, k=N_PHOTOS)
+        full = searcher.search(sketch, k=N_PHOTOS, rerank=True, shortlist=N_PHOTOS)
+        assert full.reranked and full.rerank_note is None
+        # the whole gallery re-ranked is the brute-force HOLEF ranking
+        _, query = dssa.encode_sketches_and_features(sketch_input(sketch)[None])
+        brute = dssa.feature_distances(query, gallery)[0]
+        assert [r.photo_id for r in full.results] == ids[np.argsort(brute, kind="stable")].tolist()
+        np.testing.assert_allclose([r.score for r in full.results], np.sort(brute), rtol=1e-5)
+        # a shortlist of 8: the top 5 are the Hamming top 8 sorted by HOLEF
+        part = searcher.search(sketch, k=5, rerank=True, shortlist=8)
+        head = [r.photo_id for r in plain.results[:8]]
+        by_holef = sorted(head, key=lambda i: brute[ids.tolist().index(i)])
+        assert [r.photo_id for r in part.results] == by_holef[:5]
+        assert [r.rank for r in part.results] == [1, 2, 3, 4, 5]
+        changed += [r.photo_id for r in full.results] != [r.photo_id for r in plain.results]
+    assert changed >= 1  # HOLEF does reorder the Hamming ranking
+
+
+def test_model_without_the_capability_is_unaffected(library, shoes):
+    baseline = create_fresh("baseline", bits=64, image_size=96)
+    _index(library, baseline)
+    searcher = Searcher(library, baseline)
+    sketch = _sketches(shoes, library)[0]
+    plain = searcher.search(sketch, k=10)
+    asked = searcher.search(sketch, k=10, rerank=True)
+    assert [(r.photo_id, r.distance) for r in asked.results] == [
+        (r.photo_id, r.distance) for r in plain.results
+    ]
+    assert not asked.reranked and "no exact distance" in asked.rerank_note
+    assert all(r.score is None for r in asked.results)
+
+
+def test_missing_features_fall_back_to_hamming_with_a_reason(library, dssa, shoes, caplog):
+    _index(library, dssa)
+    mid = model_id(dssa)
+    with library.catalog.transaction() as tx:  # as a catalog indexed before features existed
+        tx.execute("DELETE FROM features WHERE model_id = ?", (mid,))
+    searcher = Searcher(library, dssa)
+    sketch = _sketches(shoes, library)[0]
+    plain = searcher.search(sketch, k=10)
+    with caplog.at_level(logging.WARNING, logger="engine.searcher"):
+        asked = searcher.search(sketch, k=10, rerank=True)
+    assert not asked.reranked and "Index the library again" in asked.rerank_note
+    assert any("no stored features" in r.getMessage() for r in caplog.records)
+    assert [r.photo_id for r in asked.results] == [r.photo_id for r in plain.results]
+    # indexing again stores the missing features, and re-ranking works
+    _index(library, dssa)
+    assert len(library.catalog.featured_ids(mid)) == N_PHOTOS
+    assert searcher.search(sketch, k=10, rerank=True).reranked
