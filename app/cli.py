@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 
 EXIT_ERROR = 2
 EXIT_CANCELLED = 130
+LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"
 
 
 def _library(args: argparse.Namespace):
@@ -276,13 +277,13 @@ def main(argv: list[str] | None = None) -> int:
     if not argv:
         from app.gui import run_gui
 
+        # the app's few INFO lines (ready, errors shown, training started) go to stderr
+        logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+        logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # its CPU-probe chatter
         return run_gui(argv)
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format=LOG_FORMAT)
     if not getattr(args, "run", None):
         parser.print_help()
         return 0

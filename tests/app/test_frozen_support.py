@@ -1,0 +1,42 @@
+"""What the packaged (PyInstaller) program relies on, checked on the source tree: the app logs
+its ready line once the main window is shown (the smoke test of the frozen build waits for it)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+from app.gui import READY_MESSAGE
+
+START_TIMEOUT_S = 180
+
+
+def test_app_logs_ready_once_the_window_is_shown(tmp_path):
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "OMP_NUM_THREADS": "1"}
+    env["SKETCH_SEARCH_HOME"] = str(tmp_path / "home")
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from app.cli import main; sys.exit(main([]))"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    lines: list[str] = []
+    deadline = time.monotonic() + START_TIMEOUT_S
+    try:
+        for line in proc.stdout:
+            lines.append(line)
+            if READY_MESSAGE in line or time.monotonic() > deadline:
+                break
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        proc.stdout.close()
+    output = "".join(lines)
+    ready = [line for line in lines if READY_MESSAGE in line]
+    assert ready, f"no ready line within {START_TIMEOUT_S} s:\n{output}"
+    assert "main window shown" in ready[0]
+    assert "Traceback" not in output
+    assert "faiss.loader" not in output  # its INFO chatter is silenced in the app
