@@ -11,6 +11,8 @@ domains, e.g. sketches and photos; ``same`` is a boolean (n_u, n_v) matrix of "s
 - ``bit_balance``: mean over bits of (batch mean of u)^2, so each bit splits the data about evenly.
 - ``triplet``: mean max(0, m + d(a, p) - d(a, n)) with squared Euclidean d (fine-grained ranking).
 - ``holef_triplet``: the same with DSSA's learnt HOLEF distance, plus its regulariser on W.
+- ``holef_triplet_in_batch``: the HOLEF triplet loss with every other photo of the batch as a
+  negative (n x m hinges from one forward pass instead of n).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from engine.models.dssa import holef_distance
+from engine.models.dssa import holef_distance, holef_pairwise
 
 
 def pairwise_likelihood(u: torch.Tensor, v: torch.Tensor, same: torch.Tensor) -> torch.Tensor:
@@ -65,6 +67,34 @@ def holef_triplet(
     d_pos = holef_distance(anchor, positive, weight)
     d_neg = holef_distance(anchor, negative, weight)
     loss = F.relu(margin + d_pos - d_neg).mean()
+    if weight is None:
+        return loss
+    deviation = weight - torch.eye(weight.shape[0], dtype=weight.dtype, device=weight.device)
+    return loss + lam * (deviation.abs().sum() + torch.linalg.matrix_norm(deviation))
+
+
+def holef_triplet_in_batch(
+    anchor: torch.Tensor,
+    candidates: torch.Tensor,
+    positive: torch.Tensor,
+    same: torch.Tensor,
+    weight: torch.Tensor | None,
+    margin: float,
+    lam: float = 5e-4,
+) -> torch.Tensor:
+    """The HOLEF triplet loss with every other photo of the batch as a negative.
+
+    ``candidates``: (m, D) photo features; ``positive``: (n,) index of each anchor's positive
+    among them; ``same``: (n, m) True where a candidate is the anchor's positive photo (never
+    a negative). Mean of max(0, m + D_H(a_i, c_pos(i)) - D_H(a_i, c_j)) over every anchor i and
+    negative j, plus the W regulariser as ``holef_triplet``. Pairwise distances by
+    ``engine.models.dssa.holef_pairwise`` (the expanded square).
+    """
+    dist = holef_pairwise(anchor, candidates, weight)
+    d_pos = dist.gather(1, positive[:, None])
+    hinge = F.relu(margin + d_pos - dist)
+    negatives = ~same
+    loss = (hinge * negatives).sum() / negatives.sum().clamp(min=1)
     if weight is None:
         return loss
     deviation = weight - torch.eye(weight.shape[0], dtype=weight.dtype, device=weight.device)

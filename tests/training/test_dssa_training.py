@@ -44,6 +44,39 @@ def test_holef_triplet_matches_naive_loop_and_euclidean_ablation():
     assert bool(torch.isfinite(eye.grad).all())
 
 
+def test_holef_in_batch_matches_naive_loop_over_every_negative():
+    g = torch.Generator().manual_seed(1)
+    a, c = torch.randn(3, 4, generator=g), torch.randn(5, 4, generator=g)
+    w = torch.eye(4) + 0.1 * torch.randn(4, 4, generator=g)
+    positive = torch.tensor([0, 1, 2])
+    same = torch.zeros(3, 5, dtype=torch.bool)
+    same[torch.arange(3), positive] = True
+    same[0, 3] = True  # e.g. the anchor's own photo under an annotated pair: not a negative
+    got = losses.holef_triplet_in_batch(a, c, positive, same, w, margin=0.5, lam=0.01)
+
+    def d(x, y):
+        return sum(float(w[i, j]) * float(x[i] - y[j]) ** 2 for i in range(4) for j in range(4))
+
+    hinges = [
+        max(0.0, 0.5 + d(a[i], c[positive[i]]) - d(a[i], c[j]))
+        for i in range(3)
+        for j in range(5)
+        if not same[i, j]
+    ]
+    dev = (w - torch.eye(4)).numpy()
+    expected = np.mean(hinges) + 0.01 * (np.abs(dev).sum() + np.sqrt((dev**2).sum()))
+    assert float(got) == pytest.approx(expected, rel=1e-5)
+    # one negative per anchor: the in-batch loss is the plain HOLEF triplet loss
+    n = torch.randn(3, 4, generator=g)
+    single = torch.cat([c[:3], n])
+    only = torch.ones(3, 6, dtype=torch.bool)
+    only[torch.arange(3), torch.arange(3, 6)] = False
+    torch.testing.assert_close(
+        losses.holef_triplet_in_batch(a, single, positive, only, w, 0.5, 0.01),
+        losses.holef_triplet(a, c[:3], n, w, 0.5, 0.01),
+    )
+
+
 def test_rerank_shortlist_orders_the_head_and_keeps_the_tail():
     rng = np.random.default_rng(0)
     ranked = np.stack([rng.permutation(8) for _ in range(5)])
