@@ -26,6 +26,9 @@ them). Choices where the paper is vague, and why:
 - Resolution: the paper works at 256 px. ``image_size`` (64..256, multiple of 16), ``gen_channels``
   and the ResBlock counts ``gi_blocks`` / ``gs_blocks`` are config knobs, so a reduced-resolution
   configuration trains on a CPU (see ``training.methods.gdh`` for the one measured here).
+- Generator convs start from He (Kaiming normal) initialisation, which keeps the signal's scale
+  through the layers: with PyTorch's default init an untrained generator in eval mode shrinks
+  every input to one flat colour, and the app's "imagine" view would show nothing.
 - ``attention=False`` is the Table 5 ablation without the attention layer (mask all ones).
 """
 
@@ -110,7 +113,7 @@ def attention_mask(logits: torch.Tensor, threshold: float) -> torch.Tensor:
     flat = logits.flatten(1)
     soft = flat.softmax(dim=1) * flat.shape[1]
     hard = (soft >= threshold).to(soft.dtype)
-    return (hard + soft - soft.detach()).view_as(logits)
+    return (hard + (soft - soft.detach())).view_as(logits)  # exactly the hard mask
 
 
 class Generator(nn.Module):
@@ -145,6 +148,9 @@ class Generator(nn.Module):
             nn.Conv2d(c, out_channels, 3, 1, 1),
             nn.Sigmoid(),
         )
+        for module in (*self.encoder.modules(), *self.decoder.modules()):
+            if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):  # He init (see docstring)
+                nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
 
     def features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """ResBlock features (B, 4c, h/4, w/4) and the binary mask (B, 1, h/4, w/4) or None."""

@@ -1,0 +1,128 @@
+"""GDH network: the binary attention mask and what it masks, the retrieval paths (sketch through
+G_I then H, photo times G_S's mask then H), imagine() at the numpy boundary, config checks."""
+
+import numpy as np
+import pytest
+import torch
+
+from engine.errors import ConfigError
+from engine.models import create, get_method
+from engine.models.gdh import Generator, attention_mask
+
+TINY = {"image_size": 64, "pretrained": False, "gen_channels": 4, "gi_blocks": 1, "gs_blocks": 1}
+
+
+def tiny(**extra):
+    torch.manual_seed(0)
+    return create("gdh", **{**TINY, **extra})
+
+
+def _randomise_attention(gen: Generator) -> None:
+    torch.manual_seed(1)
+    with torch.no_grad():
+        gen.attention.weight.normal_(0, 10.0)
+        gen.attention.bias.zero_()
+
+
+def test_attention_mask_is_binary_with_a_straight_through_gradient():
+    logits = torch.randn(3, 1, 8, 8, requires_grad=True)
+    mask = attention_mask(logits, 0.5)
+    assert set(mask.detach().unique().tolist()) <= {0.0, 1.0}
+    # kept = softmax weight >= 0.5 x uniform, checked position by position
+    weights = torch.softmax(logits.detach().flatten(1), dim=1) * 64
+    expected = (weights >= 0.5).float().view_as(mask)
+    assert torch.equal(mask.detach(), expected)
+    assert 0 < expected.mean() < 1
+    (mask * torch.randn_like(mask)).sum().backward()
+    assert logits.grad is not None and logits.grad.abs().sum() > 0
+
+
+def test_zero_initialised_attention_keeps_the_whole_photo():
+    model = tiny()
+    photos = torch.rand(2, 3, 64, 64)
+    assert torch.equal(model.photo_mask(photos), torch.ones(2, 1, 64, 64))
+
+
+def test_mask_multiplies_the_resblock_features_before_the_decoder():
+    gen = Generator(3, 1, 4, 1, attention=True).eval()
+    _randomise_attention(gen)
+    seen = {}
+    gen.decoder.register_forward_pre_hook(lambda _m, args: seen.setdefault("x", args[0]))
+    photos = torch.rand(2, 3, 32, 32)
+    out, mask = gen(photos)
+    features, mask_again = gen.features(photos)
+    assert out.shape == (2, 1, 32, 32) and mask.shape == (2, 1, 8, 8)
+    assert torch.equal(mask, mask_again)
+    assert set(mask.unique().tolist()) == {0.0, 1.0}
+    decoder_in = seen["x"]
+    dropped = (mask == 0).expand_as(decoder_in)
+    assert torch.all(decoder_in[dropped] == 0)
+    torch.testing.assert_close(decoder_in[~dropped], features[~dropped])
+    assert features[dropped].abs().sum() > 0  # they were not zero before the mask
+
+
+def test_retrieval_paths_follow_the_paper():
+    model = tiny().eval()
+    _randomise_attention(model.g_s)
+    sketches, photos = torch.rand(2, 1, 64, 64), torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        fake, _ = model.g_i(sketches)
+        torch.testing.assert_close(model.sketch_forward(sketches), model.hash(fake))
+        mask = model.photo_mask(photos)
+        assert set(mask.unique().tolist()) == {0.0, 1.0} and mask.shape == (2, 1, 64, 64)
+        torch.testing.assert_close(model.photo_forward(photos), model.hash(photos * mask))
+        assert not torch.allclose(model.photo_forward(photos), model.hash(photos))
+
+
+def test_without_attention_the_photo_is_hashed_whole():
+    model = tiny(attention=False).eval()
+    assert model.g_s.attention is None
+    photos = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(model.photo_forward(photos), model.hash(photos))
+
+
+def test_imagine_returns_g_i_photos_as_uint8_and_keeps_the_mode():
+    model = tiny()
+    assert get_method("gdh").can_imagine and not get_method("baseline").can_imagine
+    sketches = np.full((3, 256, 256), 255, np.uint8)
+    for i in range(3):  # a black square at a different place in each
+        sketches[i, 40 + 50 * i : 100 + 50 * i, 60:140] = 0
+    model.train()
+    images = model.imagine(sketches)
+    assert images.shape == (3, 64, 64, 3) and images.dtype == np.uint8
+    assert model.training
+    model.eval()
+    again = model.imagine(sketches)
+    np.testing.assert_array_equal(images, again)
+    with torch.no_grad():
+        small = torch.nn.functional.interpolate(
+            torch.from_numpy(sketches)[:, None].float() / 255,
+            size=(64, 64),
+            mode="bilinear",
+            antialias=True,
+            align_corners=False,
+        )
+        direct = model.g_i(small)[0].mul(255).round().permute(0, 2, 3, 1).numpy()
+    assert np.abs(direct - images.astype(np.float32)).max() <= 1
+    assert not np.array_equal(images[0], images[1])  # another sketch, another photo
+
+
+@pytest.mark.parametrize(
+    ("options", "match"),
+    [
+        ({"image_size": 72}, "multiple of 16"),
+        ({"gen_channels": 2}, "gen_channels"),
+        ({"gi_blocks": 0}, "blocks"),
+        ({"mask_threshold": 1.5}, "mask_threshold"),
+    ],
+)
+def test_config_refuses_bad_values(options, match):
+    with pytest.raises(ConfigError, match=match):
+        create("gdh", **{**TINY, **options})
+
+
+def test_paper_backbone_is_a_resnet18_with_a_k_unit_layer():
+    model = tiny(backbone="paper", bits=32)
+    assert model.hash_layer.in_features == 512 and model.hash_layer.out_features == 32
+    assert model.sketch_forward(torch.rand(2, 1, 64, 64)).shape == (2, 32)
