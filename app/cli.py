@@ -108,19 +108,25 @@ def cmd_query(args: argparse.Namespace) -> int:
         raise SketchSearchError(
             "No photos are indexed for this model yet; run 'sketch-search index FOLDER' first."
         )
-    response = searcher.search(Path(args.sketch), k=args.top)
+    response = searcher.search(
+        Path(args.sketch), k=args.top, rerank=args.rerank, shortlist=args.shortlist
+    )
+    if response.rerank_note:
+        print(f"Not re-ranked: {response.rerank_note}", file=sys.stderr)
     if args.json:
         print(
             json.dumps(
                 {
                     "results": [
                         {"path": str(r.path), "distance": r.distance, "rank": r.rank}
+                        | ({"score": r.score} if r.score is not None else {})
                         for r in response.results
                     ],
                     "timings_ms": {k: round(v, 3) for k, v in response.timings_ms.items()},
                     "model": response.model_id,
                     "bits": response.bits,
                     "indexed": response.indexed,
+                    "reranked": response.reranked,
                 },
                 indent=1,
             )
@@ -235,6 +241,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("query", help="search the library with a sketch image or strokes file")
     p.add_argument("sketch", metavar="SKETCH")
     p.add_argument("--top", type=int, default=20, help="number of results")
+    p.add_argument(
+        "--rerank",
+        action="store_true",
+        help="re-order the Hamming shortlist by the model's exact distance (DSSA: HOLEF)",
+    )
+    p.add_argument(
+        "--shortlist", type=int, default=100, help="photos re-ranked with --rerank (default 100)"
+    )
     common(p)
     p.set_defaults(run=cmd_query)
 
