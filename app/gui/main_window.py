@@ -172,6 +172,12 @@ class MainWindow(QMainWindow):
         self.count_spin = QSpinBox(minimum=1, maximum=1000, value=50, singleStep=10)
         self.count_spin.setToolTip("How many results to show")
         self.count_spin.valueChanged.connect(self.search.set_count)
+        self.rerank_action = self._action(
+            "Re-rank",
+            self.search.set_rerank,
+            tip="Re-order the top 100 by the model's exact distance (models that have one: DSSA)",
+        )
+        self.rerank_action.setCheckable(True)
         self.model_combo: QComboBox = self.models.combo
         self.train_action = self._action(
             "Train…", self.show_training_panel, "Ctrl+T", "Train a model on a data set folder"
@@ -195,6 +201,7 @@ class MainWindow(QMainWindow):
             self.train_action,
             "Results",
             self.count_spin,
+            self.rerank_action,
         ):
             if item is None:
                 bar.addSeparator()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from functools import partial
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
@@ -38,6 +39,7 @@ class SearchController(QObject):
         self._query_source = query_source  # returns the current query, or None when empty
         self._searcher: Searcher | None = None
         self.count = 50
+        self.rerank = False  # re-order the Hamming shortlist by the model's exact distance
         self.generation = 0
         self._running_generation: int | None = None
         self.searches_started = 0
@@ -55,6 +57,11 @@ class SearchController(QObject):
     def set_count(self, count: int) -> None:
         if count != self.count:
             self.count = count
+            self.sketch_changed(debounce=False)
+
+    def set_rerank(self, on: bool) -> None:
+        if bool(on) != self.rerank:
+            self.rerank = bool(on)
             self.sketch_changed(debounce=False)
 
     def is_busy(self) -> bool:
@@ -86,7 +93,8 @@ class SearchController(QObject):
             "errored": lambda exc: self._on_errored(generation, exc),
             "finished": self._on_finished,
         }
-        self._runner.run_function(self._searcher.search, query, self.count, on=slots)
+        search = partial(self._searcher.search, rerank=self.rerank)
+        self._runner.run_function(search, query, self.count, on=slots)
 
     def _on_returned(self, generation: int, response: SearchResponse) -> None:
         if generation != self.generation:
