@@ -12,6 +12,7 @@ from training import EvalConfig, TrainConfig, evaluate, train
 from training.methods.dssa import _drain
 from training.methods.semi3 import (
     alignment,
+    as_learned_sign,
     contrastive,
     cross_domain_triplet,
     evaluate_binarisations,
@@ -138,3 +139,25 @@ def test_short_real_run_beats_random(sketchy, tmp_path, model, options):
         assert both["itq"] == pytest.approx(report.metrics, abs=1e-6)
         assert set(both["learned"]) == set(report.metrics)
         assert both["embedding_cosine"]["map_all"] > report.random["map_all"], both
+
+
+def test_as_learned_sign_keeps_the_weights_and_codes_with_the_learned_projection():
+    from engine.models import create
+
+    torch.manual_seed(0)
+    itq = create("semi3", image_size=64, pretrained=False, embed_dim=32, bits=16).eval()
+    with torch.no_grad():
+        itq.itq_mean.normal_()
+        itq.itq_projection.copy_(torch.linalg.qr(torch.randn(32, 32))[0][:, :16])
+    learned = as_learned_sign(itq)
+    assert learned.config.binarize == "learned" and itq.config.binarize == "itq"
+    assert not any(k.startswith("itq_") for k in learned.state_dict())
+    sketches = torch.rand(3, 1, 64, 64)
+    with torch.no_grad():
+        z = itq.sketch_embedding(sketches)
+        torch.testing.assert_close(learned.sketch_embedding(sketches), z)
+        torch.testing.assert_close(learned.sketch_forward(sketches), itq.learned_hash(z))
+        # the two binarisations really differ: ITQ codes are not the learned ones
+        assert not torch.equal(
+            itq.sketch_forward(sketches) > 0, learned.sketch_forward(sketches) > 0
+        )

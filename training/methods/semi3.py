@@ -34,6 +34,7 @@ batch, lr 1e-3 cosine, stem and 3 stages of both bottom trunks frozen): the pape
 
 from __future__ import annotations
 
+import copy
 import logging
 import threading
 from collections.abc import Generator, Sequence
@@ -146,6 +147,17 @@ def fit_model_itq(
 def itq_codes(embeddings: np.ndarray, mean: np.ndarray, projection: np.ndarray) -> np.ndarray:
     """float32 (n, bits) outputs whose signs are the ITQ codes."""
     return ((np.asarray(embeddings, np.float32) - mean) @ projection).astype(np.float32)
+
+
+def as_learned_sign(model: Semi3Model) -> Semi3Model:
+    """A copy of an ITQ model (same weights) whose codes are the learned sign projection's, so
+    both binarisations of one trained network can be saved and evaluated the same way."""
+    if model.config.binarize == "learned":
+        return copy.deepcopy(model)
+    learned = Semi3Model(replace(model.config, binarize="learned"))
+    state = {k: v for k, v in model.state_dict().items() if not k.startswith("itq_")}
+    learned.load_state_dict(state)
+    return learned.to(model.device).train(model.training)
 
 
 # ---------------------------------------------------------------------- procedure
