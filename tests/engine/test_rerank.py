@@ -69,7 +69,7 @@ def _sketches(shoes, library):
     ]
 
 
-def test_features_are_stored_as_float16_with_the_codes(library, dssa):
+def test_features_are_stored_as_float16_with_the_codes(library, dssa, shoes):
     _index(library, dssa)
     catalog, mid = library.catalog, model_id(dssa)
     ids, codes = catalog.codes_for(mid, dssa.bits)
@@ -80,6 +80,10 @@ def test_features_are_stored_as_float16_with_the_codes(library, dssa):
     expected_codes, expected = dssa.encode_photos_and_features(prepared)
     assert np.array_equal(codes, expected_codes)
     assert np.array_equal(expected_codes, dssa.encode_photos(prepared))  # one pass = encode path
+    sketch = np.stack([sketch_input(p) for p in _sketches(shoes, library)[:3]])
+    sketch_codes, sketch_features = dssa.encode_sketches_and_features(sketch)
+    assert np.array_equal(sketch_codes, dssa.encode_sketches(sketch))
+    np.testing.assert_allclose(sketch_features, dssa.sketch_features(sketch), atol=1e-6)
     got = np.stack([stored[int(i)] for i in ids])
     assert got.dtype == np.float16 and got.shape == (N_PHOTOS, dssa.config.feature_dim)
     np.testing.assert_allclose(got.astype(np.float32), expected, atol=1e-3)
