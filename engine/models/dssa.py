@@ -27,7 +27,10 @@ caller passes the data set's released one). Per input:
 5. HOLEF (eqs. 6-8): D_H(x, y) = sum_ij W_ij (x_i - y_j)^2 with W a learnable D x D matrix
    initialised to the identity (``holef``; False: squared Euclidean distance, W absent). W lives
    in the model (``holef_weight``) because it is needed after training too: to re-rank a binary
-   shortlist by the exact HOLEF distance. ``holef_distance`` / ``holef_pairwise`` compute it by
+   shortlist by the exact HOLEF distance (``rerank_features``: the indexer stores each photo's
+   feature as float16 beside its code, ``encode_photos_and_features`` giving both from one
+   forward pass, and ``engine.searcher`` re-ranks with ``feature_distances``).
+   ``holef_distance`` / ``holef_pairwise`` compute it by
    expanding the square, sum_i x_i^2 r_i + sum_j y_j^2 c_j - 2 x^T W y (r, c: row and column sums
    of W), never materialising a batch of D x D matrices.
 6. hash layer (not in the paper, which ranks real-valued features): a linear projection D -> K
