@@ -1,0 +1,170 @@
+""" "What the model imagines": the photo a GDH model's generator G_I makes of the current sketch.
+
+``ImagineView`` shows ``model.imagine(sketch)`` for models whose class says ``can_imagine``
+(GDH) and says plainly when the active model cannot. Like the search, the generator runs off the
+GUI thread (``JobRunner``), debounced, one run at a time, and an answer for an older sketch is
+dropped when a newer one exists (the newest is run next). ``install_imagine_dock`` puts the view
+in a dock of the main window and wires it to the canvas and the model picker.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import numpy as np
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtGui import QImage, QPixmap
+from PySide6.QtWidgets import QDockWidget, QLabel, QVBoxLayout, QWidget
+
+from app.gui.workers import JobRunner
+from engine.models import SketchHashModel
+from engine.searcher import sketch_input
+
+log = logging.getLogger(__name__)
+
+DEBOUNCE_MS = 200
+DISPLAY_SIZE = 256
+EMPTY_TEXT = "Draw a sketch to see what the model imagines."
+NO_MODEL_TEXT = "No model is active."
+
+
+def cannot_text(model: SketchHashModel) -> str:
+    return (
+        f"The active model ({model.method}) cannot imagine a photo: only models with a "
+        "sketch-to-photo generator (GDH) can. Pick a GDH model to see one."
+    )
+
+
+def imagine_query(model: SketchHashModel, query: object) -> np.ndarray:
+    """The uint8 (P, P, 3) photo ``model`` imagines for a canvas query (strokes or an image)."""
+    return model.imagine(sketch_input(query)[None])[0]
+
+
+def to_pixmap(image: np.ndarray, size: int = DISPLAY_SIZE) -> QPixmap:
+    """uint8 (h, w, 3) RGB to a (size, size) pixmap (smoothly scaled)."""
+    rgb = np.ascontiguousarray(image)
+    h, w, _ = rgb.shape
+    qimage = QImage(rgb.data, w, h, 3 * w, QImage.Format.Format_RGB888).copy()
+    return QPixmap.fromImage(qimage).scaled(
+        size,
+        size,
+        Qt.AspectRatioMode.IgnoreAspectRatio,
+        Qt.TransformationMode.SmoothTransformation,
+    )
+
+
+class ImagineView(QWidget):
+    imageReady = Signal(object)  # uint8 (P, P, 3) of the newest sketch
+    failed = Signal(object)  # the exception
+
+    def __init__(
+        self,
+        runner: JobRunner,
+        query_source: Callable[[], object],
+        parent: QWidget | None = None,
+        debounce_ms: int = DEBOUNCE_MS,
+    ) -> None:
+        super().__init__(parent)
+        self._runner = runner
+        self._query_source = query_source  # the current query, or None when the sketch is empty
+        self._model: SketchHashModel | None = None
+        self.generation = 0
+        self._running: int | None = None
+        self.image: np.ndarray | None = None  # what is shown, at the model's photo size
+        self.picture = QLabel(alignment=Qt.AlignmentFlag.AlignCenter)
+        self.picture.setFixedSize(DISPLAY_SIZE, DISPLAY_SIZE)
+        self.message = QLabel(NO_MODEL_TEXT, wordWrap=True)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.picture)
+        layout.addWidget(self.message)
+        layout.addStretch(1)
+        self._timer = QTimer(self, singleShot=True, interval=debounce_ms)
+        self._timer.timeout.connect(self._start)
+
+    # ------------------------------------------------------------------ inputs
+    def can_imagine(self) -> bool:
+        return self._model is not None and bool(getattr(self._model, "can_imagine", False))
+
+    def set_model(self, model: SketchHashModel | None) -> None:
+        self._model = model
+        if model is None:
+            self._show(None, NO_MODEL_TEXT)
+        elif not self.can_imagine():
+            self._show(None, cannot_text(model))
+        self.sketch_changed(debounce=False)
+
+    def sketch_changed(self, debounce: bool = True) -> None:
+        self.generation += 1
+        if debounce:
+            self._timer.start()
+        else:
+            self._timer.stop()
+            self._start()
+
+    def is_busy(self) -> bool:
+        return self._running is not None or self._timer.isActive()
+
+    # ------------------------------------------------------------------ the job
+    def _start(self) -> None:
+        if self._running is not None or not self.can_imagine():
+            return  # a stale run restarts with the newest sketch when it finishes
+        query = self._query_source()
+        if query is None:
+            self._show(None, EMPTY_TEXT)
+            return
+        generation = self._running = self.generation
+        slots = {
+            "returned": lambda image: self._on_returned(generation, image),
+            "errored": lambda exc: self._on_errored(generation, exc),
+            "finished": self._on_finished,
+        }
+        self._runner.run_function(imagine_query, self._model, query, on=slots)
+
+    def _on_returned(self, generation: int, image: np.ndarray) -> None:
+        if generation != self.generation or not self.can_imagine():
+            return
+        size = image.shape[0]
+        self._show(image, f"What the model imagines ({self._model.method}, {size}x{size} px).")
+        self.imageReady.emit(image)
+
+    def _on_errored(self, generation: int, exc: BaseException) -> None:
+        if generation == self.generation:
+            self._show(None, f"Could not imagine a photo: {exc}")
+            self.failed.emit(exc)
+
+    def _on_finished(self) -> None:
+        finished, self._running = self._running, None
+        if finished != self.generation and not self._timer.isActive():
+            self._start()
+
+    def _show(self, image: np.ndarray | None, text: str) -> None:
+        self.image = image
+        if image is None:
+            self.picture.clear()
+        else:
+            self.picture.setPixmap(to_pixmap(image))
+        self.message.setText(text)
+
+
+def install_imagine_dock(window) -> QDockWidget:
+    """A dock with an ``ImagineView`` on ``window`` (a MainWindow), following its canvas and
+    active model."""
+    view = ImagineView(window.runner, window.canvas.query, window)
+    dock = QDockWidget("What the model imagines", window)
+    dock.setObjectName("imagineDock")
+    dock.setWidget(view)
+    window.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
+
+    def follow_model() -> None:
+        active = window.models.active
+        view.set_model(active.model if active is not None else None)
+
+    window.canvas.sketchChanged.connect(view.sketch_changed)
+    window.models.modelChanged.connect(follow_model)
+    follow_model()
+    dock.view = view
+    return dock
+
+
+__all__ = ["ImagineView", "imagine_query", "install_imagine_dock", "to_pixmap"]
