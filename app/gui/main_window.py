@@ -96,6 +96,7 @@ class MainWindow(QMainWindow):
         self._restore_settings()
         self.update_empty_state()
         self.training_panel: TrainingPanel | None = None  # made when first opened
+        self.imagine_dock = None  # made when first opened (app.gui.imagine_view)
         self.models.start(model, self.settings.value("model", "", str), auto_index=auto_index)
 
     # ----------------------------------------------------------------- construction
@@ -182,6 +183,9 @@ class MainWindow(QMainWindow):
         self.train_action = self._action(
             "Train…", self.show_training_panel, "Ctrl+T", "Train a model on a data set folder"
         )
+        self.imagine_action = self._action(
+            "Imagine", self.show_imagine_view, "Ctrl+I", "Show the photo the model imagines (GDH)"
+        )
         for item in (
             self.open_action,
             self.save_png_action,
@@ -199,6 +203,7 @@ class MainWindow(QMainWindow):
             "Model",
             self.model_combo,
             self.train_action,
+            self.imagine_action,
             "Results",
             self.count_spin,
             self.rerank_action,
@@ -337,6 +342,14 @@ class MainWindow(QMainWindow):
         self.training_panel.raise_()
         self.training_panel.activateWindow()
         return self.training_panel
+
+    def show_imagine_view(self):
+        if self.imagine_dock is None:
+            from app.gui.imagine_view import install_imagine_dock
+
+            self.imagine_dock = install_imagine_dock(self)
+        self.imagine_dock.show()
+        return self.imagine_dock
 
     # ----------------------------------------------------------------- settings and closing
     def _restore_settings(self) -> None:
