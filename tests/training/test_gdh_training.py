@@ -150,19 +150,23 @@ def test_ablation_switches(category_folder):
     assert all(torch.equal(before[n], p) for n, p in proc.d_s.named_parameters())
 
 
-@pytest.mark.parametrize("dropped", [False, True])
-def test_hashing_net_learning_rate_drops_late(category_folder, dropped):
-    """Adam's first step moves each weight by about lr: x0.1 once the drop epoch is reached."""
-    proc, ctx = _procedure(category_folder, hash_drop_at=0.01 if dropped else 1.0)
+@pytest.mark.parametrize(("dropped", "scale"), [(False, 1.0), (True, 1.0), (False, 3.0)])
+def test_hashing_net_learning_rate_drops_late(category_folder, dropped, scale):
+    """Adam's first step moves each weight by about lr: x0.1 once the drop epoch is reached,
+    x ``hash_lr_scale`` throughout; the generators keep lr."""
+    proc, ctx = _procedure(
+        category_folder, hash_drop_at=0.01 if dropped else 1.0, hash_lr_scale=scale
+    )
     assert proc.hash_lr_dropped() == dropped
     batch = proc.epoch_batches(0, torch.Generator().manual_seed(0))[0]
     w = proc.model.hash_layer.weight.detach().clone()
     proc.train_mode()
     proc.step(batch, ctx)
     moved = float((proc.model.hash_layer.weight.detach() - w).abs().max())
-    lr = 1e-3 * (0.1 if dropped else 1.0)
+    lr = 1e-3 * scale * (0.1 if dropped else 1.0)
     assert 0.5 * lr < moved < 1.5 * lr
     assert ctx.optimizers["main"].param_groups[1]["lr"] == pytest.approx(lr)
+    assert ctx.optimizers["main"].param_groups[0]["lr"] == pytest.approx(1e-3)
 
 
 def test_resume_continues_exactly_with_codes(category_folder, tmp_path):
