@@ -13,6 +13,7 @@ from engine.models import create, load_checkpoint, model_id
 from training import EvalConfig, TrainConfig, evaluate, gdh_nets, train
 from training.arrays import prepare_arrays
 from training.data import load_dataset
+from training.discrete import alternate
 from training.methods.dssa import _drain
 from training.methods.gdh import GDHProcedure
 from training.procedure import StepContext
@@ -108,8 +109,26 @@ def test_discrete_steps_between_epochs_match_brute_force(category_folder):
     assert metrics["codes_changed"] == pytest.approx(float(changed))
 
 
-def test_initial_codes_give_each_class_its_own_code(category_folder):
-    proc, _ = _procedure(category_folder)
+def test_codes_start_from_the_untrained_model_outputs(category_folder):
+    proc, _ = _procedure(category_folder, mu=0.5, reg=2.0)
+    assert not proc.codes_ready
+    proc.on_epoch_start(0)
+    m, data = proc.model, proc.data
+    f_p = torch.tanh(torch.from_numpy(m.embed_photos(data.photos)))
+    f_s = torch.tanh(torch.from_numpy(m.embed_sketches(data.sketches)))
+    labels = torch.from_numpy(np.concatenate([data.photo_labels, data.sketch_labels]))
+    codes, d = alternate(labels, torch.cat([f_p, f_s]), 2.0, 0.5, num_classes=2)
+    torch.testing.assert_close(proc.feat_p, f_p)
+    assert torch.equal(torch.cat([proc.b_p, proc.b_s]), codes) and torch.equal(proc.d, d)
+    assert proc.extra_state()["codes_ready"] is True
+    before = proc.b_p.clone()
+    proc.on_epoch_start(1)  # only once
+    assert torch.equal(proc.b_p, before)
+
+
+def test_random_initial_codes_give_each_class_its_own_code(category_folder):
+    proc, _ = _procedure(category_folder, init_codes="random")
+    assert proc.codes_ready
     ys = proc.data.photo_labels
     for c in range(2):
         rows = proc.b_p[ys == c]
