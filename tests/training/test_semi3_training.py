@@ -2,23 +2,30 @@
 the ablation switches, and a short real run on a few Sketchy classes that must beat random."""
 
 import itertools
+import math
 
 import numpy as np
 import pytest
 import torch
 
 from engine.errors import ConfigError
-from training import EvalConfig, TrainConfig, evaluate, train
+from engine.models import create
+from training import EvalConfig, TrainConfig, evaluate, losses, train
+from training.arrays import prepare_arrays
+from training.data import load_dataset
 from training.methods.dssa import _drain
 from training.methods.semi3 import (
+    Semi3Procedure,
     alignment,
     as_learned_sign,
+    branch_classification,
     contrastive,
     cross_domain_triplet,
     evaluate_binarisations,
     fit_itq,
     itq_codes,
 )
+from training.procedure import StepContext
 
 from .conftest import FEW_CLASSES
 
@@ -54,6 +61,52 @@ def test_alignment_and_contrastive_match_naive_loops():
         d = np.sqrt(_d2(x[i], y[j]))
         naive.append(d**2 if same[i, j] else max(0.0, margin - d) ** 2)
     assert float(contrastive(x, y, same, margin)) == pytest.approx(np.mean(naive), rel=1e-5)
+
+
+def test_classification_quantisation_and_balance_match_naive_loops():
+    g = torch.Generator().manual_seed(2)
+    logits = [torch.randn(3, 4, generator=g), torch.randn(2, 4, generator=g)]
+    labels = [torch.tensor([0, 3, 1]), torch.tensor([2, 2])]
+    per_branch = []
+    for x, y in zip(logits, labels, strict=True):
+        ce = []
+        for i in range(len(y)):
+            norm = math.log(sum(math.exp(float(v)) for v in x[i]))
+            ce.append(norm - float(x[i, int(y[i])]))
+        per_branch.append(np.mean(ce))
+    got = branch_classification(logits, labels)
+    assert float(got) == pytest.approx(np.mean(per_branch), rel=1e-5)
+    u = torch.tanh(torch.randn(4, 3, generator=g))
+    quant = np.mean([(abs(float(u[i, k])) - 1) ** 2 for i in range(4) for k in range(3)])
+    balance = np.mean([np.mean([float(u[i, k]) for i in range(4)]) ** 2 for k in range(3)])
+    assert float(losses.quantization(u)) == pytest.approx(quant, rel=1e-5)
+    assert float(losses.bit_balance(u)) == pytest.approx(balance, rel=1e-5)
+
+
+def _procedure(root, **options) -> Semi3Procedure:
+    model_cfg = {"image_size": 64, "bits": 16, "pretrained": False, "embed_dim": 16}
+    data = _drain(prepare_arrays(load_dataset(root), 64, 64))
+    torch.manual_seed(0)
+    model = create("semi3", **model_cfg)
+    config = TrainConfig(
+        method="semi3", model=model_cfg, options=options, batch_size=4, per_class=2
+    )
+    return Semi3Procedure(model, data, config, torch.device("cpu"))
+
+
+@pytest.mark.parametrize("options", [{}, {"w_align": 2.0, "contrastive": False, "w_hash": 0.0}])
+def test_step_total_is_the_weighted_sum_of_its_terms(category_folder, options):
+    proc = _procedure(category_folder, **options)
+    weights = {k[2:]: float(v) for k, v in proc.options.items() if k.startswith("w_")}
+    ctx = StepContext(torch.device("cpu"), proc.build_optimizers(), 5.0, False)
+    batch = proc.epoch_batches(0, torch.Generator().manual_seed(0))[0]
+    proc.train_mode()
+    out = proc.step(batch, ctx)
+    terms = {k: v for k, v in out.items() if k != "total"}
+    assert ("contrast" in terms) == proc.options["contrastive"]
+    assert all(np.isfinite(v) for v in out.values())
+    expected = sum(weights[k] * v for k, v in terms.items())
+    assert out["total"] == pytest.approx(expected, rel=1e-5)
 
 
 def test_itq_rotation_is_orthogonal_and_lowers_quantisation_error():
@@ -142,7 +195,6 @@ def test_short_real_run_beats_random(sketchy, tmp_path, model, options):
 
 
 def test_as_learned_sign_keeps_the_weights_and_codes_with_the_learned_projection():
-    from engine.models import create
 
     torch.manual_seed(0)
     itq = create("semi3", image_size=64, pretrained=False, embed_dim=32, bits=16).eval()

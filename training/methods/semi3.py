@@ -27,9 +27,19 @@ binary codes (not in the paper) need them:
   ``engine.models.semi3``); ``evaluate_binarisations`` measures both on the same data.
 - AdamW; the pretrained trunk at ``backbone_lr_scale`` x lr; ``freeze_blocks`` freezes the stem
   and lowest stages of BOTH bottom trunks.
-``train_defaults`` are ours, the CPU configuration measured in the issue note (3 epochs, 32 + 32 a
-batch, lr 1e-3 cosine, stem and 3 stages of both bottom trunks frozen): the paper trains VGG-19 at
-224 px on a GPU, and its optimiser settings could not be checked in this session.
+- Defaults measured, not taken from the paper (its optimiser settings could not be checked in this
+  session; it trains VGG-19 at 224 px on a GPU). Short runs (26 Sketchy classes, every 4th, 128 px,
+  3 epochs = 45 steps of 32 + 32, test-split mAP of 64-bit ITQ codes through the engine index,
+  random 0.070; single-threaded CPU):
+  lr 1e-3, trunk x0.1, 3 stages frozen, w_align = w_contrast = 1: 0.205;
+  lr 3e-3, trunk x0.3, 2 stages frozen (the baseline's recipe), same weights: 0.289;
+  the same without alignment and contrastive terms: 0.373;
+  the same with w_align = w_contrast = 0.1: 0.372.
+  So the earlier slow training was the learning rate (too low for a few hundred steps) and the
+  hybrid terms at weight 1. Our reading (not measured separately): the alignment term is met by
+  making each photo's embedding its Canny map's, which drags photos towards the weaker edge
+  domain. At 0.1 the terms cost nothing measurable here; the ablation table in the issue note
+  says what each adds. ``train_defaults`` and the weights below are those settings.
 """
 
 from __future__ import annotations
@@ -96,6 +106,14 @@ def contrastive(
     diff = x[:, None, :] - y[None, :, :]
     d = diff.pow(2).sum(dim=2).clamp_min(1e-12).sqrt()
     return torch.where(same, d.pow(2), F.relu(margin - d).pow(2)).mean()
+
+
+def branch_classification(
+    logits: Sequence[torch.Tensor], labels: Sequence[torch.Tensor]
+) -> torch.Tensor:
+    """Mean over the branches of each branch's mean cross-entropy (one shared classifier)."""
+    terms = [F.cross_entropy(x, y) for x, y in zip(logits, labels, strict=True)]
+    return torch.stack(terms).mean()
 
 
 # ---------------------------------------------------------------------- ITQ
@@ -168,23 +186,23 @@ class Semi3Procedure(TrainingProcedure):
         "w_triplet": 1.0,
         "margin": 0.3,
         "alignment": True,
-        "w_align": 1.0,
+        "w_align": 0.1,
         "contrastive": True,
-        "w_contrast": 1.0,
+        "w_contrast": 0.1,
         "contrast_margin": 1.0,
         "w_class": 1.0,
         "w_hash": 1.0,
         "w_quant": 0.1,
         "w_balance": 0.01,
-        "backbone_lr_scale": 0.1,
+        "backbone_lr_scale": 0.3,
         "augment": True,
     }
     train_defaults: ClassVar[dict[str, Any]] = {
         "epochs": 3,
         "batch_size": 32,
         "per_class": 4,
-        "lr": 1e-3,
-        "freeze_blocks": 3,
+        "lr": 3e-3,
+        "freeze_blocks": 2,
     }
 
     def __init__(self, model, data, config, device) -> None:
@@ -273,8 +291,9 @@ class Semi3Procedure(TrainingProcedure):
         labelled = [(zs, ys), (zp, yp)] + ([(ze.float(), yp)] if ze is not None else [])
         terms = {
             "triplet": cross_domain_triplet(us, up, same_sp, float(o["margin"])),
-            "class": sum(F.cross_entropy(self.classifier(z), y) for z, y in labelled)
-            / len(labelled),
+            "class": branch_classification(
+                [self.classifier(z) for z, _ in labelled], [y for _, y in labelled]
+            ),
             "hash": losses.pairwise_likelihood(u[: len(zs)], u[len(zs) :], same_sp),
             "quant": losses.quantization(u),
             "balance": losses.bit_balance(u),
