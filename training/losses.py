@@ -81,6 +81,7 @@ def holef_triplet_in_batch(
     weight: torch.Tensor | None,
     margin: float,
     lam: float = 5e-4,
+    active: bool = False,
 ) -> torch.Tensor:
     """The HOLEF triplet loss with every other photo of the batch as a negative.
 
@@ -88,13 +89,16 @@ def holef_triplet_in_batch(
     among them; ``same``: (n, m) True where a candidate is the anchor's positive photo (never
     a negative). Mean of max(0, m + D_H(a_i, c_pos(i)) - D_H(a_i, c_j)) over every anchor i and
     negative j, plus the W regulariser as ``holef_triplet``. Pairwise distances by
-    ``engine.models.dssa.holef_pairwise`` (the expanded square).
+    ``engine.models.dssa.holef_pairwise`` (the expanded square). ``active``: the mean over the
+    violated (non-zero) hinges only, so the many easy negatives of a batch do not dilute the
+    few that still rank above the positive ("batch all" averaging, Hermans et al. 2017).
     """
     dist = holef_pairwise(anchor, candidates, weight)
     d_pos = dist.gather(1, positive[:, None])
-    hinge = F.relu(margin + d_pos - dist)
     negatives = ~same
-    loss = (hinge * negatives).sum() / negatives.sum().clamp(min=1)
+    hinge = F.relu(margin + d_pos - dist) * negatives
+    count = (hinge > 0).sum() if active else negatives.sum()
+    loss = hinge.sum() / count.clamp(min=1)
     if weight is None:
         return loss
     deviation = weight - torch.eye(weight.shape[0], dtype=weight.dtype, device=weight.device)

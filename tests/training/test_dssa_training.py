@@ -66,6 +66,10 @@ def test_holef_in_batch_matches_naive_loop_over_every_negative():
     dev = (w - torch.eye(4)).numpy()
     expected = np.mean(hinges) + 0.01 * (np.abs(dev).sum() + np.sqrt((dev**2).sum()))
     assert float(got) == pytest.approx(expected, rel=1e-5)
+    active = losses.holef_triplet_in_batch(a, c, positive, same, w, 0.5, 0.01, active=True)
+    violated = [h for h in hinges if h > 0]
+    reg = expected - np.mean(hinges)
+    assert float(active) == pytest.approx(np.mean(violated) + reg, rel=1e-5)
     # one negative per anchor: the in-batch loss is the plain HOLEF triplet loss
     n = torch.randn(3, 4, generator=g)
     single = torch.cat([c[:3], n])

@@ -14,7 +14,8 @@ Choices, where the paper is vague or where the hash layer (not in the paper) nee
   pairs the paper's one-negative triplets teach too little per CPU step; the hinge, margin
   and HOLEF distance are the paper's. The sketch's own photo is never a negative (annotated
   rows rank two other photos). ``in_batch=False`` is the paper's sampling (and the only one
-  that uses ``hard_negatives``).
+  that uses ``hard_negatives``). ``active_only``: average the in-batch hinges over the violated
+  ones only (the easy negatives of a batch otherwise dilute the few that matter for acc@1).
 - The photo side is the photo's edge map only. ``edges``: ``released`` reads the data set's
   ``edges/`` (the paper's protocol), ``engine`` computes them with ``engine.edges`` (what users
   get at search time), ``auto`` takes released ones where every photo has one. Decoded once.
@@ -130,6 +131,7 @@ class DSSAProcedure(TrainingProcedure):
         "crop": 225 / 256,
         "true_match": 0.5,
         "in_batch": True,
+        "active_only": False,
     }
 
     def __init__(self, model, data, config, device) -> None:
@@ -237,8 +239,11 @@ class DSSAProcedure(TrainingProcedure):
                 photos[None, :] == own_photo[:, None]
             )
             own = torch.arange(n)
-            holef = losses.holef_triplet_in_batch(f[:n], f[n:], own, same, w, margin, lam)
-            hashed = losses.holef_triplet_in_batch(u[:n], u[n:], own, same, None, hash_margin)
+            active = bool(o["active_only"])
+            holef = losses.holef_triplet_in_batch(f[:n], f[n:], own, same, w, margin, lam, active)
+            hashed = losses.holef_triplet_in_batch(
+                u[:n], u[n:], own, same, None, hash_margin, active=active
+            )
         else:
             holef = losses.holef_triplet(f[:n], f[n : 2 * n], f[2 * n :], w, margin, lam)
             hashed = losses.triplet(u[:n], u[n : 2 * n], u[2 * n :], hash_margin)
