@@ -23,6 +23,7 @@ from engine.store import default_checkpoint, installed_checkpoints
 
 log = logging.getLogger(__name__)
 
+MODEL_READY_MESSAGE = "Model ready"  # logged when a model becomes the active one
 INJECTED = "@injected"  # spec of a model handed to the window (tests, embedding)
 KEEP_LOADED = 4
 
@@ -137,6 +138,9 @@ class ModelControl(QObject):
     def _set_active(self, active: ActiveModel) -> None:
         self.active = active
         self.status_text = ""
+        log.info(
+            "%s: %s on %s", MODEL_READY_MESSAGE, self.describe_active(), self.describe_device()
+        )
         self._select(active.spec)
         self.modelChanged.emit()
         if self._auto_index:
