@@ -93,7 +93,9 @@ class SearchController(QObject):
             "errored": lambda exc: self._on_errored(generation, exc),
             "finished": self._on_finished,
         }
-        search = partial(self._searcher.search, rerank=self.rerank)
+        search = self._searcher.search
+        if self.rerank:
+            search = partial(search, rerank=True)
         self._runner.run_function(search, query, self.count, on=slots)
 
     def _on_returned(self, generation: int, response: SearchResponse) -> None:
