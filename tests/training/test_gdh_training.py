@@ -117,7 +117,8 @@ def test_codes_start_from_the_untrained_model_outputs(category_folder):
     f_p = torch.tanh(torch.from_numpy(m.embed_photos(data.photos)))
     f_s = torch.tanh(torch.from_numpy(m.embed_sketches(data.sketches)))
     labels = torch.from_numpy(np.concatenate([data.photo_labels, data.sketch_labels]))
-    codes, d = alternate(labels, torch.cat([f_p, f_s]), 2.0, 0.5, num_classes=2)
+    features = torch.cat([f_p, f_s])
+    codes, d = alternate(labels, features - features.mean(0), 2.0, 0.5, num_classes=2)
     torch.testing.assert_close(proc.feat_p, f_p)
     assert torch.equal(torch.cat([proc.b_p, proc.b_s]), codes) and torch.equal(proc.d, d)
     assert proc.extra_state()["codes_ready"] is True
