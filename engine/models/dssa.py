@@ -156,7 +156,16 @@ class LiteTrunk(nn.Module):
         )
 
     def forward(self, drawings: torch.Tensor) -> torch.Tensor:
-        return self.reduce(self.trunk.forward_features(self.normalize(drawings)))
+        return self.top(self.bottom(drawings))
+
+    def bottom(self, drawings: torch.Tensor) -> torch.Tensor:
+        """Stem and the seven stages: (B, 1, S, S) to the (B, 320, S/32, S/32) stage-7 map."""
+        t = self.trunk
+        return t.blocks(t.bn1(t.conv_stem(self.normalize(drawings))))
+
+    def top(self, stage7: torch.Tensor) -> torch.Tensor:
+        """The 1280-channel head conv of the trunk, then the reduction to 256 channels."""
+        return self.reduce(self.trunk.bn2(self.trunk.conv_head(stage7)))
 
 
 class SpatialAttention(nn.Module):
@@ -210,7 +219,19 @@ class DSSAModel(SketchHashModel):
     # ------------------------------------------------------------------ network
     def features(self, drawings: torch.Tensor) -> torch.Tensor:
         """(B, 1, S, S) sketches or edge maps in [0, 1] to (B, D) unit-length features."""
-        f = self.backbone(drawings)
+        return self.head_features(self.trunk_maps(drawings))
+
+    def trunk_maps(self, drawings: torch.Tensor) -> torch.Tensor:
+        """The part of the network a frozen-trunk training can compute once and cache: the
+        pretrained trunk's stage-7 map (``efficientnet_lite0``); for ``paper``, the input."""
+        if isinstance(self.backbone, LiteTrunk):
+            return self.backbone.bottom(drawings)
+        return drawings
+
+    def head_features(self, maps: torch.Tensor) -> torch.Tensor:
+        """``trunk_maps`` output to (B, D) unit-length features (the rest of the network)."""
+        lite = isinstance(self.backbone, LiteTrunk)
+        f = self.backbone.top(maps) if lite else self.backbone(maps)
         if self.attention is not None:
             f = self.attention(f)
         fine = self.fc(self.pool5(f).flatten(1))

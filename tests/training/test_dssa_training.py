@@ -159,3 +159,44 @@ def test_short_real_run_beats_random(shoes, tmp_path):
     assert rerank["reranked_top32"] == rerank["holef_exhaustive"]  # whole gallery re-ranked
     assert rerank["holef_exhaustive"]["acc_10"] > chance, rerank
     assert rerank["protocol"]["features"] == "512-d float16"
+
+
+def test_cache_trunk_trains_the_head_on_frozen_cached_maps(shoes, tmp_path):
+    """cache_trunk: the stem and seven stages keep their ImageNet weights, the head conv and the
+    rest learn, and the cached views are the trunk's maps of the drawing and its mirror."""
+    torch.set_num_threads(1)
+    from engine.models import load_checkpoint
+    from engine.models.backbones import efficientnet_lite0
+
+    train_ids = tuple(_ids(shoes, "train", 16))
+    config = TrainConfig(
+        method="dssa",
+        model={"image_size": 96, "bits": 32},
+        options={"edges": "released", "true_match": 1.0, "cache_trunk": True},
+        classes=train_ids,
+        epochs=2,
+        batch_size=8,
+        lr=1e-3,
+        workers=1,
+    )
+    out = tmp_path / "dssa.safetensors"
+    result = _drain(train(config, shoes, out))
+    assert result.global_step == 4 and np.isfinite(result.losses["total"])
+    trained = load_checkpoint(out).backbone.trunk.state_dict()
+    imagenet = efficientnet_lite0(pretrained=True, num_classes=0).state_dict()
+    for key in ("conv_stem.weight", "blocks.6.0.conv_pwl.weight", "bn1.running_mean"):
+        torch.testing.assert_close(trained[key], imagenet[key])
+    assert not torch.equal(trained["conv_head.weight"], imagenet["conv_head.weight"])
+
+    from training.methods.dssa import DSSAProcedure
+
+    model = load_checkpoint(out)
+    data = _drain(prepare_arrays(load_dataset(shoes).restrict_classes(train_ids[:4]), 96, 96))
+    procedure = DSSAProcedure(model, data, config, torch.device("cpu"))
+    cache = procedure.cache["sketch"]
+    assert cache.shape[:2] == (2, 4)
+    model.eval()
+    with torch.no_grad():
+        x = torch.from_numpy(data.sketches)[:, None].float() / 255
+        torch.testing.assert_close(cache[0], model.trunk_maps(x))
+        torch.testing.assert_close(cache[1], model.trunk_maps(x.flip(3)))

@@ -16,6 +16,11 @@ Choices, where the paper is vague or where the hash layer (not in the paper) nee
   rows rank two other photos). ``in_batch=False`` is the paper's sampling (and the only one
   that uses ``hard_negatives``). ``active_only``: average the in-batch hinges over the violated
   ones only (the easy negatives of a batch otherwise dilute the few that matter for acc@1).
+- ``cache_trunk`` (a CPU configuration, not in the paper): the pretrained trunk's stem and
+  seven stages are frozen and run once per drawing (and its mirror image) before training; each
+  step trains only the trunk's head conv, the reduction, attention, FC6/FC7, W and the hash
+  layer on the cached stage-7 maps, so one CPU hour buys a hundred epochs at 224 px instead of
+  a few. Augmentation is then the flip only (a random crop would need the trunk again).
 - The photo side is the photo's edge map only. ``edges``: ``released`` reads the data set's
   ``edges/`` (the paper's protocol), ``engine`` computes them with ``engine.edges`` (what users
   get at search time), ``auto`` takes released ones where every photo has one. Decoded once.
@@ -132,6 +137,7 @@ class DSSAProcedure(TrainingProcedure):
         "true_match": 0.5,
         "in_batch": True,
         "active_only": False,
+        "cache_trunk": False,
     }
 
     def __init__(self, model, data, config, device) -> None:
@@ -152,6 +158,15 @@ class DSSAProcedure(TrainingProcedure):
         raw, self.edge_source = edge_arrays(data, model.photo_size, str(o["edges"]))
         self.edges = model.canonical_edges(raw)
         log.info("DSSA trains on %s edge maps of %d photos", self.edge_source, len(self.edges))
+        self.cache: dict[str, torch.Tensor] | None = None
+        if o["cache_trunk"]:
+            if trunk is None:
+                raise ConfigError("cache_trunk needs the efficientnet_lite0 backbone.")
+            self.frozen = freeze_backbone_blocks(trunk, len(trunk.blocks))
+            self.cache = {
+                "sketch": self._trunk_cache(data.sketches),
+                "edge": self._trunk_cache(self.edges),
+            }
         self.transform = crop_flip(model.config.image_size, float(o["crop"]))
         photo_index = {p.key: i for i, p in enumerate(data.dataset.photos)}
         self.annotated: dict[int, list[tuple[int, int]]] = {}
@@ -209,6 +224,30 @@ class DSSAProcedure(TrainingProcedure):
         batch = sketch_batch(self.edges, self.device)
         return self.model._run(lambda: self.model.features(batch))
 
+    @torch.no_grad()
+    def _trunk_cache(self, arrays: np.ndarray) -> torch.Tensor:
+        """(views, n, C, h, w) frozen-trunk maps of uint8 (n, S, S) drawings; views: the
+        drawing and, with ``augment``, its mirror image."""
+        model, views = self.model, []
+        was_training = model.training
+        model.eval()
+        try:
+            for flip in (False, True) if self.options["augment"] else (False,):
+                parts = []
+                for i in range(0, len(arrays), 32):
+                    batch = sketch_batch(arrays[i : i + 32], self.device)
+                    parts.append(model.trunk_maps(batch.flip(3) if flip else batch).cpu())
+                views.append(torch.cat(parts))
+        finally:
+            model.train(was_training)
+        return torch.stack(views)
+
+    def _cached(self, kind: str, rows: list[int]) -> torch.Tensor:
+        """Cached maps of ``rows``, each from a random view (plain or mirrored)."""
+        cache = self.cache[kind]
+        view = torch.randint(len(cache), (len(rows),))
+        return cache[view, torch.as_tensor(rows)].to(self.device)
+
     # ------------------------------------------------------------------ step
     def _images(self, arrays: np.ndarray) -> torch.Tensor:
         batch = torch.from_numpy(np.ascontiguousarray(arrays))
@@ -220,11 +259,17 @@ class DSSAProcedure(TrainingProcedure):
         o, model = self.options, self.model
         s_idx, pos, neg = batch
         n = len(s_idx)
-        sketches = self._images(self.data.sketches[np.asarray(s_idx)])
         photo_ids = list(pos) if o["in_batch"] else list(pos) + list(neg)
-        edges = self._images(self.edges[np.asarray(photo_ids)])
         with ctx.autocast():
-            f = model.features(torch.cat([sketches, edges]).to(self.device))
+            if self.cache is not None:
+                maps = torch.cat(
+                    [self._cached("sketch", list(s_idx)), self._cached("edge", photo_ids)]
+                )
+                f = model.head_features(maps)
+            else:
+                sketches = self._images(self.data.sketches[np.asarray(s_idx)])
+                edges = self._images(self.edges[np.asarray(photo_ids)])
+                f = model.features(torch.cat([sketches, edges]).to(self.device))
             h = model.hash(f)
         f, u = f.float(), torch.tanh(h.float())
         w = model.holef_weight
