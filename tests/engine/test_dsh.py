@@ -29,6 +29,12 @@ def test_config_validation_and_default_fc_widths():
         DSHConfig(fc1=4)
     with pytest.raises(ConfigError, match="between 64 and 512"):
         DSHConfig(image_size=40)
+    with pytest.raises(ConfigError, match="dropout"):
+        DSHConfig(dropout=1.0)
+    normed = create("dsh", **{**SMALL, "fc_batchnorm": True, "dropout": 0.0})
+    kinds = [type(m).__name__ for m in normed.sketch_fc]
+    assert kinds == ["Linear", "BatchNorm1d", "ReLU", "Dropout"] * 2
+    assert normed.sketch_fc[3].p == 0.0
 
 
 def test_c2_net_is_shared_by_sketches_and_sketch_tokens():
