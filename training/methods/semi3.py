@@ -39,7 +39,9 @@ binary codes (not in the paper) need them:
   hybrid terms at weight 1. Our reading (not measured separately): the alignment term is met by
   making each photo's embedding its Canny map's, which drags photos towards the weaker edge
   domain. At 0.1 the terms cost nothing measurable here; the ablation table in the issue note
-  says what each adds. ``train_defaults`` and the weights below are those settings.
+  says what each adds. ``train_defaults`` and the weights below are those settings; with them,
+  5 epochs on the whole Sketchy train split at 128 px (315 steps, 32 min wall single-threaded on
+  a shared CPU) give test mAP 0.209 (ITQ codes through the index), 0.240 real-valued.
 """
 
 from __future__ import annotations
@@ -198,7 +200,7 @@ class Semi3Procedure(TrainingProcedure):
         "augment": True,
     }
     train_defaults: ClassVar[dict[str, Any]] = {
-        "epochs": 3,
+        "epochs": 5,
         "batch_size": 32,
         "per_class": 4,
         "lr": 3e-3,
