@@ -137,6 +137,7 @@ def test_short_real_run_beats_random(sketchy, tmp_path, model):
     config = TrainConfig(
         method="dsh",
         model={"image_size": 64, "bits": 32, "pretrained": True, "fc1": 256, "fc2": 128, **model},
+        options={"backbone_lr_scale": 0.3},
         classes=classes,
         epochs=3,
         batch_size=12,
