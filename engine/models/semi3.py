@@ -24,6 +24,10 @@ Three branches, for the sketch, the natural photo and the photo's edge map (``ne
    and the one resulting channel weight vector rescales both maps. The paper fuses the two SE
    descriptors; concatenation is our reading (it lets each domain's evidence weigh in). The
    sketch branch has no partner at query time and is not recalibrated. Reduction r = 16 (SE-Net).
+   The SE gate starts near 0.5, so at first photo and edge-map maps reach the shared top layers
+   at half the scale of the sketches' (their BatchNorms mix all three); ``coattention_gate=
+   "unit"`` (2 x sigmoid, starting near 1) avoids that. "sigmoid" stays the default, as the
+   shipped checkpoint was trained with it.
 3. top layers shared by all three branches: ``efficientnet_lite0``: the trunk's remaining stages
    and its 1280-channel head, global average pooling; both backbones then a joint embedding
    FC D=512 (BN, ReLU) -> FC ``embed_dim`` (the paper's fc7, 4096-d on VGG; 256 by default here).
@@ -64,6 +68,7 @@ HIDDEN = 512
 LITE0_STAGES = 7
 PAPER_LOW, PAPER_HIGH = 128, 256
 BINARIZE = ("learned", "itq")
+GATES = ("sigmoid", "unit")
 
 
 @dataclass(frozen=True)
@@ -75,6 +80,7 @@ class Semi3Config(ModelConfig):
     edge_branch: bool = True  # False: the two-branch ablation (no edge maps)
     reduction: int = 16  # co-attention bottleneck ratio
     binarize: str = "itq"  # "itq" or the "learned" sign projection (see 4.)
+    coattention_gate: str = "sigmoid"  # "sigmoid" (SE, in (0, 1)) or "unit" (2 x sigmoid; see 2.)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -84,6 +90,8 @@ class Semi3Config(ModelConfig):
             raise ConfigError(f"semi3 shared_from must be between 1 and {LITE0_STAGES - 1}.")
         if self.embed_dim < 16 or self.reduction < 1:
             raise ConfigError("semi3 embed_dim must be at least 16 and reduction at least 1.")
+        if self.coattention_gate not in GATES:
+            raise ConfigError(f"semi3 coattention_gate must be one of {GATES}.")
         if self.binarize not in BINARIZE:
             raise ConfigError(f"semi3 binarize must be one of {BINARIZE}.")
         if self.coattention and not self.edge_branch:
@@ -96,8 +104,9 @@ class Semi3Config(ModelConfig):
 class CoAttention(nn.Module):
     """Channel weights from both domains' pooled maps, applied to both maps (see 2.)."""
 
-    def __init__(self, channels: int, reduction: int) -> None:
+    def __init__(self, channels: int, reduction: int, gate: str = "sigmoid") -> None:
         super().__init__()
+        self.scale = 2.0 if gate == "unit" else 1.0
         self.excite = nn.Sequential(
             nn.Linear(2 * channels, max(4, channels // reduction)),
             nn.ReLU(inplace=True),
@@ -106,8 +115,10 @@ class CoAttention(nn.Module):
         )
 
     def weights(self, photo: torch.Tensor, edge: torch.Tensor) -> torch.Tensor:
-        """(B, C) channel weights in (0, 1) shared by a photo map and its edge map."""
-        return self.excite(torch.cat([photo.mean(dim=(2, 3)), edge.mean(dim=(2, 3))], dim=1))
+        """(B, C) channel weights in (0, 1), or (0, 2) for the "unit" gate, shared by a photo map
+        and its edge map."""
+        pooled = torch.cat([photo.mean(dim=(2, 3)), edge.mean(dim=(2, 3))], dim=1)
+        return self.scale * self.excite(pooled)
 
     def forward(self, photo: torch.Tensor, edge: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         w = self.weights(photo, edge)[:, :, None, None]
@@ -193,7 +204,11 @@ class Semi3Model(SketchHashModel):
             self.photo_lower, self.drawing_lower = PaperLower(3), PaperLower(1)
             self.upper = PaperUpper()
         channels = self.photo_lower.channels
-        self.coattention = CoAttention(channels, config.reduction) if config.coattention else None
+        self.coattention = (
+            CoAttention(channels, config.reduction, config.coattention_gate)
+            if config.coattention
+            else None
+        )
         self.embedding = nn.Sequential(
             nn.Linear(self.upper.features, HIDDEN),
             nn.BatchNorm1d(HIDDEN),
