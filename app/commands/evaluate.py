@@ -2,7 +2,8 @@
 
 Prints each figure with the random-ranking expectation beside it, the real-valued (before
 binarisation) figures, the classical HOG baseline, and the protocol (queries, gallery, ties);
-``--json`` prints ``{"metrics", "random", "real_valued", "baseline", "protocol"}``.
+``--json`` prints ``{"metrics", "random", "real_valued", "baseline", "protocol"}``; ``--store``
+also writes them into the checkpoint's metadata (weights, name and training record unchanged).
 """
 
 from __future__ import annotations
@@ -32,6 +33,11 @@ def add_parser(subparsers) -> None:
     )
     p.add_argument("--no-baseline", action="store_true", help="skip the classical HOG baseline")
     p.add_argument("--device", default=None, help="cpu, cuda or mps (default: best available)")
+    p.add_argument(
+        "--store",
+        action="store_true",
+        help="write the figures into the checkpoint (the app and `models` show them)",
+    )
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(run=run)
 
@@ -39,7 +45,7 @@ def add_parser(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from app.commands.train import yield_all
     from engine.models import load_checkpoint
-    from training import EvalConfig, evaluate
+    from training import EvalConfig, evaluate, store_metrics
 
     model = load_checkpoint(args.model, device=args.device)
     config = EvalConfig(
@@ -57,6 +63,8 @@ def run(args: argparse.Namespace) -> int:
     finally:
         signal.signal(signal.SIGINT, previous)
         bar.close()
+    if args.store:
+        store_metrics(args.model, report)
     result = report.to_json()
     print(json.dumps(result, indent=1) if args.json else format_report(result))
     return 0
