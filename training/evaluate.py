@@ -125,7 +125,9 @@ def cosine_ranking(queries: np.ndarray, gallery: np.ndarray) -> np.ndarray:
     return np.argsort(-(q @ g.T), axis=1, kind="stable")
 
 
-def _batched(fn, arrays: np.ndarray, batch_size: int, stage: str, cancel: threading.Event):
+def embed_in_batches(fn, arrays: np.ndarray, batch_size: int, stage: str, cancel: threading.Event):
+    """``fn`` over ``arrays`` in batches, yielding EvalProgress(``stage``); returns the rows
+    concatenated. Raises Cancelled between batches once ``cancel`` is set."""
     out = []
     for i in range(0, len(arrays), batch_size):
         if cancel.is_set():
@@ -167,7 +169,7 @@ def evaluate(
     split = config.split if dataset.splits else None
     dataset = dataset.subset(split)
     gen = prepare_arrays(dataset, model.photo_size, model.sketch_size, cancel)
-    data = yield from _as_eval_progress(gen)
+    data = yield from as_eval_progress(gen)
     photos, labels = data.photos, data.photo_labels
     skipped = 0
     if config.extra_gallery is not None:
@@ -184,10 +186,12 @@ def evaluate(
     keep = n_relevant > 0
     relevant, n_relevant = relevant[keep], n_relevant[keep]
     bs = config.batch_size
-    q_emb = yield from _batched(model.embed_sketches, data.sketches[keep], bs, "sketches", cancel)
+    q_emb = yield from embed_in_batches(
+        model.embed_sketches, data.sketches[keep], bs, "sketches", cancel
+    )
     if model.needs_edges and config.edges == "released":
-        edges = yield from _as_eval_progress(released_edge_maps(dataset, model.photo_size, cancel))
-        g_emb = yield from _batched(
+        edges = yield from as_eval_progress(released_edge_maps(dataset, model.photo_size, cancel))
+        g_emb = yield from embed_in_batches(
             lambda ix: model.embed_photos(photos[ix], edges[ix]),
             np.arange(len(photos)),
             bs,
@@ -195,7 +199,7 @@ def evaluate(
             cancel,
         )
     else:
-        g_emb = yield from _batched(model.embed_photos, photos, bs, "photos", cancel)
+        g_emb = yield from embed_in_batches(model.embed_photos, photos, bs, "photos", cancel)
     ids = binary_ranking(pack_codes(q_emb), pack_codes(g_emb), model.bits, model_id(model))
     figures, random = ranking_metrics(
         np.take_along_axis(relevant, ids, axis=1), n_relevant, dataset.layout, config.k
@@ -230,7 +234,7 @@ def evaluate(
     return EvalReport(figures, random, real, baseline, protocol)
 
 
-def _as_eval_progress(gen: Generator[PrepareProgress, None, Any]):
+def as_eval_progress(gen: Generator[PrepareProgress, None, Any]):
     """Relay a decoding generator's progress as EvalProgress; return its value."""
     try:
         while True:

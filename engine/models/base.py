@@ -119,7 +119,7 @@ class SketchHashModel(nn.Module, ABC):
     @torch.no_grad()
     def embed_sketches(self, sketches: np.ndarray) -> np.ndarray:
         """uint8 (n, S, S) normalised sketches to float32 (n, K) outputs."""
-        batch = _sketch_tensor(sketches, self.sketch_size, self.device)
+        batch = sketch_tensor(sketches, self.sketch_size, self.device)
         return self._run(lambda: self.sketch_forward(batch))
 
     @torch.no_grad()
@@ -129,9 +129,9 @@ class SketchHashModel(nn.Module, ABC):
         ``edges``: uint8 (n, P, P) edge maps (white paper) to use instead of computing them with
         ``engine.edges``, e.g. a data set's released ones; ignored unless ``needs_edges``.
         """
-        batch = _photo_tensor(photos, self.photo_size, self.device)
+        batch = photo_tensor(photos, self.photo_size, self.device)
         if edges is not None and self.needs_edges:
-            edge_batch = _sketch_tensor(edges, self.photo_size, self.device)
+            edge_batch = sketch_tensor(edges, self.photo_size, self.device)
         else:
             edge_batch = self.edge_maps(batch)
         return self._run(lambda: self.photo_forward(batch, edge_batch))
@@ -161,7 +161,8 @@ class SketchHashModel(nn.Module, ABC):
         return out.float().cpu().numpy()
 
 
-def _sketch_tensor(sketches: np.ndarray, size: int, device: torch.device) -> torch.Tensor:
+def sketch_tensor(sketches: np.ndarray, size: int, device: torch.device) -> torch.Tensor:
+    """uint8 (n, S, S) sketches (or one (S, S)) to a float (n, 1, size, size) batch in [0, 1]."""
     arr = np.asarray(sketches)
     if arr.ndim == 2:
         arr = arr[None]
@@ -170,7 +171,8 @@ def _sketch_tensor(sketches: np.ndarray, size: int, device: torch.device) -> tor
     return _to_unit_tensor(arr[:, None], size, device)
 
 
-def _photo_tensor(photos: np.ndarray, size: int, device: torch.device) -> torch.Tensor:
+def photo_tensor(photos: np.ndarray, size: int, device: torch.device) -> torch.Tensor:
+    """uint8 (n, P, P, 3) photos (or one) to a float (n, 3, size, size) RGB batch in [0, 1]."""
     arr = np.asarray(photos)
     if arr.ndim == 3:
         arr = arr[None]

@@ -65,7 +65,7 @@ from engine.models.backbones import (
     ImageNetNormalize,
     efficientnet_lite0,
 )
-from engine.models.base import ModelConfig, SketchHashModel, _photo_tensor, _sketch_tensor
+from engine.models.base import ModelConfig, SketchHashModel, photo_tensor, sketch_tensor
 from engine.models.registry import register
 from engine.sketch import normalize_sketch
 
@@ -271,7 +271,7 @@ class DSSAModel(SketchHashModel):
                 out.append(normalize_sketch(edge))
             except SketchError:  # no edge at all: blank paper
                 out.append(np.full(arr.shape[1:], 255, np.uint8))
-        batch = _sketch_tensor(np.stack(out), self.photo_size, torch.device("cpu"))
+        batch = sketch_tensor(np.stack(out), self.photo_size, torch.device("cpu"))
         return batch[:, 0].mul(255.0).round_().clamp_(0, 255).to(torch.uint8).numpy()
 
     def edge_maps(self, photos: torch.Tensor) -> torch.Tensor:
@@ -280,7 +280,7 @@ class DSSAModel(SketchHashModel):
         if not self.config.canonical_edges:
             return raw
         arr = raw[:, 0].clamp(0, 1).mul(255.0).round().to(torch.uint8).cpu().numpy()
-        return _sketch_tensor(self.canonical_edges(arr), self.photo_size, photos.device)
+        return sketch_tensor(self.canonical_edges(arr), self.photo_size, photos.device)
 
     # ------------------------------------------------------------------ numpy boundary
     @torch.no_grad()
@@ -291,22 +291,22 @@ class DSSAModel(SketchHashModel):
     @torch.no_grad()
     def sketch_features(self, sketches: np.ndarray) -> np.ndarray:
         """uint8 (n, S, S) normalised sketches to float32 (n, D) features (for re-ranking)."""
-        batch = _sketch_tensor(sketches, self.sketch_size, self.device)
+        batch = sketch_tensor(sketches, self.sketch_size, self.device)
         return self._run(lambda: self.features(batch))
 
     @torch.no_grad()
     def photo_features(self, photos: np.ndarray, edges: np.ndarray | None = None) -> np.ndarray:
         """uint8 (n, P, P, 3) photos (or their uint8 (n, P, P) edge maps) to (n, D) features."""
         if edges is not None:
-            batch = _sketch_tensor(self.canonical_edges(edges), self.photo_size, self.device)
+            batch = sketch_tensor(self.canonical_edges(edges), self.photo_size, self.device)
         else:
-            batch = self.edge_maps(_photo_tensor(photos, self.photo_size, self.device))
+            batch = self.edge_maps(photo_tensor(photos, self.photo_size, self.device))
         return self._run(lambda: self.features(batch))
 
     @torch.no_grad()
     def encode_sketches_and_features(self, sketches: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(packed codes (n, K/8), float32 (n, D) features) of normalised sketches, one pass."""
-        batch = _sketch_tensor(sketches, self.sketch_size, self.device)
+        batch = sketch_tensor(sketches, self.sketch_size, self.device)
         return self._codes_and_features(batch)
 
     @torch.no_grad()
@@ -315,9 +315,9 @@ class DSSAModel(SketchHashModel):
     ) -> tuple[np.ndarray, np.ndarray]:
         """(packed codes (n, K/8), float32 (n, D) features) of prepared photos, one pass."""
         if edges is not None:
-            batch = _sketch_tensor(self.canonical_edges(edges), self.photo_size, self.device)
+            batch = sketch_tensor(self.canonical_edges(edges), self.photo_size, self.device)
         else:
-            batch = self.edge_maps(_photo_tensor(photos, self.photo_size, self.device))
+            batch = self.edge_maps(photo_tensor(photos, self.photo_size, self.device))
         return self._codes_and_features(batch)
 
     def _codes_and_features(self, drawings: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:

@@ -49,7 +49,7 @@ from engine.models.backbones import (
     ImageNetNormalize,
     efficientnet_lite0,
 )
-from engine.models.base import ModelConfig, SketchHashModel, _sketch_tensor
+from engine.models.base import ModelConfig, SketchHashModel, sketch_tensor
 from engine.models.registry import register
 
 
@@ -224,7 +224,7 @@ class GDHModel(SketchHashModel):
         Like ``embed_*``, an eval model's mode is left alone (threads may share it); a model in
         training mode is switched to eval for the call and back.
         """
-        batch = _sketch_tensor(sketches, self.sketch_size, self.device)
+        batch = sketch_tensor(sketches, self.sketch_size, self.device)
         was_training = self.training
         if was_training:
             self.eval()

@@ -63,7 +63,7 @@ from engine.models.backbones import (
     ImageNetNormalize,
     efficientnet_lite0,
 )
-from engine.models.base import ModelConfig, SketchHashModel, _photo_tensor, _sketch_tensor
+from engine.models.base import ModelConfig, SketchHashModel, photo_tensor, sketch_tensor
 from engine.models.registry import register
 
 HIDDEN = 512
@@ -290,13 +290,13 @@ class Semi3Model(SketchHashModel):
     @torch.no_grad()
     def sketch_embeddings(self, sketches: np.ndarray) -> np.ndarray:
         """uint8 (n, S, S) normalised sketches to float32 (n, embed_dim) joint embeddings."""
-        batch = _sketch_tensor(sketches, self.sketch_size, self.device)
+        batch = sketch_tensor(sketches, self.sketch_size, self.device)
         return self._run(lambda: self.sketch_embedding(batch))
 
     @torch.no_grad()
     def photo_embeddings(self, photos: np.ndarray) -> np.ndarray:
         """uint8 (n, P, P, 3) prepared photos to float32 (n, embed_dim) joint embeddings."""
-        batch = _photo_tensor(photos, self.photo_size, self.device)
+        batch = photo_tensor(photos, self.photo_size, self.device)
         return self._run(lambda: self.photo_embedding(batch, self.edge_maps(batch)))
 
     @torch.no_grad()

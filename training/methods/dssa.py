@@ -65,7 +65,7 @@ from training import losses
 from training.arrays import prepare_arrays, released_edge_maps, sketch_batch
 from training.augment import augment_sketches
 from training.data import load_dataset
-from training.evaluate import EvalProgress, _as_eval_progress, binary_ranking, ranking_metrics
+from training.evaluate import EvalProgress, as_eval_progress, binary_ranking, ranking_metrics
 from training.methods import register_procedure
 from training.procedure import StepContext, TrainingProcedure, freeze_backbone_blocks
 from training.samplers import hard_negative_candidates, triplets
@@ -351,9 +351,9 @@ def evaluate_reranking(
         dataset = dataset.restrict_classes(classes)
     dataset = dataset.subset(split if dataset.splits else None)
     gen = prepare_arrays(dataset, model.photo_size, model.sketch_size, cancel)
-    data = yield from _as_eval_progress(gen)
+    data = yield from as_eval_progress(gen)
     if edges == "released":
-        edge_maps = yield from _as_eval_progress(
+        edge_maps = yield from as_eval_progress(
             released_edge_maps(dataset, model.photo_size, cancel)
         )
     else:

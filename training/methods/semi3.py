@@ -73,10 +73,10 @@ from training.augment import augment_photos, augment_sketches, photo_transform, 
 from training.data import CATEGORY, load_dataset
 from training.evaluate import (
     EvalProgress,
-    _as_eval_progress,
-    _batched,
+    as_eval_progress,
     binary_ranking,
     cosine_ranking,
+    embed_in_batches,
     ranking_metrics,
 )
 from training.methods import register_procedure
@@ -352,13 +352,17 @@ def evaluate_binarisations(
     size = (model.photo_size, model.sketch_size)
 
     def embed(data: PreparedData) -> Generator[EvalProgress, None, tuple[np.ndarray, ...]]:
-        q = yield from _batched(model.sketch_embeddings, data.sketches, batch_size, "sk", cancel)
-        g = yield from _batched(model.photo_embeddings, data.photos, batch_size, "ph", cancel)
+        q = yield from embed_in_batches(
+            model.sketch_embeddings, data.sketches, batch_size, "sk", cancel
+        )
+        g = yield from embed_in_batches(
+            model.photo_embeddings, data.photos, batch_size, "ph", cancel
+        )
         return q, g
 
-    fit_data = yield from _as_eval_progress(prepare_arrays(fit, *size, cancel))
+    fit_data = yield from as_eval_progress(prepare_arrays(fit, *size, cancel))
     mean, projection = fit_itq(np.concatenate((yield from embed(fit_data))), model.bits)
-    data = yield from _as_eval_progress(prepare_arrays(test, *size, cancel))
+    data = yield from as_eval_progress(prepare_arrays(test, *size, cancel))
     q, g = yield from embed(data)
     if test.layout == CATEGORY:
         relevant = data.sketch_labels[:, None] == data.photo_labels[None, :]
