@@ -1,10 +1,13 @@
-"""`sketch-search evaluate` on real Sketchy classes: the figures it prints, and with --store the
-same figures written into the checkpoint, whose weights and name stay as they were."""
+"""`sketch-search evaluate` on real data: the figures it prints; with --store the same figures
+written into the checkpoint, whose weights and name stay as they were; with --rerank the
+shortlist re-ranked by the model's exact distance (DSSA on QMUL-Shoe)."""
 
 import json
 
+import torch
+
 from app.cli import main
-from engine.models import read_checkpoint_info
+from engine.models import create, read_checkpoint_info, save_checkpoint
 from engine.store import default_checkpoint
 
 
@@ -28,3 +31,33 @@ def test_evaluate_prints_and_stores_the_figures(shared_data, tmp_path, capsys):
     assert after.metrics != before.metrics  # two classes, not the shipped test-split figures
     assert after.metadata["model_id"] == before.metadata["model_id"]
     assert after.name == before.name
+
+
+def test_evaluate_rerank_reports_the_shortlists_and_refuses_methods_without_one(
+    shared_data, tmp_path, capsys
+):
+    torch.manual_seed(0)
+    dssa = save_checkpoint(
+        create("dssa", image_size=96, pretrained=False).eval(), tmp_path / "dssa.safetensors"
+    )
+    args = ["evaluate", "--data", str(shared_data / "shoes_v1"), "--no-baseline", "--json"]
+    assert main([*args, "--model", str(dssa), "--rerank", "5", "200"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    reranking = result["reranking"]
+    gallery = reranking["protocol"]["gallery"]
+    assert set(reranking) == {
+        "binary",
+        "reranked_top5",
+        f"reranked_top{gallery}",  # a shortlist longer than the gallery is the whole gallery
+        "holef_exhaustive",
+        "protocol",
+    }
+    # the re-ranking's Hamming figures are the evaluator's, measured through the same codes
+    assert reranking["binary"]["acc_1"] == result["metrics"]["acc_1"]
+    assert reranking["binary"]["acc_10"] == result["metrics"]["acc_10"]
+    # re-ranking the whole gallery by HOLEF is the exhaustive HOLEF ranking
+    assert reranking[f"reranked_top{gallery}"] == reranking["holef_exhaustive"]
+
+    baseline = [*args, "--model", str(default_checkpoint()), "--rerank"]
+    assert main(baseline) == 2
+    assert "no exact distance to re-rank by" in capsys.readouterr().err
