@@ -143,6 +143,7 @@ def save_checkpoint(
     os.close(fd)
     try:
         save_file(tensors, tmp, metadata={METADATA_KEY: header})
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a model is shared like any other file
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -2,6 +2,8 @@
 weights, and re-saving keeps what a checkpoint says about itself."""
 
 import json
+import os
+import stat
 
 import numpy as np
 import pytest
@@ -45,6 +47,12 @@ def test_float16_checkpoint_is_half_size_and_loads_the_rounded_network(tmp_path,
     emb_full, emb_half = model.embed_sketches(sketches), loaded.embed_sketches(sketches)
     cos = float((emb_full * emb_half).sum() / np.linalg.norm(emb_full) / np.linalg.norm(emb_half))
     assert cos > 0.999
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX file modes")
+def test_a_checkpoint_is_readable_by_others_like_any_saved_file(tmp_path):
+    path = save_checkpoint(_model(), tmp_path / "m.safetensors")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
 
 
 def test_unknown_dtype_and_overflow_are_refused(tmp_path):
