@@ -144,6 +144,8 @@ class ImagineView(QWidget):
             self.picture.clear()
         else:
             self.picture.setPixmap(to_pixmap(image))
+        # a message alone sits at the top of the dock, not below an empty square
+        self.picture.setVisible(image is not None)
         self.message.setText(text)
 
 

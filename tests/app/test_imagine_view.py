@@ -56,6 +56,7 @@ def test_shows_what_gdh_imagines_and_follows_the_sketch(qtbot, view, gdh_model, 
     assert view.image is image
     pixmap = view.picture.pixmap()
     assert (pixmap.width(), pixmap.height()) == (DISPLAY_SIZE, DISPLAY_SIZE)
+    assert not view.picture.isHidden()
     np.testing.assert_array_equal(image, imagine_query(gdh_model, sketches[0]))
     assert "imagines" in view.message.text()
 
@@ -85,6 +86,7 @@ def test_a_model_without_a_generator_says_it_cannot(qtbot, view, model, sketches
     view.set_model(model)  # the baseline: no G_I
     assert "cannot imagine" in view.message.text() and "baseline" in view.message.text()
     assert view.image is None and view.picture.pixmap().isNull()
+    assert view.picture.isHidden()  # the message is not pushed below an empty picture
     assert not view.is_busy()
 
 
