@@ -16,11 +16,13 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from torch import nn
 from torchvision.transforms import v2
 
 from engine.sketch import Stroke
+from training.arrays import photo_batch, sketch_batch
 
 
 class StrokeThickness(nn.Module):
@@ -80,6 +82,26 @@ def augment_photos(photos: torch.Tensor, transform: v2.Compose) -> torch.Tensor:
 def augment_sketches(sketches: torch.Tensor, transform: v2.Compose) -> torch.Tensor:
     """(n, S, S) uint8 to augmented float (n, 1, size, size) in [0, 1]."""
     return torch.stack([transform(s[None]) for s in sketches]).float().div_(255.0)
+
+
+class PairBatches:
+    """Sketch and photo training batches picked from prepared uint8 arrays: augmented (random
+    crops, flips, stroke thickness, colour) when ``augment``, else only converted."""
+
+    def __init__(self, size: int, augment: bool) -> None:
+        self.augment = augment
+        self.photo_transform = photo_transform(size)
+        self.sketch_transform = sketch_transform(size)
+
+    def __call__(
+        self, sketches: np.ndarray, photos: np.ndarray, sketch_idx, photo_idx
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """float (n, 1, S, S) sketches and (m, 3, P, P) photos in [0, 1], on the CPU."""
+        s, p = sketches[np.asarray(sketch_idx)], photos[np.asarray(photo_idx)]
+        if not self.augment:
+            return sketch_batch(s), photo_batch(p)
+        s_aug = augment_sketches(torch.from_numpy(s), self.sketch_transform)
+        return s_aug, augment_photos(torch.from_numpy(p), self.photo_transform)
 
 
 def drop_strokes(strokes: Sequence[Stroke], p: float, rng: random.Random) -> list[Stroke]:

@@ -27,8 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from training import losses
-from training.arrays import photo_batch, sketch_batch
-from training.augment import augment_photos, augment_sketches, photo_transform, sketch_transform
+from training.augment import PairBatches
 from training.data import FINE_GRAINED
 from training.methods import register_procedure
 from training.procedure import StepContext, TrainingProcedure, freeze_backbone_blocks
@@ -56,8 +55,7 @@ class BaselineProcedure(TrainingProcedure):
         self.classifier = nn.Linear(model.bits, len(data.dataset.classes)).to(device)
         self.frozen = freeze_backbone_blocks(model.trunk, config.freeze_blocks)
         size = model.config.image_size
-        self.photo_aug = photo_transform(size)
-        self.sketch_aug = sketch_transform(size)
+        self.pairs = PairBatches(size, augment=self.options["augment"])
         self.negatives: dict[int, list[int]] = {}
         annotated: dict[int, list[tuple[int, int]]] = {}
         if self.fine_grained:
@@ -135,13 +133,7 @@ class BaselineProcedure(TrainingProcedure):
 
     # ------------------------------------------------------------------ step
     def _inputs(self, sketch_idx, photo_idx) -> torch.Tensor:
-        sketches = torch.from_numpy(self.data.sketches[np.asarray(sketch_idx)])
-        photos = torch.from_numpy(self.data.photos[np.asarray(photo_idx)])
-        if self.options["augment"]:
-            s = augment_sketches(sketches, self.sketch_aug)
-            p = augment_photos(photos, self.photo_aug)
-        else:
-            s, p = sketch_batch(sketches.numpy()), photo_batch(photos.numpy())
+        s, p = self.pairs(self.data.sketches, self.data.photos, sketch_idx, photo_idx)
         return torch.cat([s.expand(-1, 3, -1, -1), p]).to(self.device)
 
     def _codes(self, images: torch.Tensor) -> torch.Tensor:

@@ -65,8 +65,8 @@ import torch
 from engine.errors import ConfigError
 from engine.models.dsh import DSHModel
 from training import discrete, losses
-from training.arrays import photo_batch, sketch_batch
-from training.augment import augment_photos, augment_sketches, photo_transform, sketch_transform
+from training.arrays import photo_batch
+from training.augment import PairBatches
 from training.methods import register_procedure
 from training.procedure import StepContext, TrainingProcedure, freeze_backbone_blocks
 from training.samplers import class_balanced_batches
@@ -127,7 +127,7 @@ class DSHProcedure(TrainingProcedure):
             for trunk in (model.c1, model.c2):
                 self.frozen += freeze_backbone_blocks(trunk.net, config.freeze_blocks)
         size = model.config.image_size
-        self.photo_aug, self.sketch_aug = photo_transform(size), sketch_transform(size)
+        self.pairs = PairBatches(size, augment=self.options["augment"])
         self.num_classes = len(data.dataset.classes)
         self.photo_labels = torch.from_numpy(data.photo_labels)
         self.sketch_labels = torch.from_numpy(data.sketch_labels)
@@ -251,13 +251,7 @@ class DSHProcedure(TrainingProcedure):
 
     # ------------------------------------------------------------------ step
     def _inputs(self, s_idx, p_idx) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        sketches = self.data.sketches[np.asarray(s_idx)]
-        photos = self.data.photos[np.asarray(p_idx)]
-        if self.options["augment"]:
-            s = augment_sketches(torch.from_numpy(sketches), self.sketch_aug)
-            p = augment_photos(torch.from_numpy(photos), self.photo_aug)
-        else:
-            s, p = sketch_batch(sketches), photo_batch(photos)
+        s, p = self.pairs(self.data.sketches, self.data.photos, s_idx, p_idx)
         s, p = s.to(self.device), p.to(self.device)
         return s, p, self.model.edge_maps(p)
 

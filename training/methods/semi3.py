@@ -68,8 +68,8 @@ from engine.errors import ConfigError
 from engine.models import model_id
 from engine.models.semi3 import Semi3Model
 from training import losses
-from training.arrays import PreparedData, photo_batch, prepare_arrays, sketch_batch
-from training.augment import augment_photos, augment_sketches, photo_transform, sketch_transform
+from training.arrays import PreparedData, prepare_arrays
+from training.augment import PairBatches
 from training.data import CATEGORY, load_dataset
 from training.evaluate import (
     EvalProgress,
@@ -226,8 +226,7 @@ class Semi3Procedure(TrainingProcedure):
         for lower in (model.photo_lower, model.drawing_lower):
             self.frozen += freeze_backbone_blocks(lower, config.freeze_blocks) if lite else []
         size = model.config.image_size
-        self.photo_aug = photo_transform(size)
-        self.sketch_aug = sketch_transform(size)
+        self.pairs = PairBatches(size, augment=self.options["augment"])
 
     # ------------------------------------------------------------------ optimisers and state
     def build_optimizers(self) -> dict[str, torch.optim.Optimizer]:
@@ -271,13 +270,7 @@ class Semi3Procedure(TrainingProcedure):
 
     # ------------------------------------------------------------------ step
     def _inputs(self, s_idx, p_idx) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        sketches = self.data.sketches[np.asarray(s_idx)]
-        photos = self.data.photos[np.asarray(p_idx)]
-        if self.options["augment"]:
-            s = augment_sketches(torch.from_numpy(sketches), self.sketch_aug)
-            p = augment_photos(torch.from_numpy(photos), self.photo_aug)
-        else:
-            s, p = sketch_batch(sketches), photo_batch(photos)
+        s, p = self.pairs(self.data.sketches, self.data.photos, s_idx, p_idx)
         s, p = s.to(self.device), p.to(self.device)
         return s, p, self.model.edge_maps(p)
 
