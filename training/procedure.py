@@ -28,6 +28,7 @@ from engine.errors import ConfigError
 from engine.models import SketchHashModel
 from training.arrays import PreparedData
 from training.config import TrainConfig
+from training.samplers import class_balanced_batches, triplets
 
 
 class StepContext:
@@ -136,6 +137,37 @@ class TrainingProcedure(ABC):
             module.load_state_dict(state[name])
 
     # ------------------------------------------------------------------ shared helpers
+    # ------------------------------------------------------------------ batch helpers
+    def category_batches(self, generator: torch.Generator) -> list[tuple[list[int], list[int]]]:
+        """One category-level epoch: class-balanced (sketch, photo) index batches, about one
+        pass over the sketches, capped at ``max_steps_per_epoch``."""
+        data, cfg = self.data, self.config
+        per_batch = min(cfg.batch_size, cfg.per_class * len(data.dataset.classes))
+        natural = max(1, -(-len(data.sketch_labels) // per_batch))
+        steps = cfg.max_steps_per_epoch
+        return class_balanced_batches(
+            data.sketch_labels,
+            data.photo_labels,
+            cfg.batch_size // cfg.per_class,
+            cfg.per_class,
+            generator,
+            num_batches=min(natural, steps) if steps else natural,
+        )
+
+    def triplet_batches(
+        self,
+        generator: torch.Generator,
+        annotated: Mapping[int, list[tuple[int, int]]],
+        negatives: Mapping[int, list[int]] | None = None,
+    ) -> list[tuple[list[int], ...]]:
+        """One fine-grained epoch: (sketch, positive, negative) index batches of ``batch_size``
+        (a last batch of one triplet is dropped), capped at ``max_steps_per_epoch``."""
+        data, size, steps = self.data, self.config.batch_size, self.config.max_steps_per_epoch
+        rows = triplets(data.sketch_photo, len(data.photos), generator, annotated, negatives)
+        batches = [tuple(zip(*rows[i : i + size], strict=True)) for i in range(0, len(rows), size)]
+        batches = [tuple(list(part) for part in b) for b in batches if len(b[0]) >= 2]
+        return batches[:steps] if steps else batches
+
     def adamw_with_slow_trunk(
         self,
         trunks: Sequence[nn.Module] = (),

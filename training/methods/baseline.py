@@ -31,7 +31,7 @@ from training.augment import PairBatches
 from training.data import FINE_GRAINED
 from training.methods import register_procedure
 from training.procedure import StepContext, TrainingProcedure, freeze_backbone_blocks
-from training.samplers import class_balanced_batches, hard_negative_candidates, triplets
+from training.samplers import hard_negative_candidates
 
 log = logging.getLogger(__name__)
 
@@ -93,35 +93,10 @@ class BaselineProcedure(TrainingProcedure):
             module.eval()
 
     # ------------------------------------------------------------------ batches
-    def _steps(self) -> int | None:
-        return self.config.max_steps_per_epoch
-
     def epoch_batches(self, epoch: int, generator: torch.Generator) -> list[Any]:
-        data, cfg = self.data, self.config
         if not self.fine_grained:
-            return class_balanced_batches(
-                data.sketch_labels,
-                data.photo_labels,
-                cfg.batch_size // cfg.per_class,
-                cfg.per_class,
-                generator,
-                num_batches=self._fixed_batches(),
-            )
-        rows = triplets(
-            data.sketch_photo, len(data.photos), generator, self.annotated, self.negatives or None
-        )
-        size = cfg.batch_size
-        batches = [tuple(zip(*rows[i : i + size], strict=True)) for i in range(0, len(rows), size)]
-        batches = [tuple(list(part) for part in b) for b in batches if len(b[0]) >= 2]
-        return batches[: self._steps()] if self._steps() else batches
-
-    def _fixed_batches(self) -> int:
-        n = len(self.data.sketch_labels)
-        per_batch = min(
-            self.config.batch_size, self.config.per_class * len(self.data.dataset.classes)
-        )
-        natural = max(1, -(-n // per_batch))
-        return min(natural, self._steps()) if self._steps() else natural
+            return self.category_batches(generator)
+        return self.triplet_batches(generator, self.annotated, self.negatives or None)
 
     def on_epoch_start(self, epoch: int) -> None:
         if self.fine_grained and self.config.hard_negatives and epoch > 0:

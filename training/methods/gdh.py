@@ -61,7 +61,6 @@ from training.data import FINE_GRAINED
 from training.discrete import alternate, b_step, d_step
 from training.methods import register_procedure
 from training.procedure import StepContext, TrainingProcedure
-from training.samplers import class_balanced_batches, triplets
 
 log = logging.getLogger(__name__)
 
@@ -172,25 +171,9 @@ class GDHProcedure(TrainingProcedure):
 
     # ------------------------------------------------------------------ batches and hooks
     def epoch_batches(self, epoch: int, generator: torch.Generator) -> list[Any]:
-        data, cfg = self.data, self.config
-        steps = cfg.max_steps_per_epoch
         if not self.fine_grained:
-            classes_per_batch = max(1, cfg.batch_size // cfg.per_class)
-            per_batch = min(cfg.batch_size, cfg.per_class * self.num_classes)
-            natural = max(1, -(-len(data.sketch_labels) // per_batch))
-            return class_balanced_batches(
-                data.sketch_labels,
-                data.photo_labels,
-                classes_per_batch,
-                cfg.per_class,
-                generator,
-                num_batches=min(natural, steps) if steps else natural,
-            )
-        rows = triplets(data.sketch_photo, len(data.photos), generator, self.annotated)
-        size = cfg.batch_size
-        batches = [tuple(zip(*rows[i : i + size], strict=True)) for i in range(0, len(rows), size)]
-        batches = [tuple(list(part) for part in b) for b in batches if len(b[0]) >= 2]
-        return batches[:steps] if steps else batches
+            return self.category_batches(generator)
+        return self.triplet_batches(generator, self.annotated)
 
     def on_epoch_start(self, epoch: int) -> None:
         self.epoch = epoch

@@ -81,7 +81,6 @@ from training.evaluate import (
 )
 from training.methods import register_procedure
 from training.procedure import StepContext, TrainingProcedure, freeze_backbone_blocks
-from training.samplers import class_balanced_batches
 
 log = logging.getLogger(__name__)
 
@@ -246,20 +245,7 @@ class Semi3Procedure(TrainingProcedure):
 
     # ------------------------------------------------------------------ batches
     def epoch_batches(self, epoch: int, generator: torch.Generator) -> list[Any]:
-        data, cfg = self.data, self.config
-        n = len(data.sketch_labels)
-        per_batch = min(cfg.batch_size, cfg.per_class * len(data.dataset.classes))
-        batches = max(1, -(-n // per_batch))
-        if cfg.max_steps_per_epoch:
-            batches = min(batches, cfg.max_steps_per_epoch)
-        return class_balanced_batches(
-            data.sketch_labels,
-            data.photo_labels,
-            cfg.batch_size // cfg.per_class,
-            cfg.per_class,
-            generator,
-            num_batches=batches,
-        )
+        return self.category_batches(generator)
 
     def on_epoch_end(self, epoch: int) -> dict[str, float]:
         """With ``binarize="itq"``, refit ITQ on the training embeddings, so every saved
