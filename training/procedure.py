@@ -94,6 +94,7 @@ class TrainingProcedure(ABC):
                 f"known: {', '.join(sorted(self.default_options)) or 'none'}."
             )
         self.options = {**self.default_options, **config.options}
+        self.frozen: list[nn.Module] = []  # pretrained parts kept in eval mode (BatchNorm stats)
 
     # ------------------------------------------------------------------ what a method defines
     @abstractmethod
@@ -114,8 +115,12 @@ class TrainingProcedure(ABC):
         return sum(len(part) for part in batch) if isinstance(batch, tuple) else len(batch)
 
     def train_mode(self) -> None:
-        """Put the model (and any training-only modules) in training mode."""
+        """The model and the training-only modules in training mode, ``frozen`` parts in eval."""
         self.model.train()
+        for module in self.training_modules().values():
+            module.train()
+        for module in self.frozen:
+            module.eval()
 
     def on_epoch_start(self, epoch: int) -> None:  # noqa: B027 - optional hook
         """Called before an epoch's first step (not again when resuming inside the epoch)."""

@@ -86,12 +86,6 @@ class BaselineProcedure(TrainingProcedure):
         super().load_extra_state(state)
         self.negatives = {int(k): list(v) for k, v in state.get("negatives", {}).items()}
 
-    def train_mode(self) -> None:
-        self.model.train()
-        self.classifier.train()
-        for module in self.frozen:
-            module.eval()
-
     # ------------------------------------------------------------------ batches
     def epoch_batches(self, epoch: int, generator: torch.Generator) -> list[Any]:
         if not self.fine_grained:

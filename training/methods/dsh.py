@@ -121,7 +121,6 @@ class DSHProcedure(TrainingProcedure):
         lite = model.config.backbone == "efficientnet_lite0"
         if config.freeze_blocks and not lite:
             raise ConfigError("freeze_blocks needs the efficientnet_lite0 backbone.")
-        self.frozen = []
         if lite:
             for trunk in (model.c1, model.c2):
                 self.frozen += freeze_backbone_blocks(trunk.net, config.freeze_blocks)
@@ -143,11 +142,6 @@ class DSHProcedure(TrainingProcedure):
         model = self.model
         pretrained = model.config.backbone == "efficientnet_lite0" and model.config.pretrained
         return self.adamw_with_slow_trunk((model.c1, model.c2) if pretrained else ())
-
-    def train_mode(self) -> None:
-        self.model.train()
-        for module in self.frozen:
-            module.eval()
 
     def extra_state(self) -> dict[str, Any]:
         return {

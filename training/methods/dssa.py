@@ -198,11 +198,6 @@ class DSSAProcedure(TrainingProcedure):
     def load_extra_state(self, state) -> None:
         self.negatives = {int(k): list(v) for k, v in state.get("negatives", {}).items()}
 
-    def train_mode(self) -> None:
-        self.model.train()
-        for module in self.frozen:
-            module.eval()
-
     # ------------------------------------------------------------------ batches
     def epoch_batches(self, epoch: int, generator: torch.Generator) -> list[Any]:
         data, size = self.data, self.config.batch_size

@@ -164,11 +164,6 @@ class GDHProcedure(TrainingProcedure):
         self.b_p, self.b_s, self.d = (state["codes"][k] for k in ("b_p", "b_s", "d"))
         self.feat_p, self.feat_s = state["features"]["photos"], state["features"]["sketches"]
 
-    def train_mode(self) -> None:
-        self.model.train()
-        self.d_i.train()
-        self.d_s.train()
-
     # ------------------------------------------------------------------ batches and hooks
     def epoch_batches(self, epoch: int, generator: torch.Generator) -> list[Any]:
         if not self.fine_grained:

@@ -221,7 +221,6 @@ class Semi3Procedure(TrainingProcedure):
         lite = model.config.backbone == "efficientnet_lite0"
         if config.freeze_blocks and not lite:
             raise ConfigError("freeze_blocks needs the efficientnet_lite0 backbone.")
-        self.frozen = []
         for lower in (model.photo_lower, model.drawing_lower):
             self.frozen += freeze_backbone_blocks(lower, config.freeze_blocks) if lite else []
         size = model.config.image_size
@@ -236,12 +235,6 @@ class Semi3Procedure(TrainingProcedure):
 
     def training_modules(self) -> dict[str, nn.Module]:
         return {"classifier": self.classifier}
-
-    def train_mode(self) -> None:
-        self.model.train()
-        self.classifier.train()
-        for module in self.frozen:
-            module.eval()
 
     # ------------------------------------------------------------------ batches
     def epoch_batches(self, epoch: int, generator: torch.Generator) -> list[Any]:
