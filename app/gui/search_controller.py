@@ -93,9 +93,7 @@ class SearchController(QObject):
             "errored": lambda exc: self._on_errored(generation, exc),
             "finished": self._on_finished,
         }
-        search = self._searcher.search
-        if self.rerank:
-            search = partial(search, rerank=True)
+        search = partial(self._searcher.search, rerank=self.rerank)
         self._runner.run_function(search, query, self.count, on=slots)
 
     def _on_returned(self, generation: int, response: SearchResponse) -> None:
