@@ -234,6 +234,15 @@ def evaluate(
     return EvalReport(figures, random, real, baseline, protocol)
 
 
+def drain(gen: Generator[Any, None, Any]) -> Any:
+    """Run a progress generator (training, evaluation, decoding) to its end; return its value."""
+    try:
+        while True:
+            next(gen)
+    except StopIteration as stop:
+        return stop.value
+
+
 def as_eval_progress(gen: Generator[PrepareProgress, None, Any]):
     """Relay a decoding generator's progress as EvalProgress; return its value."""
     try:

@@ -9,18 +9,13 @@ from tests.training.conftest import FEW_CLASSES
 from training.arrays import prepare_arrays
 from training.classical import hog_codes, photo_hog, sketch_hog
 from training.data import load_dataset
-from training.evaluate import binary_ranking, cosine_ranking, ranking_metrics
+from training.evaluate import binary_ranking, cosine_ranking, drain, ranking_metrics
 from training.metrics import random_map_spread
 
 
 def test_hog_baseline_beats_chance(sketchy):
     ds = load_dataset(sketchy).restrict_classes(FEW_CLASSES).subset("test")
-    gen = prepare_arrays(ds, 128, 128)
-    try:
-        while True:
-            next(gen)
-    except StopIteration as stop:
-        data = stop.value
+    data = drain(prepare_arrays(ds, 128, 128))
     s, p = sketch_hog(data.sketches), photo_hog(data.photos)
     assert s.shape[1] == p.shape[1] == 1764 and np.isfinite(s).all() and np.isfinite(p).all()
     mask = data.sketch_labels[:, None] == data.photo_labels[None, :]

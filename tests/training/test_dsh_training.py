@@ -13,8 +13,8 @@ from engine.models import create, load_checkpoint
 from training import EvalConfig, TrainConfig, discrete, evaluate, losses, run_files, train
 from training.arrays import prepare_arrays
 from training.data import load_dataset
+from training.evaluate import drain
 from training.methods.dsh import DSHProcedure, class_codes, code_regression
-from training.methods.dssa import _drain
 from training.procedure import StepContext
 from training.state import load_state
 
@@ -49,7 +49,7 @@ def test_class_codes_are_signs_and_a_function_of_the_seed():
 
 
 def _procedure(root, **options) -> DSHProcedure:
-    data = _drain(prepare_arrays(load_dataset(root), 64, 64))
+    data = drain(prepare_arrays(load_dataset(root), 64, 64))
     torch.manual_seed(0)
     model = create("dsh", **TINY_MODEL)
     config = TrainConfig(method="dsh", model=TINY_MODEL, options=options, batch_size=4, per_class=2)
@@ -103,7 +103,7 @@ def test_resume_keeps_codes_and_projection(sketchy, tmp_path):
         workers=1,
     )
     out = tmp_path / "dsh.safetensors"
-    _drain(train(config, sketchy, out))
+    drain(train(config, sketchy, out))
     saved = load_state(run_files(out)[1])["procedure"]
     assert saved["codes_ready"] is True
     # resume into a second epoch and stop before its first step: the state written then must
@@ -148,10 +148,10 @@ def test_short_real_run_beats_random(sketchy, tmp_path, model):
         workers=1,
     )
     out = tmp_path / "dsh.safetensors"
-    result = _drain(train(config, sketchy, out))
+    result = drain(train(config, sketchy, out))
     assert result.global_step == 12 and np.isfinite(result.losses["total"])
     assert set(result.losses) == {"pair", "quant", "total"}
-    report = _drain(
+    report = drain(
         evaluate(
             load_checkpoint(out),
             sketchy,

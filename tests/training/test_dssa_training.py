@@ -10,8 +10,8 @@ import torch
 from engine.errors import ConfigError, DatasetError
 from training import EvalConfig, TrainConfig, evaluate, load_dataset, losses, train
 from training.arrays import prepare_arrays
+from training.evaluate import drain
 from training.methods.dssa import (
-    _drain,
     edge_arrays,
     evaluate_reranking,
     rerank_shortlist,
@@ -107,7 +107,7 @@ def _ids(root, split, count):
 
 def test_released_edge_maps_are_the_data_sets_files(shoes, tmp_path):
     dataset = load_dataset(shoes).restrict_classes(_ids(shoes, "test", 3))
-    data = _drain(prepare_arrays(dataset, 64, 64))
+    data = drain(prepare_arrays(dataset, 64, 64))
     edges, source = edge_arrays(data, 64, "auto")
     assert source == "released" and edges.shape == (3, 64, 64) and edges.dtype == np.uint8
     assert edges.mean() > 200  # white paper, dark lines, like sketches
@@ -137,14 +137,14 @@ def test_short_real_run_beats_random(shoes, tmp_path):
         workers=1,
     )
     out = tmp_path / "dssa.safetensors"
-    result = _drain(train(config, shoes, out))
+    result = drain(train(config, shoes, out))
     assert result.global_step == 24 and np.isfinite(result.losses["total"])
 
     from engine.models import load_checkpoint
 
     model = load_checkpoint(out)
     eval_config = EvalConfig(split="train", classes=train_ids, edges="released", baseline=False)
-    report = _drain(evaluate(model, shoes, eval_config))
+    report = drain(evaluate(model, shoes, eval_config))
     assert report.protocol["edges"] == "released" and report.protocol["gallery"] == 32
     chance = report.random["acc_10"]
     spread = 3 * np.sqrt(chance * (1 - chance) / 32)
@@ -152,7 +152,7 @@ def test_short_real_run_beats_random(shoes, tmp_path):
     assert report.real_valued["acc_10"] > chance + spread, report.to_json()
     assert report.metrics["acc_10"] > chance, report.to_json()
 
-    rerank = _drain(
+    rerank = drain(
         evaluate_reranking(model, shoes, split="train", classes=train_ids, shortlists=(5, 32))
     )
     assert rerank["binary"] == report.metrics  # the same index path as the evaluator
@@ -180,7 +180,7 @@ def test_cache_trunk_trains_the_head_on_frozen_cached_maps(shoes, tmp_path):
         workers=1,
     )
     out = tmp_path / "dssa.safetensors"
-    result = _drain(train(config, shoes, out))
+    result = drain(train(config, shoes, out))
     assert result.global_step == 4 and np.isfinite(result.losses["total"])
     trained = load_checkpoint(out).backbone.trunk.state_dict()
     imagenet = efficientnet_lite0(pretrained=True, num_classes=0).state_dict()
@@ -191,7 +191,7 @@ def test_cache_trunk_trains_the_head_on_frozen_cached_maps(shoes, tmp_path):
     from training.methods.dssa import DSSAProcedure
 
     model = load_checkpoint(out)
-    data = _drain(prepare_arrays(load_dataset(shoes).restrict_classes(train_ids[:4]), 96, 96))
+    data = drain(prepare_arrays(load_dataset(shoes).restrict_classes(train_ids[:4]), 96, 96))
     procedure = DSSAProcedure(model, data, config, torch.device("cpu"))
     cache = procedure.cache["sketch"]
     assert cache.shape[:2] == (2, 4)

@@ -14,7 +14,7 @@ from training import EvalConfig, TrainConfig, evaluate, gdh_nets, train
 from training.arrays import prepare_arrays
 from training.data import load_dataset
 from training.discrete import alternate
-from training.methods.dssa import _drain
+from training.evaluate import drain
 from training.methods.gdh import GDHProcedure
 from training.procedure import StepContext
 
@@ -67,7 +67,7 @@ def test_discriminators_score_patches_and_mask_upsampling_stays_binary():
 def _procedure(folder, **options):
     torch.manual_seed(0)
     model = create("gdh", bits=32, **TINY)
-    data = _drain(prepare_arrays(load_dataset(folder), 64, 64))
+    data = drain(prepare_arrays(load_dataset(folder), 64, 64))
     config = TrainConfig(
         method="gdh",
         model={"bits": 32, **TINY},
@@ -202,9 +202,9 @@ def test_resume_continues_exactly_with_codes(category_folder, tmp_path):
         lr=1e-3,
         schedule="constant",  # a cosine schedule would depend on the first run's epochs
     )
-    straight = _drain(train(config, category_folder, tmp_path / "a.safetensors"))
-    _drain(train(config.replace(epochs=1), category_folder, tmp_path / "b.safetensors"))
-    resumed = _drain(
+    straight = drain(train(config, category_folder, tmp_path / "a.safetensors"))
+    drain(train(config.replace(epochs=1), category_folder, tmp_path / "b.safetensors"))
+    resumed = drain(
         train(
             config, category_folder, tmp_path / "b.safetensors", resume=tmp_path / "b.safetensors"
         )
@@ -220,7 +220,7 @@ def test_fine_grained_skips_the_discrete_steps_and_ranks_with_triplets(shared_da
         pytest.skip(f"{shoes} is missing")
     ids = sorted(json.loads((shoes / "split.json").read_text())["train"], key=int)[:6]
     dataset = load_dataset(shoes).restrict_classes(ids)
-    data = _drain(prepare_arrays(dataset, 64, 64))
+    data = drain(prepare_arrays(dataset, 64, 64))
     torch.manual_seed(0)
     model = create("gdh", bits=32, **TINY)
     config = TrainConfig(
@@ -256,11 +256,11 @@ def test_short_real_run_beats_random(sketchy, tmp_path):
         workers=1,
     )
     out = tmp_path / "gdh.safetensors"
-    result = _drain(train(config, sketchy, out))
+    result = drain(train(config, sketchy, out))
     assert result.global_step == 8 and np.isfinite(result.losses["total"])
     loaded = load_checkpoint(out)
     assert model_id(loaded) == result.model_id
-    report = _drain(
+    report = drain(
         evaluate(loaded, sketchy, EvalConfig(split="train", classes=classes, baseline=False))
     )
     assert report.real_valued["map_all"] > report.random["map_all"], report.to_json()

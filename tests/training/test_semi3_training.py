@@ -13,7 +13,7 @@ from engine.models import create
 from training import EvalConfig, TrainConfig, evaluate, losses, train
 from training.arrays import prepare_arrays
 from training.data import load_dataset
-from training.methods.dssa import _drain
+from training.evaluate import drain
 from training.methods.semi3 import (
     Semi3Procedure,
     alignment,
@@ -85,7 +85,7 @@ def test_classification_quantisation_and_balance_match_naive_loops():
 
 def _procedure(root, **options) -> Semi3Procedure:
     model_cfg = {"image_size": 64, "bits": 16, "pretrained": False, "embed_dim": 16}
-    data = _drain(prepare_arrays(load_dataset(root), 64, 64))
+    data = drain(prepare_arrays(load_dataset(root), 64, 64))
     torch.manual_seed(0)
     model = create("semi3", **model_cfg)
     config = TrainConfig(
@@ -134,7 +134,7 @@ def test_unknown_option_refused(sketchy, tmp_path):
         classes=FEW_CLASSES[:2],
     )
     with pytest.raises(ConfigError, match="colour"):
-        _drain(train(config, sketchy, tmp_path / "m.safetensors"))
+        drain(train(config, sketchy, tmp_path / "m.safetensors"))
 
 
 @pytest.mark.parametrize(
@@ -165,7 +165,7 @@ def test_short_real_run_beats_random(sketchy, tmp_path, model, options):
         workers=1,
     )
     out = tmp_path / "semi3.safetensors"
-    result = _drain(train(config, sketchy, out))
+    result = drain(train(config, sketchy, out))
     assert result.global_step == 8 and np.isfinite(result.losses["total"])
     expected = {"triplet", "class", "hash", "quant", "balance", "total"}
     if model.get("edge_branch", True):
@@ -176,7 +176,7 @@ def test_short_real_run_beats_random(sketchy, tmp_path, model, options):
     from engine.models import load_checkpoint
 
     loaded = load_checkpoint(out)
-    report = _drain(
+    report = drain(
         evaluate(loaded, sketchy, EvalConfig(split="train", classes=classes, baseline=False))
     )
     assert report.real_valued["map_all"] > report.random["map_all"], report.to_json()
@@ -184,7 +184,7 @@ def test_short_real_run_beats_random(sketchy, tmp_path, model, options):
         # ITQ was refitted at the last epoch end on these training data: refitting it here on
         # the same embeddings gives the evaluator's binary ranking; the learned projection and
         # the cosine ranking of the joint embeddings are measured beside it on the same data
-        both = _drain(
+        both = drain(
             evaluate_binarisations(
                 loaded, sketchy, fit_split="train", split="train", classes=classes
             )

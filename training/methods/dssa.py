@@ -65,7 +65,7 @@ from training import losses
 from training.arrays import prepare_arrays, released_edge_maps, sketch_batch
 from training.augment import augment_sketches
 from training.data import load_dataset
-from training.evaluate import EvalProgress, as_eval_progress, binary_ranking, ranking_metrics
+from training.evaluate import EvalProgress, as_eval_progress, binary_ranking, drain, ranking_metrics
 from training.methods import register_procedure
 from training.procedure import StepContext, TrainingProcedure, freeze_backbone_blocks
 from training.samplers import hard_negative_candidates, triplets
@@ -84,15 +84,6 @@ def crop_flip(size: int, fraction: float) -> v2.Compose:
             v2.RandomHorizontalFlip(),
         ]
     )
-
-
-def _drain(gen: Generator[Any, None, Any]) -> Any:
-    """Run a progress generator to its end; return its value."""
-    try:
-        while True:
-            next(gen)
-    except StopIteration as stop:
-        return stop.value
 
 
 def engine_edge_maps(photos: np.ndarray, batch_size: int = 32) -> np.ndarray:
@@ -118,7 +109,7 @@ def edge_arrays(data, size: int, source: str) -> tuple[np.ndarray, str]:
         has_all = bool(dataset.photos) and all(p.key in dataset.edges for p in dataset.photos)
         source = "released" if has_all else "engine"
     if source == "released":
-        return _drain(released_edge_maps(dataset, size)), source
+        return drain(released_edge_maps(dataset, size)), source
     return engine_edge_maps(data.photos), source
 
 
