@@ -9,12 +9,22 @@ This module must not import Qt: it is what the ``spawn``ed child imports. The ch
 - ``started``: ``{"pid", "qt_loaded"}`` (qt_loaded must be False: the child stays Qt-free);
 - ``progress``: the fields of a ``training.TrainProgress``;
 - ``validation``: ``{"epoch", "metrics"}`` after each epoch;
+- ``preview``: after each epoch, for methods whose model class ``can_imagine`` (GDH): ``{"epoch",
+  "epochs", "names", "sketches", "images"}``, a few fixed sketches (uint8 (n, S, S)) and the photos
+  the epoch's generator makes of them (uint8 (n, P, P, 3)); ``{"epoch", "epochs", "error"}`` when
+  that failed (logged; the run goes on);
 - ``trained``: the fields of the ``training.TrainResult`` (paths as strings);
 - ``eval_progress``: ``{"stage", "done", "total"}``; ``evaluated``: ``EvalReport.to_json()``;
 - ``failed``: ``{"error", "kind", "traceback"}``; ``finished``: always the last message.
 
 The parent side, ``TrainingProcess``, is plain Python too: the panel polls it with a QTimer.
 Cancelling sets a shared event; the trainer saves a checkpoint and resume state at that step.
+
+The preview is made from the checkpoint the trainer has just written for the epoch (loaded once
+and shared with the validation), never from the model being trained: the training loop stays
+untouched, so a run gives the same weights with or without previews. Its sketches are chosen once
+and kept for the whole run (``preview_sketches``): the evaluation split's sketches of an even
+spread of the validated classes, the first of each class in file-name order, round robin.
 """
 
 from __future__ import annotations
@@ -32,9 +42,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 log = logging.getLogger(__name__)
 
 VALIDATION_CLASSES = 8  # category data without a class choice: validate on this many classes
+PREVIEW_SKETCHES = 4  # sketches shown with what the generator makes of them, each epoch
+PREVIEW_SPLIT = "test"  # the split they come from (as the evaluation's queries), when there is one
 Message = tuple[str, dict[str, Any]]
 
 
@@ -48,6 +62,7 @@ class TrainingRequest:
     log_file: str  # the child's Python log (the trainer writes its own .log.jsonl beside out)
     resume: str | None = None
     validate_each_epoch: bool = True
+    preview_each_epoch: bool = True  # only methods whose model can imagine send previews
     evaluate_at_end: bool = True
     eval_classes: list[str] | None = field(default=None)
 
@@ -58,6 +73,60 @@ def validation_classes(classes: tuple[str, ...], chosen: tuple[str, ...] | None)
         return list(chosen)
     step = max(1, len(classes) // VALIDATION_CLASSES)
     return list(classes[::step][:VALIDATION_CLASSES])
+
+
+def preview_sketches(dataset, classes: tuple[str, ...] | None, count: int = PREVIEW_SKETCHES):
+    """The sketch items previewed each epoch: the same ones for a data set and class choice.
+
+    From the ``PREVIEW_SPLIT`` split when the data has one, of ``classes`` when given (category
+    data): ``count`` labels evenly spread, then the first sketch of each in key order, then the
+    second, ... until ``count`` are chosen (fewer when the data has fewer).
+    """
+    view = dataset.restrict_classes(classes) if classes else dataset
+    if PREVIEW_SPLIT in view.splits:
+        view = view.subset(PREVIEW_SPLIT)
+    by_label: dict[int, list] = {}
+    for item in sorted(view.sketches, key=lambda s: s.key):
+        by_label.setdefault(item.label, []).append(item)
+    labels = sorted(by_label)
+    labels = labels[:: max(1, len(labels) // count)][:count]
+    chosen: list = []
+    for rank in range(count):
+        for label in labels:
+            if len(chosen) < count and rank < len(by_label[label]):
+                chosen.append(by_label[label][rank])
+    return chosen
+
+
+class EpochPreview:
+    """Makes the per-epoch ``preview`` payloads of one run (child side, Qt-free)."""
+
+    def __init__(self, dataset, classes: tuple[str, ...] | None) -> None:
+        self.items = preview_sketches(dataset, classes)
+        self.names = [item.key for item in self.items]
+        self._sketches = None  # read at the first model's sketch size
+
+    def make(self, model, epoch: int, epochs: int) -> dict[str, Any]:
+        """The payload for ``model`` (the epoch's checkpoint); an ``error`` one on failure."""
+        try:
+            if not self.items:
+                raise ValueError("the data set has no sketches to preview")
+            if self._sketches is None or self._sketches.shape[-1] != model.sketch_size:
+                from training.arrays import read_sketch
+
+                size = model.sketch_size
+                self._sketches = np.stack([read_sketch(i.path, size) for i in self.items])
+            images = model.imagine(self._sketches)
+        except Exception as exc:  # a preview never stops the training run
+            log.exception("Could not make the preview of epoch %d", epoch)
+            return {"epoch": epoch, "epochs": epochs, "error": f"{type(exc).__name__}: {exc}"}
+        return {
+            "epoch": epoch,
+            "epochs": epochs,
+            "names": list(self.names),
+            "sketches": self._sketches.copy(),
+            "images": np.ascontiguousarray(images, dtype=np.uint8),
+        }
 
 
 # ----------------------------------------------------------------------------- the child
@@ -90,7 +159,7 @@ def _drive(generator, on_event):
 
 def _train_and_evaluate(request: TrainingRequest, events, cancel) -> None:
     from engine.errors import Cancelled
-    from engine.models import load_checkpoint
+    from engine.models import get_method, load_checkpoint
     from training import EvalConfig, TrainConfig, evaluate, load_dataset, store_metrics, train
 
     config = TrainConfig.from_dict(request.config)
@@ -101,14 +170,28 @@ def _train_and_evaluate(request: TrainingRequest, events, cancel) -> None:
         spread = request.eval_classes or validation_classes(dataset.classes, None)
         quick_classes = final_classes or tuple(spread)
     device = config.device if config.device != "auto" else None
+    preview = None
+    if request.preview_each_epoch and get_method(config.method).can_imagine:
+        preview = EpochPreview(dataset, quick_classes)
 
     def send_progress(event) -> None:
         events.put(("progress", dataclasses.asdict(event)))
-        if event.phase == "epoch" and request.validate_each_epoch:
-            validate(event.epoch)
+        if event.phase != "epoch":
+            return
+        model = None
+        if preview is not None:
+            try:
+                model = load_checkpoint(request.out, device=device)
+            except Exception as exc:  # the validation, if on, reports a bad checkpoint
+                log.exception("Could not load the checkpoint of epoch %d to preview", event.epoch)
+                payload = {"epoch": event.epoch, "epochs": event.epochs, "error": str(exc)}
+            else:
+                payload = preview.make(model, event.epoch, event.epochs)
+            events.put(("preview", payload))
+        if request.validate_each_epoch:
+            validate(model or load_checkpoint(request.out, device=device), event.epoch)
 
-    def validate(epoch: int) -> None:
-        model = load_checkpoint(request.out, device=device)
+    def validate(model, epoch: int) -> None:
         quick = EvalConfig(classes=quick_classes, real_valued=False, baseline=False)
         try:
             report = _drive(evaluate(model, request.data_dir, quick, cancel), lambda _e: None)
