@@ -251,7 +251,10 @@ class TrainingForm(QWidget):
             else:
                 text = widget.text().strip()
                 try:
-                    value = type(default)(text) if isinstance(default, int | float) else text
+                    if default is None:  # an optional number (GDH's lam): blank or None keeps it
+                        value = None if text in ("", "None") else float(text)
+                    else:
+                        value = type(default)(text) if isinstance(default, int | float) else text
                 except ValueError:
                     message = f"Method option {name} must be a number, not '{text}'."
                     raise ConfigError(message) from None
