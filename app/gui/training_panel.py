@@ -1,5 +1,7 @@
 """The training panel: settings, Start/Cancel/Resume, live progress and curves, the evaluation
-report beside the active model's, "Use this model", and the history of runs.
+report beside the active model's, "Use this model", and the history of runs. For a method that
+can imagine (GDH), a strip shows after each epoch what its generator makes of a few fixed sketches
+(``app.gui.imagine_strip``); it is hidden for the other methods.
 
 Training runs in a child process (``app.gui.training_process``), so a crash or out-of-memory in
 it never takes the app down; a QTimer polls its queue of events. A child that dies is reported
@@ -29,6 +31,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.gui.curve_plot import CurvePlot
+from app.gui.imagine_strip import ImagineStrip
 from app.gui.library_panel import describe_progress
 from app.gui.model_control import ModelControl
 from app.gui.training_form import ERROR_STYLE, TrainingForm
@@ -38,6 +41,7 @@ from app.gui.training_report import comparison_html, describe_training
 from app.gui.training_runs import RunRecord, delete_run, install_run, new_run, read_step_losses
 from app.gui.workers import JobRunner
 from engine.errors import SketchSearchError
+from engine.models import get_method
 from training import EvalConfig, TrainProgress, evaluate
 
 log = logging.getLogger(__name__)
@@ -45,11 +49,20 @@ log = logging.getLogger(__name__)
 POLL_MS = 100
 
 
+def can_imagine(method: str) -> bool:
+    """Whether ``method``'s models have a generator whose photos can be shown (GDH)."""
+    try:
+        return bool(get_method(method).can_imagine)
+    except SketchSearchError:  # a run of a method this version does not know
+        return False
+
+
 class TrainingPanel(QWidget):
     errorOccurred = Signal(str)
     progressed = Signal(object)  # TrainProgress
     runEnded = Signal(object)  # the RunRecord, once its process has exited
     reportReady = Signal()  # the comparison with the active model is complete
+    previewed = Signal(object)  # a "preview" payload of the child, once shown
 
     def __init__(self, models: ModelControl, runner: JobRunner, parent: QWidget | None = None):
         super().__init__(parent, Qt.WindowType.Window)
@@ -83,6 +96,8 @@ class TrainingPanel(QWidget):
         self.progress_bar = QProgressBar()
         self.loss_plot = CurvePlot("Loss terms", "step")
         self.metric_plot = CurvePlot("Validation per epoch", "epoch")
+        self.imagine_strip = ImagineStrip()
+        self.imagine_strip.hide()  # until a run of a method that can imagine starts
         self.report_view = QTextBrowser()
         self.report_view.setMinimumHeight(120)
         self.use_button = QPushButton("Use this model")
@@ -118,6 +133,7 @@ class TrainingPanel(QWidget):
         for widget in (self.status_label, self.progress_label, self.progress_bar):
             column.addWidget(widget)
         column.addLayout(plots, 3)
+        column.addWidget(self.imagine_strip)
         column.addWidget(QLabel("<b>Evaluation</b>"))
         column.addWidget(self.report_view, 2)
         column.addLayout(use_row)
@@ -166,6 +182,8 @@ class TrainingPanel(QWidget):
         self.loss_plot.clear()
         self.metric_plot.clear()
         self.report_view.clear()
+        self.imagine_strip.clear()
+        self.imagine_strip.setVisible(can_imagine(record.config.get("method", "")))
         if resume:
             for step, losses in read_step_losses(record):
                 for name, value in losses.items():
@@ -239,6 +257,10 @@ class TrainingPanel(QWidget):
         self.record.validation.append(entry)
         self.record.save()
         self._plot_validation(entry)
+
+    def _on_preview(self, payload: dict[str, Any]) -> None:
+        self.imagine_strip.show_preview(payload)
+        self.previewed.emit(payload)
 
     def _on_trained(self, result: dict[str, Any]) -> None:
         if result["cancelled"]:

@@ -9,13 +9,17 @@ import multiprocessing
 import os
 import signal
 
+import numpy as np
 import pytest
 from PySide6.QtWidgets import QMessageBox
 
+from app.gui.imagine_strip import TILE
 from app.gui.training_runs import list_runs
+from engine.models import load_checkpoint
 from engine.paths import models_dir
 from engine.sketch import read_quickdraw
 from tests.app.conftest import shared_or_skip
+from tests.app.test_training_preview import enlarged, pixels
 
 CLASSES = "airplane, apple"
 RUN_MS = 120_000
@@ -101,6 +105,42 @@ def test_train_cancel_resume_evaluate_use_and_search(
 
     assert not panel.delete(list_runs()[0], confirm=False)  # the active model is kept
     assert "switch to another one first" in panel.status_label.text()
+
+
+def test_a_gdh_run_shows_what_it_imagines_each_epoch_and_a_baseline_run_hides_it(
+    qtbot, make_window
+):
+    sketchy = shared_or_skip("sketchy")
+    window = make_window(auto_index=False)
+    panel = window.show_training_panel()
+    strip = panel.imagine_strip
+    assert strip.isHidden()  # no run yet
+    panel.form.method_combo.setCurrentText("gdh")
+    small_run(window, sketchy, epochs=2, steps=1)
+    panel.form.image_size_spin.setValue(64)
+    panel.form.validate_check.setChecked(False)
+    panel.form.option_widgets["init_codes"].setText("random")  # no pass over the data first
+    panel.form.option_widgets["disc_channels"].setText("8")
+    shown = []
+    panel.previewed.connect(lambda payload: shown.append(payload["epoch"]))
+    with qtbot.waitSignal(panel.runEnded, timeout=RUN_MS):
+        assert panel.start()
+        assert not strip.isHidden() and strip.images is None
+    assert panel.record.status == "done" and shown == [1, 2]
+    assert strip.epoch == 2 and "epoch 2 of 2" in strip.title.text()
+    model = load_checkpoint(panel.record.checkpoint)  # the last epoch's weights
+    np.testing.assert_array_equal(strip.images, model.imagine(strip.sketches))
+    for i, label in enumerate(strip.image_labels):
+        np.testing.assert_array_equal(pixels(label), enlarged(strip.images[i], TILE // 64))
+
+    panel.form.method_combo.setCurrentText("baseline")
+    small_run(window, sketchy, epochs=1, steps=50)
+    with qtbot.waitSignal(panel.runEnded, timeout=RUN_MS):
+        assert panel.start()
+        assert strip.isHidden() and strip.images is None and strip.epoch is None
+        qtbot.waitUntil(lambda: bool(panel.child_info), timeout=RUN_MS)
+        panel.cancel()
+    assert shown == [1, 2]  # the baseline sent none
 
 
 def test_an_invalid_folder_is_refused_before_anything_starts(qtbot, make_window, tmp_path):

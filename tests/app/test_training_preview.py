@@ -12,7 +12,9 @@ import threading
 import numpy as np
 import pytest
 import torch
+from PySide6.QtGui import QImage
 
+from app.gui.imagine_strip import TILE, WAITING_TEXT, ImagineStrip, to_tile
 from app.gui.training_process import (
     PREVIEW_SKETCHES,
     TrainingRequest,
@@ -171,3 +173,51 @@ def test_preview_sketches_are_fixed_spread_over_classes_and_from_the_test_split(
     assert preview_sketches(dataset, CLASSES) == chosen
     spread = preview_sketches(dataset, tuple(dataset.classes[:8]))
     assert len({c.label for c in spread}) == PREVIEW_SKETCHES  # one each of 4 classes of 8
+
+
+# ---------------------------------------------------------------------- the strip
+def pixels(label) -> np.ndarray:
+    """What a QLabel's pixmap shows, as uint8 (h, w, 3) RGB."""
+    image = label.pixmap().toImage().convertToFormat(QImage.Format.Format_RGB888)
+    h, w = image.height(), image.width()
+    rows = np.frombuffer(image.constBits(), np.uint8).reshape(h, image.bytesPerLine())
+    return rows[:, : 3 * w].reshape(h, w, 3).copy()
+
+
+def enlarged(image: np.ndarray, factor: int) -> np.ndarray:
+    rgb = image if image.ndim == 3 else np.repeat(image[..., None], 3, axis=2)
+    return rgb.repeat(factor, axis=0).repeat(factor, axis=1)
+
+
+def test_the_strip_shows_the_newest_epochs_sketches_and_photos_pixel_for_pixel(qtbot, gdh_run):
+    first, second = of_kind(gdh_run[0], "preview")
+    strip = ImagineStrip()
+    qtbot.addWidget(strip)
+    assert strip.title.text() == WAITING_TEXT and strip.images is None
+    strip.show_preview(first)
+    strip.show_preview(second)
+    assert strip.epoch == 2 and "epoch 2 of 2" in strip.title.text()
+    factor = TILE // 64  # 64-px images: whole-factor nearest enlargement, no smoothing
+    for i in range(PREVIEW_SKETCHES):
+        assert not strip.image_labels[i].isHidden()
+        shown = pixels(strip.image_labels[i])
+        np.testing.assert_array_equal(shown, enlarged(second["images"][i], factor))
+        assert not np.array_equal(shown, enlarged(first["images"][i], factor))
+        sketch = pixels(strip.sketch_labels[i])
+        np.testing.assert_array_equal(sketch, enlarged(second["sketches"][i], factor))
+    captions = [label.text() for label in strip.caption_labels]
+    assert captions == ["airplane", "apple", "airplane", "apple"]
+
+    strip.show_preview({"epoch": 3, "epochs": 3, "error": "RuntimeError: out of memory"})
+    assert "epoch 3" in strip.title.text() and "out of memory" in strip.title.text()
+    assert strip.images is None and all(label.isHidden() for label in strip.image_labels)
+    strip.show_preview(second)
+    strip.clear()
+    assert strip.epoch is None and strip.images is None and strip.title.text() == WAITING_TEXT
+    assert all(label.isHidden() for label in strip.image_labels + strip.sketch_labels)
+
+
+def test_large_photos_are_reduced_to_a_tile():
+    big = np.zeros((256, 256, 3), np.uint8)
+    assert to_tile(big).width() == to_tile(big).height() == TILE
+    assert to_tile(np.zeros((48, 48), np.uint8)).width() == 48 * (TILE // 48)

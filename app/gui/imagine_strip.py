@@ -1,0 +1,132 @@
+""" "What the model imagines, epoch N": the training panel's strip of a few fixed sketches, each
+above the photo that epoch's generator G_I makes of it, so a researcher watches the domain
+migration improve while a GDH model trains (and sees at once when it collapses to a blur).
+
+``ImagineStrip.show_preview`` takes the ``preview`` payload of the training child
+(``app.gui.training_process``). Choices:
+- a tile is at most ``TILE`` px; a smaller image is enlarged by a whole factor with nearest
+  neighbours, so every model pixel is a crisp block: smoothing would add a blur of its own to the
+  very thing the strip is there to show. A larger image is reduced smoothly;
+- a failed preview clears the tiles and says why in the title: showing the previous epoch's
+  pictures under a newer epoch's title would mislead.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QImage, QPixmap
+from PySide6.QtWidgets import QGridLayout, QLabel, QVBoxLayout, QWidget
+
+log = logging.getLogger(__name__)
+
+TILE = 128
+WAITING_TEXT = "What the model imagines: shown after each epoch, for the same sketches."
+
+
+def tile_scale(size: int, tile: int = TILE) -> int:
+    """The side a ``size`` px image is shown at: a whole multiple up to ``tile``, else ``tile``."""
+    return size * (tile // size) if size <= tile else tile
+
+
+def to_tile(image: np.ndarray, tile: int = TILE) -> QPixmap:
+    """uint8 (h, w) grey or (h, w, 3) RGB to a square pixmap of ``tile_scale(h)`` px."""
+    arr = np.ascontiguousarray(image, dtype=np.uint8)
+    h, w = arr.shape[:2]
+    if arr.ndim == 2:
+        qimage = QImage(arr.data, w, h, w, QImage.Format.Format_Grayscale8).copy()
+    else:
+        qimage = QImage(arr.data, w, h, 3 * w, QImage.Format.Format_RGB888).copy()
+    side = tile_scale(h, tile)
+    mode = (
+        Qt.TransformationMode.FastTransformation
+        if side >= h
+        else Qt.TransformationMode.SmoothTransformation
+    )
+    return QPixmap.fromImage(qimage).scaled(side, side, Qt.AspectRatioMode.IgnoreAspectRatio, mode)
+
+
+def caption(name: str) -> str:
+    """'airplane/n02691156_10151-3' to 'airplane' (category data); a fine-grained key as is."""
+    return name.split("/", 1)[0]
+
+
+class ImagineStrip(QWidget):
+    """Sketches (top row) and what the model imagines of them (below), for the newest epoch."""
+
+    def __init__(self, parent: QWidget | None = None, tile: int = TILE) -> None:
+        super().__init__(parent)
+        self.tile = tile
+        self.epoch: int | None = None
+        self.sketches: np.ndarray | None = None  # uint8 (n, S, S) shown
+        self.images: np.ndarray | None = None  # uint8 (n, P, P, 3) shown
+        self.title = QLabel(WAITING_TEXT, wordWrap=True)
+        self.sketch_labels: list[QLabel] = []
+        self.image_labels: list[QLabel] = []
+        self.caption_labels: list[QLabel] = []
+        self._grid = QGridLayout()
+        self._grid.setHorizontalSpacing(8)
+        self._grid.setVerticalSpacing(2)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.title)
+        layout.addLayout(self._grid)
+
+    def show_preview(self, payload: dict[str, Any]) -> None:
+        """Show a ``preview`` payload of the training child (or its error)."""
+        epoch, epochs = payload["epoch"], payload.get("epochs")
+        of = f" of {epochs}" if epochs else ""
+        if "error" in payload:
+            self._set_tiles(None, None, [])
+            self.epoch = epoch
+            self.title.setText(
+                f"Could not show what the model imagines at epoch {epoch}: "
+                f"{payload['error']} (training goes on)."
+            )
+            return
+        self._set_tiles(payload["sketches"], payload["images"], payload.get("names", []))
+        self.epoch = epoch
+        size = self.images.shape[1]
+        self.title.setText(
+            f"<b>What the model imagines, epoch {epoch}{of}</b> "
+            f"(sketch above, its generated {size}×{size} photo below)"
+        )
+
+    def clear(self) -> None:
+        """Nothing shown yet (a new run)."""
+        self._set_tiles(None, None, [])
+        self.epoch = None
+        self.title.setText(WAITING_TEXT)
+
+    def _set_tiles(self, sketches, images, names: list[str]) -> None:
+        self.sketches, self.images = sketches, images
+        count = 0 if images is None else len(images)
+        while len(self.image_labels) < count:
+            column = len(self.image_labels)
+            for row, labels in enumerate(
+                (self.sketch_labels, self.image_labels, self.caption_labels)
+            ):
+                label = QLabel(alignment=Qt.AlignmentFlag.AlignCenter)
+                if row < 2:
+                    label.setFixedSize(self.tile, self.tile)
+                    label.setStyleSheet("background: white; border: 1px solid #bbb;")
+                self._grid.addWidget(label, row, column)
+                labels.append(label)
+        for i, (sketch_label, image_label, text_label) in enumerate(
+            zip(self.sketch_labels, self.image_labels, self.caption_labels, strict=True)
+        ):
+            shown = i < count
+            for label in (sketch_label, image_label, text_label):
+                label.setVisible(shown)
+                label.clear()
+            if shown:
+                sketch_label.setPixmap(to_tile(sketches[i], self.tile))
+                image_label.setPixmap(to_tile(images[i], self.tile))
+                text_label.setText(caption(names[i]) if i < len(names) else "")
+                text_label.setToolTip(names[i] if i < len(names) else "")
+
+
+__all__ = ["ImagineStrip", "tile_scale", "to_tile"]
