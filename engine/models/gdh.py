@@ -29,6 +29,14 @@ them). Choices where the paper is vague, and why:
 - Generator convs start from He (Kaiming normal) initialisation, which keeps the signal's scale
   through the layers: with PyTorch's default init an untrained generator in eval mode shrinks
   every input to one flat colour, and the app's "imagine" view would show nothing.
+- ``skip`` (off by default: the paper has none) adds the input to the generator's output before
+  the sigmoid, 4 x (2x - 1) (grey repeated to RGB, RGB averaged to grey), and starts the last
+  conv at zero, so each generator starts as the identity and learns a residual: G_I(sketch) is
+  first the sketch itself, which the pretrained H already tells apart by class, and the cycle
+  terms start near zero. Why: at a CPU budget (64 to 128 px, a few hundred steps) H had to learn
+  to hash the output of a random generator, and the codes stayed at chance (see
+  ``training.methods.gdh``); the residual generator is the usual remedy when a generator must
+  learn on little data, and it changes nothing of the objective.
 - ``attention=False`` is the Table 5 ablation without the attention layer (mask all ones).
 """
 
@@ -61,6 +69,7 @@ class GDHConfig(ModelConfig):
     gs_blocks: int = 6
     attention: bool = True
     mask_threshold: float = 0.5  # keep positions with softmax weight >= this x uniform
+    skip: bool = False  # generators start as the identity (see docstring); False: the paper
     pretrained: bool = True  # efficientnet_lite0 backbone only
 
     def __post_init__(self) -> None:
@@ -127,9 +136,11 @@ class Generator(nn.Module):
         blocks: int,
         attention: bool = False,
         threshold: float = 0.5,
+        skip: bool = False,
     ) -> None:
         super().__init__()
         c = channels
+        self.skip = skip
         self.encoder = nn.Sequential(
             *_conv_bn(in_channels, c),
             *_conv_bn(c, c),
@@ -146,11 +157,13 @@ class Generator(nn.Module):
             *_deconv_bn(4 * c, 2 * c),
             *_deconv_bn(2 * c, c),
             nn.Conv2d(c, out_channels, 3, 1, 1),
-            nn.Sigmoid(),
         )
         for module in (*self.encoder.modules(), *self.decoder.modules()):
             if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):  # He init (see docstring)
                 nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+        if skip:  # the decoder starts at zero: the generator starts as the identity
+            nn.init.zeros_(self.decoder[-1].weight)
+            nn.init.zeros_(self.decoder[-1].bias)
 
     def features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """ResBlock features (B, 4c, h/4, w/4) and the binary mask (B, 1, h/4, w/4) or None."""
@@ -164,7 +177,22 @@ class Generator(nn.Module):
         f, mask = self.features(x)
         if mask is not None:
             f = f * mask
-        return self.decoder(f), mask
+        out = self.decoder(f)
+        if self.skip:
+            out = out + SKIP_GAIN * (2.0 * _match_channels(x, out.shape[1]) - 1.0)
+        return torch.sigmoid(out), mask
+
+
+SKIP_GAIN = 4.0  # sigmoid(+-4) = 0.982 / 0.018: white paper and black strokes pass nearly unchanged
+
+
+def _match_channels(x: torch.Tensor, channels: int) -> torch.Tensor:
+    """Grey to RGB by repetition, RGB to grey by the channel mean, else unchanged."""
+    if x.shape[1] == channels:
+        return x
+    if channels == 1:
+        return x.mean(dim=1, keepdim=True)
+    return x.expand(-1, channels, -1, -1)
 
 
 def _hash_trunk(config: GDHConfig) -> tuple[nn.Module, int]:
@@ -188,8 +216,10 @@ class GDHModel(SketchHashModel):
     def __init__(self, config: GDHConfig) -> None:
         super().__init__(config)
         c = config.gen_channels
-        self.g_i = Generator(1, 3, c, config.gi_blocks)
-        self.g_s = Generator(3, 1, c, config.gs_blocks, config.attention, config.mask_threshold)
+        self.g_i = Generator(1, 3, c, config.gi_blocks, skip=config.skip)
+        self.g_s = Generator(
+            3, 1, c, config.gs_blocks, config.attention, config.mask_threshold, config.skip
+        )
         self.normalize = ImageNetNormalize()
         self.trunk, features = _hash_trunk(config)
         self.hash_layer = nn.Linear(features, config.bits)

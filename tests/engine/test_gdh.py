@@ -126,3 +126,33 @@ def test_paper_backbone_is_a_resnet18_with_a_k_unit_layer():
     model = tiny(backbone="paper", bits=32)
     assert model.hash_layer.in_features == 512 and model.hash_layer.out_features == 32
     assert model.sketch_forward(torch.rand(2, 1, 64, 64)).shape == (2, 32)
+
+
+def test_skip_generators_start_as_the_identity_and_learn_a_residual():
+    model = tiny(skip=True).eval()
+    sketches = (torch.rand(2, 1, 64, 64) > 0.5).float()  # black strokes on white paper
+    photos = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        fake, _ = model.g_i(sketches)
+        grey, _ = model.g_s(photos)
+    gain = torch.tensor(4.0)
+    # the sketch repeated to RGB, squashed to sigmoid(+-4) = 0.018 / 0.982
+    torch.testing.assert_close(fake, torch.sigmoid(gain * (2 * sketches - 1)).expand(-1, 3, -1, -1))
+    torch.testing.assert_close(grey, torch.sigmoid(gain * (2 * photos.mean(1, keepdim=True) - 1)))
+    # the residual is trained: the zero-initialised last conv gets a gradient, and a step moves
+    # the output away from the identity
+    model.train()
+    fake, _ = model.g_i(sketches)
+    (fake - 0.5).pow(2).mean().backward()
+    last = model.g_i.decoder[-1]
+    assert last.weight.grad.abs().sum() > 0
+    with torch.no_grad():
+        last.weight -= 0.1 * last.weight.grad.sign()
+    model.eval()
+    with torch.no_grad():
+        moved, _ = model.g_i(sketches)
+    assert (moved - fake.detach()).abs().max() > 1e-3
+    # without the skip (the paper) an untrained generator does not reproduce its input
+    with torch.no_grad():
+        plain, _ = tiny().eval().g_i(sketches)
+    assert (plain[:, :1] - sketches).abs().mean() > 0.2
