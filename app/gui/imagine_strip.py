@@ -8,7 +8,10 @@ migration improve while a GDH model trains (and sees at once when it collapses t
   neighbours, so every model pixel is a crisp block: smoothing would add a blur of its own to the
   very thing the strip is there to show. A larger image is reduced smoothly;
 - a failed preview clears the tiles and says why in the title: showing the previous epoch's
-  pictures under a newer epoch's title would mislead.
+  pictures under a newer epoch's title would mislead;
+- before the first epoch (and after a failure) ``PLACEHOLDERS`` empty tiles hold the strip's
+  place, so the panel's layout does not jump when the first pictures arrive (seen in a
+  screenshot: the plots above shrank and the new tiles overlapped for a moment).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from PySide6.QtWidgets import QGridLayout, QLabel, QVBoxLayout, QWidget
 log = logging.getLogger(__name__)
 
 TILE = 128
+PLACEHOLDERS = 4  # empty tiles shown until the first preview (the child sends 4)
 WAITING_TEXT = "What the model imagines: shown after each epoch, for the same sketches."
 
 
@@ -68,12 +72,13 @@ class ImagineStrip(QWidget):
         self.image_labels: list[QLabel] = []
         self.caption_labels: list[QLabel] = []
         self._grid = QGridLayout()
-        self._grid.setHorizontalSpacing(8)
+        self._grid.setHorizontalSpacing(12)
         self._grid.setVerticalSpacing(2)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.title)
         layout.addLayout(self._grid)
+        self._set_tiles(None, None, [])
 
     def show_preview(self, payload: dict[str, Any]) -> None:
         """Show a ``preview`` payload of the training child (or its error)."""
@@ -104,25 +109,27 @@ class ImagineStrip(QWidget):
     def _set_tiles(self, sketches, images, names: list[str]) -> None:
         self.sketches, self.images = sketches, images
         count = 0 if images is None else len(images)
-        while len(self.image_labels) < count:
+        columns = count or PLACEHOLDERS
+        while len(self.image_labels) < columns:
             column = len(self.image_labels)
             for row, labels in enumerate(
                 (self.sketch_labels, self.image_labels, self.caption_labels)
             ):
                 label = QLabel(alignment=Qt.AlignmentFlag.AlignCenter)
                 if row < 2:
-                    label.setFixedSize(self.tile, self.tile)
+                    label.setFixedSize(self.tile + 2, self.tile + 2)  # and its 1-px border
                     label.setStyleSheet("background: white; border: 1px solid #bbb;")
                 self._grid.addWidget(label, row, column)
                 labels.append(label)
+            self._grid.setColumnStretch(column, 0)
+            self._grid.setColumnStretch(column + 1, 1)  # the tiles stay together on the left
         for i, (sketch_label, image_label, text_label) in enumerate(
             zip(self.sketch_labels, self.image_labels, self.caption_labels, strict=True)
         ):
-            shown = i < count
             for label in (sketch_label, image_label, text_label):
-                label.setVisible(shown)
+                label.setVisible(i < columns)
                 label.clear()
-            if shown:
+            if i < count:
                 sketch_label.setPixmap(to_tile(sketches[i], self.tile))
                 image_label.setPixmap(to_tile(images[i], self.tile))
                 text_label.setText(caption(names[i]) if i < len(names) else "")

@@ -19,7 +19,7 @@ from engine.models import load_checkpoint
 from engine.paths import models_dir
 from engine.sketch import read_quickdraw
 from tests.app.conftest import shared_or_skip
-from tests.app.test_training_preview import enlarged, pixels
+from tests.app.test_training_preview import enlarged, pixels, placeholders
 
 CLASSES = "airplane, apple"
 RUN_MS = 120_000
@@ -138,6 +138,7 @@ def test_a_gdh_run_shows_what_it_imagines_each_epoch_and_a_baseline_run_hides_it
     with qtbot.waitSignal(panel.runEnded, timeout=RUN_MS):
         assert panel.start()
         assert strip.isHidden() and strip.images is None and strip.epoch is None
+        assert placeholders(strip)  # cleared
         qtbot.waitUntil(lambda: bool(panel.child_info), timeout=RUN_MS)
         panel.cancel()
     assert shown == [1, 2]  # the baseline sent none

@@ -14,7 +14,7 @@ import pytest
 import torch
 from PySide6.QtGui import QImage
 
-from app.gui.imagine_strip import TILE, WAITING_TEXT, ImagineStrip, to_tile
+from app.gui.imagine_strip import PLACEHOLDERS, TILE, WAITING_TEXT, ImagineStrip, to_tile
 from app.gui.training_process import (
     PREVIEW_SKETCHES,
     TrainingRequest,
@@ -184,6 +184,12 @@ def pixels(label) -> np.ndarray:
     return rows[:, : 3 * w].reshape(h, w, 3).copy()
 
 
+def placeholders(strip) -> bool:
+    """The strip shows PLACEHOLDERS empty tiles and nothing else."""
+    shown = [label for label in strip.image_labels + strip.sketch_labels if not label.isHidden()]
+    return len(shown) == 2 * PLACEHOLDERS and all(label.pixmap().isNull() for label in shown)
+
+
 def enlarged(image: np.ndarray, factor: int) -> np.ndarray:
     rgb = image if image.ndim == 3 else np.repeat(image[..., None], 3, axis=2)
     return rgb.repeat(factor, axis=0).repeat(factor, axis=1)
@@ -194,6 +200,7 @@ def test_the_strip_shows_the_newest_epochs_sketches_and_photos_pixel_for_pixel(q
     strip = ImagineStrip()
     qtbot.addWidget(strip)
     assert strip.title.text() == WAITING_TEXT and strip.images is None
+    assert placeholders(strip)  # empty tiles keep the strip's place until the first epoch
     strip.show_preview(first)
     strip.show_preview(second)
     assert strip.epoch == 2 and "epoch 2 of 2" in strip.title.text()
@@ -210,11 +217,11 @@ def test_the_strip_shows_the_newest_epochs_sketches_and_photos_pixel_for_pixel(q
 
     strip.show_preview({"epoch": 3, "epochs": 3, "error": "RuntimeError: out of memory"})
     assert "epoch 3" in strip.title.text() and "out of memory" in strip.title.text()
-    assert strip.images is None and all(label.isHidden() for label in strip.image_labels)
+    assert strip.images is None and placeholders(strip)
     strip.show_preview(second)
     strip.clear()
     assert strip.epoch is None and strip.images is None and strip.title.text() == WAITING_TEXT
-    assert all(label.isHidden() for label in strip.image_labels + strip.sketch_labels)
+    assert placeholders(strip)
 
 
 def test_large_photos_are_reduced_to_a_tile():
