@@ -2,28 +2,30 @@
 
 ``ImagineView`` shows ``model.imagine(sketch)`` for models whose class says ``can_imagine``
 (GDH) and says plainly when the active model cannot. Like the search, the generator runs off the
-GUI thread (``JobRunner``), debounced, one run at a time, and an answer for an older sketch is
-dropped when a newer one exists (the newest is run next). ``install_imagine_dock`` puts the view
-in a dock of the main window and wires it to the canvas and the model picker.
+GUI thread, debounced, one run at a time, and an answer for an older sketch is dropped when a
+newer one exists (the newest is run next): ``app.gui.newest_job.NewestJob``.
+``install_imagine_dock`` puts the view in a dock of the main window and wires it to the canvas and
+the model picker.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from functools import partial
 
 import numpy as np
-from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QImage, QPixmap
 from PySide6.QtWidgets import QDockWidget, QLabel, QVBoxLayout, QWidget
 
+from app.gui.newest_job import DEBOUNCE_MS, NewestJob
 from app.gui.workers import JobRunner
 from engine.models import SketchHashModel
 from engine.searcher import sketch_input
 
 log = logging.getLogger(__name__)
 
-DEBOUNCE_MS = 200
 DISPLAY_SIZE = 256
 EMPTY_TEXT = "Draw a sketch to see what the model imagines."
 NO_MODEL_TEXT = "No model is active."
@@ -66,11 +68,8 @@ class ImagineView(QWidget):
         debounce_ms: int = DEBOUNCE_MS,
     ) -> None:
         super().__init__(parent)
-        self._runner = runner
         self._query_source = query_source  # the current query, or None when the sketch is empty
         self._model: SketchHashModel | None = None
-        self.generation = 0
-        self._running: int | None = None
         self.image: np.ndarray | None = None  # what is shown, at the model's photo size
         self.picture = QLabel(alignment=Qt.AlignmentFlag.AlignCenter)
         self.picture.setFixedSize(DISPLAY_SIZE, DISPLAY_SIZE)
@@ -79,8 +78,9 @@ class ImagineView(QWidget):
         layout.addWidget(self.picture)
         layout.addWidget(self.message)
         layout.addStretch(1)
-        self._timer = QTimer(self, singleShot=True, interval=debounce_ms)
-        self._timer.timeout.connect(self._start)
+        self._job = NewestJob(runner, self._imagine_call, self, debounce_ms)
+        self._job.returned.connect(self._on_returned)
+        self._job.errored.connect(self._on_errored)
 
     # ------------------------------------------------------------------ inputs
     def can_imagine(self) -> bool:
@@ -95,48 +95,31 @@ class ImagineView(QWidget):
         self.sketch_changed(debounce=False)
 
     def sketch_changed(self, debounce: bool = True) -> None:
-        self.generation += 1
-        if debounce:
-            self._timer.start()
-        else:
-            self._timer.stop()
-            self._start()
+        self._job.request(debounce)
 
     def is_busy(self) -> bool:
-        return self._running is not None or self._timer.isActive()
+        return self._job.is_busy()
 
     # ------------------------------------------------------------------ the job
-    def _start(self) -> None:
-        if self._running is not None or not self.can_imagine():
-            return  # a stale run restarts with the newest sketch when it finishes
+    def _imagine_call(self) -> Callable[[], np.ndarray] | None:
+        if not self.can_imagine():
+            return None
         query = self._query_source()
         if query is None:
             self._show(None, EMPTY_TEXT)
-            return
-        generation = self._running = self.generation
-        slots = {
-            "returned": lambda image: self._on_returned(generation, image),
-            "errored": lambda exc: self._on_errored(generation, exc),
-            "finished": self._on_finished,
-        }
-        self._runner.run_function(imagine_query, self._model, query, on=slots)
+            return None
+        return partial(imagine_query, self._model, query)
 
-    def _on_returned(self, generation: int, image: np.ndarray) -> None:
-        if generation != self.generation or not self.can_imagine():
+    def _on_returned(self, image: np.ndarray) -> None:
+        if not self.can_imagine():
             return
         size = image.shape[0]
         self._show(image, f"What the model imagines ({self._model.method}, {size}x{size} px).")
         self.imageReady.emit(image)
 
-    def _on_errored(self, generation: int, exc: BaseException) -> None:
-        if generation == self.generation:
-            self._show(None, f"Could not imagine a photo: {exc}")
-            self.failed.emit(exc)
-
-    def _on_finished(self) -> None:
-        finished, self._running = self._running, None
-        if finished != self.generation and not self._timer.isActive():
-            self._start()
+    def _on_errored(self, exc: BaseException) -> None:
+        self._show(None, f"Could not imagine a photo: {exc}")
+        self.failed.emit(exc)
 
     def _show(self, image: np.ndarray | None, text: str) -> None:
         self.image = image
