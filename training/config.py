@@ -5,6 +5,11 @@ method's own config class when the model is built); ``options`` holds the traini
 own knobs (loss weights, ...: validated by the procedure). Everything else is common to every
 method. ``from_dict`` refuses unknown keys, so a typo in a config file is an error, not a no-op.
 
+``init_from`` names a checkpoint to fine-tune: the run starts from its weights and architecture
+(``model`` may only repeat its values) with a fresh optimiser; see ``training.finetune``. It is
+kept in the config, so the run log and the checkpoint's training metadata say where a model
+started.
+
 Learning-rate schedules (per optimiser step): ``constant``; ``step`` (times ``gamma`` every
 ``step_epochs`` epochs: the papers' schedule, e.g. DSH, DSSA); ``cosine`` (to 1 % of ``lr`` at
 the end), each after an optional linear warm-up of ``warmup_steps``.
@@ -14,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -47,12 +53,15 @@ class TrainConfig:
     max_steps_per_epoch: int | None = None
     hard_negatives: bool = False  # fine-grained: mine negatives with the current model
     workers: int | None = None  # decoding threads
+    init_from: str | None = None  # checkpoint whose weights (and architecture) the run starts from
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "model", dict(self.model))
         object.__setattr__(self, "options", dict(self.options))
         if self.classes is not None:
             object.__setattr__(self, "classes", tuple(self.classes))
+        if isinstance(self.init_from, os.PathLike):
+            object.__setattr__(self, "init_from", os.fspath(self.init_from))
         checks = [
             (self.epochs >= 1, "epochs must be at least 1"),
             (self.batch_size >= 2, "batch_size must be at least 2"),
@@ -71,6 +80,10 @@ class TrainConfig:
                 "max_steps_per_epoch must be at least 1",
             ),
             (self.workers is None or self.workers >= 1, "workers must be at least 1"),
+            (
+                self.init_from is None or (isinstance(self.init_from, str) and self.init_from),
+                "init_from must be a checkpoint path (or None for a new model)",
+            ),
         ]
         for ok, message in checks:
             if not ok:

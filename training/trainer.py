@@ -1,9 +1,10 @@
 """The one training loop every method runs in: a generator of progress events.
 
 ``train(config, data_dir, out)`` validates the data set (DatasetError before anything else),
-builds or resumes the model, decodes the data once into memory, then runs epochs of the method's
-``TrainingProcedure`` steps, yielding a frozen ``TrainProgress`` after every step and at every
-epoch end. It returns a ``TrainResult`` (the generator's return value: ``yield from`` or
+builds the model, or loads the checkpoint it fine-tunes (``config.init_from``: see
+``training.finetune``), or resumes it; decodes the data once into memory, then runs epochs of the
+method's ``TrainingProcedure`` steps, yielding a frozen ``TrainProgress`` after every step and at
+every epoch end. It returns a ``TrainResult`` (the generator's return value: ``yield from`` or
 superqt's ``returned`` signal get it). Setting ``cancel`` (a threading.Event) stops it between
 steps; it then saves a checkpoint and resume state at that exact step and returns with
 ``cancelled=True``.
@@ -39,6 +40,7 @@ from engine.models import create, load_checkpoint, model_id, save_checkpoint
 from training.arrays import PrepareProgress, prepare_arrays
 from training.config import TrainConfig, lr_factor
 from training.data import load_dataset
+from training.finetune import load_start_model
 from training.methods import get_procedure
 from training.procedure import StepContext
 from training.state import load_state, save_state
@@ -129,8 +131,11 @@ def train(
     procedure_class = get_procedure(config.method)  # unknown method: fail before decoding
     device = pick_device(config.device)
     torch.manual_seed(config.seed)
-    if resume is not None:
+    start: dict[str, Any] = {}  # a fine-tune's starting checkpoint, for the log
+    if resume is not None:  # a fine-tune resumes from its own state too, not from init_from
         model = load_checkpoint(resume, method=config.method, device=device)
+    elif config.init_from is not None:
+        model, config, start = load_start_model(config, ckpt_path, device)
     else:
         model = create(config.method, **config.model).to(device)
 
@@ -179,6 +184,7 @@ def train(
         data=dataset.summary(),
         device=str(device),
         start=[start_epoch, start_step],
+        **({"init_from": start} if start else {}),
     )
     ctx = StepContext(device, optimizers, config.grad_clip, config.amp)
     total_steps = steps_per_epoch * config.epochs

@@ -32,7 +32,10 @@ Choices where the paper is vague:
   seed), every sample starting at its class code and D at those codes; ``network``: sign of the
   untrained nets' outputs, then the D/B steps. ``class`` is the default: the untrained outputs
   carry no class information, and distinct class codes give the regression term a target that
-  already separates classes (about K/2 bits apart) from the first step.
+  already separates classes (about K/2 bits apart) from the first step. A fine-tune
+  (``TrainConfig.init_from``) starts from ``network`` unless the option is given: a trained
+  model's outputs already carry its classes, and fresh random class codes would make it
+  unlearn them (its first epoch would regress every sample to an arbitrary new code).
 - Weights (ours; the paper's lambda / gamma were not checked in this session): w_pair 1,
   w_quant 1, mu 1, reg 1. Every loss is a mean, so the weights do not depend on the batch size.
 - Batches: class-balanced (``batch_size / per_class`` classes, ``per_class`` sketches and as many
@@ -114,6 +117,8 @@ class DSHProcedure(TrainingProcedure):
         if not isinstance(model, DSHModel):
             raise ConfigError("The dsh procedure trains dsh models only.")
         o = self.options
+        if config.init_from is not None and "init_codes" not in config.options:
+            o["init_codes"] = "network"  # start from the trained model's codes (docstring)
         if o["init_codes"] not in INIT_CODES:
             raise ConfigError(f"dsh init_codes must be one of {INIT_CODES}.")
         if float(o["mu"]) < 0 or float(o["reg"]) <= 0 or int(o["alternations"]) < 1:
