@@ -4,6 +4,14 @@ Flags override a JSON config file (``--config``, the fields of ``training.TrainC
 asks the trainer to stop between steps; it saves a checkpoint and resume state at that step, and
 ``--resume CKPT`` continues from there. After training, the checkpoint is evaluated on the data
 set's test split (unless ``--no-eval``) and the figures are stored in its metadata.
+
+``--init-from CKPT`` fine-tunes a checkpoint (a shipped one such as
+``assets/models/semi3-64.safetensors``, or one's own): the run starts from its weights and
+architecture with a fresh optimiser, and this run's epochs, learning rate and data
+(``training.finetune``). ``--bits``, ``--backbone`` and ``--image-size`` may only repeat the
+checkpoint's values. ``--resume`` together with ``--init-from`` is refused rather than one of
+them silently ignored: a resumed run continues from its own saved state (a fine-tuning run
+included, which records its starting checkpoint), so the two ask for different things.
 """
 
 from __future__ import annotations
@@ -41,6 +49,13 @@ def add_parser(subparsers) -> None:
         "--out", type=Path, help="checkpoint to write (default: runs/<method>.safetensors)"
     )
     p.add_argument("--resume", type=Path, help="checkpoint of an interrupted run to continue")
+    p.add_argument(
+        "--init-from",
+        type=Path,
+        metavar="CKPT",
+        help="checkpoint to fine-tune: its weights and architecture, a fresh optimiser "
+        "(--bits/--backbone/--image-size may only repeat its values)",
+    )
     p.add_argument("--no-eval", action="store_true", help="skip the evaluation after training")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(run=run)
@@ -81,6 +96,14 @@ def build_config(args: argparse.Namespace):
         values["classes"] = tuple(args.classes)
     if args.split is not None:
         values["split"] = None if args.split == "all" else args.split
+    if args.init_from is not None:
+        if args.resume is not None:
+            raise ConfigError(
+                "--resume continues an interrupted run from its saved state (a fine-tuning run "
+                "keeps its own starting point); --init-from starts a new run from a checkpoint. "
+                "Pass only one of them."
+            )
+        values["init_from"] = str(args.init_from)
     return TrainConfig.from_dict(values)
 
 
