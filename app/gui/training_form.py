@@ -5,6 +5,13 @@ soon as it is chosen), hyperparameters pre-filled from the method's defaults, an
 validates them) and the validated data set; every problem is a ``SketchSearchError`` whose
 message the panel shows before anything starts.
 
+"Start from" picks a new model (the method's pretrained backbone) or a checkpoint to fine-tune:
+the installed checkpoints of the selected method (``engine.store.installed_checkpoints``, the
+list the toolbar's model picker shows) or any file ("Choose file…"; a checkpoint of another
+method switches the method). While a checkpoint is chosen, backbone, code length and image size
+show its values and are disabled (a fine-tune keeps its architecture; ``training.finetune``);
+back on "New model" they are editable again with the values they had before.
+
 Defaults: the common fields come from ``TrainConfig``; a method's procedure may hold better ones
 for a data layout in ``train_defaults`` (``{"category": {...}, "fine_grained": {...}}`` or one
 flat dict); the method options (loss weights, ...) are the procedure's ``default_options``.
@@ -18,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from PySide6.QtCore import Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -35,14 +42,24 @@ from PySide6.QtWidgets import (
 )
 
 from engine.codes import SUPPORTED_BITS
-from engine.errors import ConfigError, DatasetError
-from engine.models import get_method, list_methods, make_config
+from engine.errors import CheckpointError, ConfigError, DatasetError
+from engine.models import (
+    CheckpointInfo,
+    get_method,
+    list_methods,
+    make_config,
+    read_checkpoint_info,
+)
 from engine.models.base import BACKBONES
+from engine.store import installed_checkpoints
 from training import SketchDataset, TrainConfig, get_procedure, list_procedures, load_dataset
 
 log = logging.getLogger(__name__)
 
 ERROR_STYLE = "color: #611a15;"
+NEW_MODEL = "New model (pretrained backbone)"
+CHOOSE_FILE = "Choose file…"
+_CHOOSE = "@choose-file"  # item data of the "Choose file…" entry
 
 
 def trainable_methods() -> list[str]:
@@ -109,6 +126,15 @@ class TrainingForm(QWidget):
         for bits in SUPPORTED_BITS:
             self.bits_combo.addItem(f"{bits} bits", bits)
         self.image_size_spin = QSpinBox(minimum=32, maximum=512, singleStep=32)
+        self.start_combo = QComboBox()
+        self.start_combo.setToolTip("Train a new model, or fine-tune a checkpoint")
+        self.start_note = QLabel()
+        self.start_note.setWordWrap(True)
+        self._chosen_files: dict[str, CheckpointInfo] = {}  # by path, from "Choose file…"
+        self._start_infos: dict[str, CheckpointInfo] = {}  # by path, of the listed entries
+        self._own_architecture: tuple[str, int, int] | None = None  # fields before a checkpoint
+        self._start_index = 0
+        self._has_size = True
         self.data_edit = QLineEdit()
         self.data_edit.setPlaceholderText("A folder with photos/ and sketches/")
         self.data_edit.editingFinished.connect(lambda: self.set_data_folder(self.data_edit.text()))
@@ -138,6 +164,8 @@ class TrainingForm(QWidget):
         model_box = QGroupBox("Model")
         model_form = QFormLayout(model_box)
         model_form.addRow("Method", self.method_combo)
+        model_form.addRow("Start from", self.start_combo)
+        model_form.addRow(self.start_note)
         model_form.addRow("Backbone", self.backbone_combo)
         model_form.addRow("Code length", self.bits_combo)
         model_form.addRow("Image size", self.image_size_spin)
@@ -170,6 +198,7 @@ class TrainingForm(QWidget):
             layout.addWidget(box)
         layout.addStretch(1)
         self.method_combo.currentTextChanged.connect(lambda _m: self.fill_defaults())
+        self.start_combo.currentIndexChanged.connect(self._on_start_changed)
         self.fill_defaults()
 
     # ----------------------------------------------------------------- defaults
@@ -183,11 +212,14 @@ class TrainingForm(QWidget):
             return
         config_class = get_method(method).config_class
         model_defaults = {f.name: f.default for f in dataclasses.fields(config_class)}
-        self.backbone_combo.setCurrentText(str(model_defaults.get("backbone", BACKBONES[-1])))
-        self.bits_combo.setCurrentIndex(max(0, self.bits_combo.findData(model_defaults["bits"])))
-        has_size = "image_size" in model_defaults
-        self.image_size_spin.setEnabled(has_size)
-        self.image_size_spin.setValue(int(model_defaults.get("image_size", 224)))
+        self._has_size = "image_size" in model_defaults
+        self._own_architecture = None  # the defaults below replace what the user had
+        self._set_architecture(
+            str(model_defaults.get("backbone", BACKBONES[-1])),
+            int(model_defaults["bits"]),
+            int(model_defaults.get("image_size", 224)),
+        )
+        self._reload_start_choices()
         values = train_defaults(method, self.dataset.layout if self.dataset else None)
         self.epochs_spin.setValue(values["epochs"])
         self.batch_spin.setValue(values["batch_size"])
@@ -213,6 +245,110 @@ class TrainingForm(QWidget):
             self.option_widgets[name] = widget
             self.options_layout.addRow(name, widget)
         self.options_box.setVisible(bool(defaults))
+
+    # ----------------------------------------------------------------- start from
+    def start_checkpoint(self) -> CheckpointInfo | None:
+        """The checkpoint to fine-tune, or None for a new model."""
+        return self._start_infos.get(self.start_combo.currentData())
+
+    def _architecture(self) -> tuple[str, int, int]:
+        return (
+            self.backbone_combo.currentText(),
+            int(self.bits_combo.currentData()),
+            self.image_size_spin.value(),
+        )
+
+    def _set_architecture(self, backbone: str, bits: int, image_size: int) -> None:
+        self.backbone_combo.setCurrentText(backbone)
+        self.bits_combo.setCurrentIndex(max(0, self.bits_combo.findData(bits)))
+        self.image_size_spin.setValue(image_size)
+
+    def _reload_start_choices(self) -> None:
+        """List "New model", this method's installed and chosen checkpoints, "Choose file…";
+        keep the current checkpoint if it is of this method."""
+        keep = self.start_combo.currentData()
+        method = self.method()
+        infos = [i for i in installed_checkpoints() if i.method == method]
+        infos += [i for i in self._chosen_files.values() if i.method == method]
+        combo = self.start_combo
+        combo.blockSignals(True)
+        combo.clear()
+        combo.addItem(NEW_MODEL, None)
+        self._start_infos = {}
+        for info in infos:
+            path = str(info.path)
+            if path in self._start_infos:
+                continue
+            self._start_infos[path] = info
+            combo.addItem(f"{info.name} ({info.method}, {info.bits}-bit)", path)
+            combo.setItemData(combo.count() - 1, path, Qt.ItemDataRole.ToolTipRole)
+        combo.addItem(CHOOSE_FILE, _CHOOSE)
+        combo.setCurrentIndex(max(0, combo.findData(keep)) if keep in self._start_infos else 0)
+        combo.blockSignals(False)
+        self._apply_start()
+
+    def _on_start_changed(self, index: int) -> None:
+        if self.start_combo.itemData(index) != _CHOOSE:
+            self._apply_start()
+            return
+        path, _filter = QFileDialog.getOpenFileName(
+            self, "Choose a checkpoint to fine-tune", "", "Checkpoints (*.safetensors)"
+        )
+        if path:
+            self.choose_checkpoint_file(path)
+        else:
+            self._select_start(self._start_index)
+
+    def _select_start(self, index: int) -> None:
+        self.start_combo.blockSignals(True)
+        self.start_combo.setCurrentIndex(index)
+        self.start_combo.blockSignals(False)
+        self._apply_start()
+
+    def choose_checkpoint_file(self, path: str | Path) -> CheckpointInfo | None:
+        """Fine-tune the checkpoint at ``path`` (switching to its method); None, with the reason
+        shown under "Start from", if it cannot be read or its method cannot be trained here."""
+        try:
+            info = read_checkpoint_info(Path(path).expanduser().resolve())
+            if info.method not in trainable_methods():
+                raise CheckpointError(f"{info.path.name}: '{info.method}' cannot be trained here.")
+        except CheckpointError as exc:
+            if self.start_combo.currentData() == _CHOOSE:
+                self._select_start(self._start_index)
+            self.start_note.setStyleSheet(ERROR_STYLE)
+            self.start_note.setText(str(exc))
+            self.start_note.setVisible(True)
+            return None
+        self._chosen_files[str(info.path)] = info
+        if info.method != self.method():
+            self.method_combo.setCurrentText(info.method)  # fills defaults, reloads the list
+        self._reload_start_choices()
+        self._select_start(self.start_combo.findData(str(info.path)))
+        return info
+
+    def _apply_start(self) -> None:
+        """Show the chosen checkpoint's architecture (fields disabled), or give the fields back."""
+        info = self.start_checkpoint()
+        self._start_index = self.start_combo.currentIndex()
+        self.start_note.setStyleSheet("")
+        if info is not None:
+            if self._own_architecture is None:
+                self._own_architecture = self._architecture()
+            size = int(info.config.get("image_size", self.image_size_spin.value()))
+            self._set_architecture(info.backbone, info.bits, size)
+            self.start_note.setText(
+                f"Fine-tunes {info.path.name}: its weights and architecture, a fresh optimiser."
+            )
+            self.start_note.setToolTip(str(info.path))
+        else:
+            if self._own_architecture is not None:
+                self._set_architecture(*self._own_architecture)
+                self._own_architecture = None
+            self.start_note.setText("")
+        self.start_note.setVisible(info is not None)
+        self.backbone_combo.setEnabled(info is None)
+        self.bits_combo.setEnabled(info is None)
+        self.image_size_spin.setEnabled(info is None and self._has_size)
 
     # ----------------------------------------------------------------- data set
     def _choose_folder(self) -> None:
@@ -270,12 +406,16 @@ class TrainingForm(QWidget):
         """The TrainConfig of these fields and the data set; raises SketchSearchError."""
         if self.dataset is None:
             raise DatasetError(self.data_error or "Choose a data set folder first.")
-        model: dict[str, Any] = {
-            "bits": self.bits_combo.currentData(),
-            "backbone": self.backbone_combo.currentText(),
-        }
-        if self.image_size_spin.isEnabled():
-            model["image_size"] = self.image_size_spin.value()
+        start = self.start_checkpoint()
+        if start is not None:  # its whole model config: the trainer checks it against the file
+            model: dict[str, Any] = dict(start.config)
+        else:
+            model = {
+                "bits": self.bits_combo.currentData(),
+                "backbone": self.backbone_combo.currentText(),
+            }
+            if self.image_size_spin.isEnabled():
+                model["image_size"] = self.image_size_spin.value()
         make_config(self.method(), **model)  # ConfigError now, not in the training process
         try:
             lr = float(self.lr_edit.text())
@@ -300,4 +440,5 @@ class TrainingForm(QWidget):
             split="train" if "train" in self.dataset.splits else None,
             classes=classes,
             max_steps_per_epoch=self.max_steps_spin.value() or None,
+            init_from=str(start.path) if start is not None else None,
         )
