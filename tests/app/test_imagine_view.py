@@ -40,10 +40,13 @@ def view(qtbot):
     runner = JobRunner()
     current = {"query": None}
     widget = ImagineView(runner, lambda: current["query"], debounce_ms=10)
-    qtbot.addWidget(widget)
+
+    def settle(view) -> None:  # before pytest-qt closes and deletes the view, ahead of teardown
+        qtbot.waitUntil(lambda: runner.running() == 0 and not view.is_busy(), timeout=30_000)
+
+    qtbot.addWidget(widget, before_close_func=settle)
     widget.current = current
     yield widget
-    qtbot.waitUntil(lambda: runner.running() == 0 and not widget.is_busy(), timeout=30_000)
     assert runner.wait()
 
 
