@@ -16,6 +16,12 @@ the run's own epochs, learning rate and data. Choices:
   where it started; the log's "config" event also names the starting model's id.
 - Writing the run over the checkpoint it starts from is refused: the first epoch would replace
   the only copy of the starting model (and its log would be appended to).
+
+Measured (one seed, single-threaded CPU, ``runs/finetune/experiment.sh``): the shipped Sketchy
+``semi3-64`` on QMUL-Shoe's 115 test sketches, 64-bit codes through the index: acc@1/acc@10
+5.2%/24.3% as shipped; fine-tuned 8 epochs (80 steps of 32, lr 1e-3, 2 stages frozen, 5.4 min)
+11.3%/53.0%; a new model (pretrained backbone) with the same budget 6.1%/33.0%. With 115 queries
+the acc@10 gap is about 3 standard errors, the acc@1 gap is within noise.
 """
 
 from __future__ import annotations
