@@ -179,7 +179,8 @@ def cmd_models(args: argparse.Namespace) -> int:
 def cmd_compact(args: argparse.Namespace) -> int:
     from engine.models import resave_checkpoint
 
-    out = resave_checkpoint(args.src, args.dst, weights_dtype="float16")
+    rename = {"name": args.name} if args.name else {}
+    out = resave_checkpoint(args.src, args.dst, weights_dtype="float16", **rename)
     before, after = args.src.stat().st_size, out.stat().st_size
     if args.json:
         print(json.dumps({"path": str(out), "bytes_before": before, "bytes_after": after}))
@@ -259,6 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("compact", help="write a float16 copy of a checkpoint (half the size)")
     p.add_argument("src", type=Path, metavar="SRC")
     p.add_argument("dst", type=Path, metavar="DST")
+    p.add_argument("--name", help="the copy's model name (default: the source's)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(run=cmd_compact)
 

@@ -92,3 +92,11 @@ def test_cli_compact_writes_a_float16_copy(tmp_path, capsys):
     info = read_checkpoint_info(dst)
     assert (info.name, info.metadata["weights_dtype"]) == ("mine", "float16")
     assert read_checkpoint_info(src).metadata["weights_dtype"] == "float32"
+
+
+def test_cli_compact_can_name_the_copy(tmp_path, capsys):
+    src = save_checkpoint(_model(), tmp_path / "m.safetensors", name="run-17")
+    dst = tmp_path / "shipped.safetensors"
+    assert main(["compact", str(src), str(dst), "--name", "shipped-64"]) == 0
+    assert read_checkpoint_info(dst).name == "shipped-64"
+    assert read_checkpoint_info(src).name == "run-17"
