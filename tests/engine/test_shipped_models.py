@@ -1,0 +1,41 @@
+"""Every model shipped in assets/models: loads safely, fits the size limit, carries its measured
+figures, and still retrieves on real data of the kind it was trained on (held-out test split)."""
+
+import numpy as np
+import pytest
+import torch
+
+from engine.models import load_checkpoint, read_checkpoint_info
+from engine.store import SHIPPED_DIR
+from training import EvalConfig, evaluate
+from training.evaluate import drain
+
+SHIPPED = sorted(SHIPPED_DIR.glob("*.safetensors"))
+SKETCHY_CLASSES = ("airplane", "apple", "banana")
+
+
+def test_the_default_and_the_methods_models_are_shipped():
+    methods = {read_checkpoint_info(p).method for p in SHIPPED}
+    assert {"baseline", "semi3", "dsh", "dssa", "gdh"} <= methods
+    assert (SHIPPED_DIR / "default.safetensors") in SHIPPED
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.stem)
+def test_shipped_model_is_small_and_carries_its_figures(path):
+    assert path.stat().st_size < 25e6
+    info = read_checkpoint_info(path)
+    assert info.metrics, f"{path.name}: run `sketch-search evaluate --store` on it"
+    assert info.metadata.get("weights_dtype", "float32") in ("float16", "float32")
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.stem)
+def test_shipped_model_beats_random_on_held_out_data(path, shared_data):
+    torch.set_num_threads(1)
+    info = read_checkpoint_info(path)
+    category = "map_all" in info.metrics
+    data = shared_data / ("sketchy" if category else "shoes_v1")
+    config = EvalConfig(split="test", classes=SKETCHY_CLASSES if category else None, baseline=False)
+    report = drain(evaluate(load_checkpoint(path), data, config))
+    key = "map_all" if category else "acc_10"
+    assert np.isfinite(report.metrics[key])
+    assert report.metrics[key] > report.random[key], report.to_json()
