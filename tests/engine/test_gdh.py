@@ -156,3 +156,22 @@ def test_skip_generators_start_as_the_identity_and_learn_a_residual():
     with torch.no_grad():
         plain, _ = tiny().eval().g_i(sketches)
     assert (plain[:, :1] - sketches).abs().mean() > 0.2
+
+
+def test_default_configuration_is_the_papers_table_1():
+    """256 px, 9 ResBlocks in G_I and 6 in G_S at 128 channels, the attention layer in G_S only,
+    and generated images of the input's size."""
+    torch.manual_seed(0)
+    model = create("gdh", pretrained=False, backbone="paper").eval()
+    assert model.photo_size == model.sketch_size == 256
+    for gen, blocks in ((model.g_i, 9), (model.g_s, 6)):
+        res = [m for m in gen.encoder if m.__class__.__name__ == "ResBlock"]
+        assert len(res) == blocks
+        assert all(r.body[0].in_channels == r.body[0].out_channels == 128 for r in res)
+    assert model.g_i.attention is None and model.g_s.attention.out_channels == 1
+    assert not model.g_i.skip and not model.g_s.skip
+    with torch.no_grad():
+        fake, _ = model.g_i(torch.rand(1, 1, 256, 256))
+        grey, mask = model.g_s(torch.rand(1, 3, 256, 256))
+    assert fake.shape == (1, 3, 256, 256) and grey.shape == (1, 1, 256, 256)
+    assert mask.shape == (1, 1, 64, 64)
