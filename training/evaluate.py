@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -234,11 +234,16 @@ def evaluate(
     return EvalReport(figures, random, real, baseline, protocol)
 
 
-def drain(gen: Generator[Any, None, Any]) -> Any:
-    """Run a progress generator (training, evaluation, decoding) to its end; return its value."""
+def drain(gen: Generator[Any, None, Any], on_event: Callable[[Any], None] | None = None) -> Any:
+    """Run a progress generator (training, evaluation, decoding) to its end; return its value.
+
+    ``on_event`` (optional) sees every progress event on the way.
+    """
     try:
         while True:
-            next(gen)
+            event = next(gen)
+            if on_event is not None:
+                on_event(event)
     except StopIteration as stop:
         return stop.value
 

@@ -14,19 +14,10 @@ from engine.errors import CheckpointError, ConfigError
 from engine.models import create, load_checkpoint, model_id, read_checkpoint_info, save_checkpoint
 from tests.training.conftest import FEW_CLASSES
 from training import TrainConfig, run_files, train
+from training.evaluate import drain
 from training.finetune import checked_model_config
 
 ARCH = {"bits": 32, "image_size": 96, "pretrained": False, "hidden": 16}
-
-
-def drive(gen, on_event=None):
-    while True:
-        try:
-            event = next(gen)
-        except StopIteration as stop:
-            return stop.value
-        if on_event:
-            on_event(event)
 
 
 def log_events(out) -> list[dict]:
@@ -81,7 +72,7 @@ def test_finetune_starts_from_the_checkpoint_weights_and_architecture(
     # the model asks for nothing (bits and pretrained repeat or do not count): the checkpoint's
     config = finetune_config(start_ckpt, model={"bits": 32, "pretrained": True})
     out = tmp_path / "ft" / "m.safetensors"
-    result = drive(train(config, sketchy, out))
+    result = drain(train(config, sketchy, out))
     assert result.global_step == 1 and not result.cancelled
 
     tuned = load_checkpoint(result.checkpoint)
@@ -121,7 +112,7 @@ def test_finetune_starts_from_the_checkpoint_weights_and_architecture(
 def test_a_conflicting_architecture_is_refused(sketchy, start_ckpt, tmp_path, model, key):
     config = finetune_config(start_ckpt, model=model)
     with pytest.raises(ConfigError, match="Fine-tuning keeps the architecture") as info:
-        drive(train(config, sketchy, tmp_path / "m.safetensors"))
+        drain(train(config, sketchy, tmp_path / "m.safetensors"))
     assert key in str(info.value) and "start.safetensors" in str(info.value)
     assert not (tmp_path / "m.safetensors").exists()
 
@@ -141,7 +132,7 @@ def test_another_methods_checkpoint_is_refused_naming_both(sketchy, tmp_path):
     )
     config = finetune_config(other)  # a baseline run
     with pytest.raises(CheckpointError, match=r"'dssa' checkpoint.*'baseline' run"):
-        drive(train(config, sketchy, tmp_path / "m.safetensors"))
+        drain(train(config, sketchy, tmp_path / "m.safetensors"))
 
 
 def test_unreadable_checkpoints_are_refused_cleanly(sketchy, start_ckpt, tmp_path):
@@ -160,17 +151,17 @@ def test_unreadable_checkpoints_are_refused_cleanly(sketchy, start_ckpt, tmp_pat
     }
     for path, message in cases.items():
         with pytest.raises(CheckpointError, match=message):
-            drive(train(finetune_config(path), sketchy, tmp_path / "m.safetensors"))
+            drain(train(finetune_config(path), sketchy, tmp_path / "m.safetensors"))
     # and writing the run over the checkpoint it starts from
     with pytest.raises(ConfigError, match=r"write over start\.safetensors"):
-        drive(train(finetune_config(start_ckpt), sketchy, start_ckpt))
+        drain(train(finetune_config(start_ckpt), sketchy, start_ckpt))
     assert start_ckpt.read_bytes() == data
 
 
 def test_resumed_finetune_is_bit_for_bit_without_its_start(sketchy, start_ckpt, tmp_path):
     torch.set_num_threads(1)
     config = finetune_config(start_ckpt, epochs=2, max_steps_per_epoch=2, lr=1e-3)
-    straight = drive(train(config, sketchy, tmp_path / "a" / "m.safetensors"))
+    straight = drain(train(config, sketchy, tmp_path / "a" / "m.safetensors"))
     assert straight.global_step == 4
 
     cancel = threading.Event()
@@ -180,10 +171,10 @@ def test_resumed_finetune_is_bit_for_bit_without_its_start(sketchy, start_ckpt, 
             cancel.set()
 
     out = tmp_path / "b" / "m.safetensors"
-    cut = drive(train(config, sketchy, out, cancel=cancel), stop_after_3)
+    cut = drain(train(config, sketchy, out, cancel=cancel), stop_after_3)
     assert cut.cancelled and cut.global_step == 3
     start_ckpt.unlink()  # a resume continues from its own state: it never reads the start again
-    resumed = drive(train(config, sketchy, out, resume=out))
+    resumed = drain(train(config, sketchy, out, resume=out))
     assert resumed.global_step == 4 and not resumed.cancelled
     a = load_checkpoint(straight.checkpoint).state_dict()
     b = load_checkpoint(resumed.checkpoint).state_dict()
@@ -213,7 +204,7 @@ def test_dsh_finetune_starts_its_codes_from_the_model(sketchy, tmp_path):
         options = {"augment": False} | ({"init_codes": "class"} if init == "class" else {})
         config = finetune_config(start, method="dsh", options=options, batch_size=8, per_class=4)
         metrics = []
-        drive(
+        drain(
             train(config, sketchy, tmp_path / f"{init}.safetensors"),
             lambda e, m=metrics: m.append(e.metrics) if e.phase == "epoch" else None,
         )

@@ -11,18 +11,9 @@ import torch
 from engine.models import load_checkpoint
 from tests.training.conftest import FEW_CLASSES
 from training import EvalConfig, TrainConfig, evaluate, run_files, train
+from training.evaluate import drain
 from training.metrics import random_map_spread
 from training.state import load_state, save_state
-
-
-def drive(gen, on_event=None):
-    while True:
-        try:
-            event = next(gen)
-        except StopIteration as stop:
-            return stop.value
-        if on_event:
-            on_event(event)
 
 
 def tiny_config(**changes) -> TrainConfig:
@@ -53,7 +44,7 @@ def test_state_round_trip_keeps_types(tmp_path):
 
 
 def test_resume_is_bit_for_bit_and_cancel_leaves_checkpoint(sketchy, tmp_path):
-    straight = drive(train(tiny_config(), sketchy, tmp_path / "a" / "m.safetensors"))
+    straight = drain(train(tiny_config(), sketchy, tmp_path / "a" / "m.safetensors"))
     assert straight.global_step == 4 and not straight.cancelled
 
     cancel = threading.Event()
@@ -63,11 +54,11 @@ def test_resume_is_bit_for_bit_and_cancel_leaves_checkpoint(sketchy, tmp_path):
             cancel.set()
 
     out = tmp_path / "b" / "m.safetensors"
-    cut = drive(train(tiny_config(), sketchy, out, cancel=cancel), stop_after_3)
+    cut = drain(train(tiny_config(), sketchy, out, cancel=cancel), stop_after_3)
     assert cut.cancelled and cut.global_step == 3
     loadable = load_checkpoint(out)  # cancel leaves a loadable checkpoint
     assert loadable.bits == 32
-    resumed = drive(train(tiny_config(), sketchy, out, resume=out))
+    resumed = drain(train(tiny_config(), sketchy, out, resume=out))
     assert resumed.global_step == 4 and not resumed.cancelled
 
     a = load_checkpoint(straight.checkpoint).state_dict()
@@ -95,13 +86,13 @@ def test_short_real_run_beats_random_ranking(sketchy, tmp_path):
         seed=0,
     )
     losses = []
-    result = drive(
+    result = drain(
         train(config, sketchy, tmp_path / "m.safetensors"),
         lambda e: losses.append(e.losses["total"]) if e.phase == "step" else None,
     )
     assert np.isfinite(losses).all()
     model = load_checkpoint(result.checkpoint)
-    report = drive(evaluate(model, sketchy, EvalConfig(classes=FEW_CLASSES, baseline=False)))
+    report = drain(evaluate(model, sketchy, EvalConfig(classes=FEW_CLASSES, baseline=False)))
     # the margin: 3 standard deviations of the mAP of random rankings of this very gallery
     from training.data import load_dataset
 
