@@ -41,6 +41,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.gui.option_fields import OptionFields
 from engine.codes import SUPPORTED_BITS
 from engine.errors import CheckpointError, ConfigError, DatasetError
 from engine.models import (
@@ -58,6 +59,8 @@ log = logging.getLogger(__name__)
 
 ERROR_STYLE = "color: #611a15;"
 NEW_MODEL = "New model (pretrained backbone)"
+# model config fields with their own controls (or none): the rest are "Model options"
+ARCHITECTURE_FIELDS = ("bits", "backbone", "image_size", "pretrained")
 CHOOSE_FILE = "Choose file…"
 _CHOOSE = "@choose-file"  # item data of the "Choose file…" entry
 
@@ -157,9 +160,12 @@ class TrainingForm(QWidget):
         self.device_combo.addItems(devices())
         self.validate_check = QCheckBox("Validate after every epoch")
         self.validate_check.setChecked(True)
-        self.option_widgets: dict[str, QWidget] = {}
-        self.options_box = QGroupBox("Method options")
-        self.options_layout = QFormLayout(self.options_box)
+        self.options_box = OptionFields("Method options")
+        self.model_options = OptionFields("Model options")
+        self.model_options.setToolTip(
+            "The method's network settings beyond the architecture above: the paper's ablation "
+            "switches, layer sizes, ... (a checkpoint's are shown when fine-tuning)"
+        )
 
         model_box = QGroupBox("Model")
         model_form = QFormLayout(model_box)
@@ -194,7 +200,7 @@ class TrainingForm(QWidget):
         hyper.addRow(self.validate_check)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
-        for box in (model_box, data_box, hyper_box, self.options_box):
+        for box in (model_box, self.model_options, data_box, hyper_box, self.options_box):
             layout.addWidget(box)
         layout.addStretch(1)
         self.method_combo.currentTextChanged.connect(lambda _m: self.fill_defaults())
@@ -219,6 +225,9 @@ class TrainingForm(QWidget):
             int(model_defaults["bits"]),
             int(model_defaults.get("image_size", 224)),
         )
+        self.model_options.fill(
+            {k: v for k, v in model_defaults.items() if k not in ARCHITECTURE_FIELDS}
+        )
         self._reload_start_choices()
         values = train_defaults(method, self.dataset.layout if self.dataset else None)
         self.epochs_spin.setValue(values["epochs"])
@@ -229,22 +238,7 @@ class TrainingForm(QWidget):
         self.freeze_spin.setValue(values["freeze_blocks"])
         self.max_steps_spin.setValue(values["max_steps_per_epoch"] or 0)
         self.seed_spin.setValue(values["seed"])
-        self._fill_options(dict(get_procedure(method).default_options))
-
-    def _fill_options(self, defaults: dict[str, Any]) -> None:
-        while self.options_layout.rowCount():
-            self.options_layout.removeRow(0)
-        self.option_widgets = {}
-        self.option_defaults = defaults
-        for name, value in defaults.items():
-            if isinstance(value, bool):
-                widget = QCheckBox()
-                widget.setChecked(value)
-            else:
-                widget = QLineEdit(f"{value:g}" if isinstance(value, float) else str(value))
-            self.option_widgets[name] = widget
-            self.options_layout.addRow(name, widget)
-        self.options_box.setVisible(bool(defaults))
+        self.options_box.fill(dict(get_procedure(method).default_options))
 
     # ----------------------------------------------------------------- start from
     def start_checkpoint(self) -> CheckpointInfo | None:
@@ -336,6 +330,7 @@ class TrainingForm(QWidget):
                 self._own_architecture = self._architecture()
             size = int(info.config.get("image_size", self.image_size_spin.value()))
             self._set_architecture(info.backbone, info.bits, size)
+            self.model_options.show_values(dict(info.config))
             self.start_note.setText(
                 f"Fine-tunes {info.path.name}: its weights and architecture, a fresh optimiser."
             )
@@ -344,11 +339,13 @@ class TrainingForm(QWidget):
             if self._own_architecture is not None:
                 self._set_architecture(*self._own_architecture)
                 self._own_architecture = None
+            self.model_options.restore()
             self.start_note.setText("")
         self.start_note.setVisible(info is not None)
         self.backbone_combo.setEnabled(info is None)
         self.bits_combo.setEnabled(info is None)
         self.image_size_spin.setEnabled(info is None and self._has_size)
+        self.model_options.setEnabled(info is None)
 
     # ----------------------------------------------------------------- data set
     def _choose_folder(self) -> None:
@@ -378,26 +375,6 @@ class TrainingForm(QWidget):
         return self.dataset
 
     # ----------------------------------------------------------------- the config
-    def _options(self) -> dict[str, Any]:
-        options = {}
-        for name, widget in self.option_widgets.items():
-            default = self.option_defaults[name]
-            if isinstance(widget, QCheckBox):
-                value: Any = widget.isChecked()
-            else:
-                text = widget.text().strip()
-                try:
-                    if default is None:  # an optional number (GDH's lam): blank or None keeps it
-                        value = None if text in ("", "None") else float(text)
-                    else:
-                        value = type(default)(text) if isinstance(default, int | float) else text
-                except ValueError:
-                    message = f"Method option {name} must be a number, not '{text}'."
-                    raise ConfigError(message) from None
-            if value != default:
-                options[name] = value
-        return options
-
     def classes(self) -> tuple[str, ...] | None:
         names = [c.strip() for c in self.classes_edit.text().split(",") if c.strip()]
         return tuple(names) or None
@@ -416,6 +393,7 @@ class TrainingForm(QWidget):
             }
             if self.image_size_spin.isEnabled():
                 model["image_size"] = self.image_size_spin.value()
+            model.update(self.model_options.values())
         make_config(self.method(), **model)  # ConfigError now, not in the training process
         try:
             lr = float(self.lr_edit.text())
@@ -428,7 +406,7 @@ class TrainingForm(QWidget):
         return TrainConfig(
             method=self.method(),
             model=model,
-            options=self._options(),
+            options=self.options_box.values(),
             epochs=self.epochs_spin.value(),
             batch_size=self.batch_spin.value(),
             per_class=self.per_class_spin.value(),

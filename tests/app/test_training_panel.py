@@ -58,7 +58,7 @@ def test_train_cancel_resume_evaluate_use_and_search(
     window = make_window(auto_index=True)
     wait_for_index(window)
     panel = small_run(window, sketchy)
-    assert panel.form.option_widgets, "method options are pre-filled from the procedure"
+    assert panel.form.options_box.widgets, "method options are pre-filled from the procedure"
 
     steps = []
     panel.progressed.connect(lambda p: steps.append(p) if p.phase == "step" else None)
@@ -119,8 +119,8 @@ def test_a_gdh_run_shows_what_it_imagines_each_epoch_and_a_baseline_run_hides_it
     small_run(window, sketchy, epochs=2, steps=1)
     panel.form.image_size_spin.setValue(64)
     panel.form.validate_check.setChecked(False)
-    panel.form.option_widgets["init_codes"].setText("random")  # no pass over the data first
-    panel.form.option_widgets["disc_channels"].setText("8")
+    panel.form.options_box.widgets["init_codes"].setText("random")  # no pass over the data first
+    panel.form.options_box.widgets["disc_channels"].setText("8")
     shown = []
     panel.previewed.connect(lambda payload: shown.append(payload["epoch"]))
     with qtbot.waitSignal(panel.runEnded, timeout=RUN_MS):
