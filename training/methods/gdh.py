@@ -97,6 +97,13 @@ class GDHProcedure(TrainingProcedure):
         "use_unification": True,
     }
 
+    # the paper's optimiser settings, which the Train panel pre-fills
+    train_defaults: ClassVar[dict[str, Any]] = {
+        "batch_size": 32,
+        "lr": 2e-4,
+        "schedule": "constant",
+    }
+
     def __init__(self, model, data, config, device) -> None:
         super().__init__(model, data, config, device)
         o = self.options
