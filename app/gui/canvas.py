@@ -106,9 +106,11 @@ def gray_array(image: QImage) -> np.ndarray:
 
 
 def array_image(array: np.ndarray) -> QImage:
-    """A uint8 (H, W) grey array as a QImage that owns its pixels."""
+    """A uint8 (H, W) grey or (H, W, 3) RGB array as a QImage that owns its pixels."""
     array = np.ascontiguousarray(array, dtype=np.uint8)
     height, width = array.shape[:2]
+    if array.ndim == 3:
+        return QImage(array.data, width, height, 3 * width, QImage.Format.Format_RGB888).copy()
     return QImage(array.data, width, height, width, QImage.Format.Format_Grayscale8).copy()
 
 

@@ -21,8 +21,10 @@ from typing import Any
 
 import numpy as np
 from PySide6.QtCore import Qt
-from PySide6.QtGui import QImage, QPixmap
+from PySide6.QtGui import QPixmap
 from PySide6.QtWidgets import QGridLayout, QLabel, QVBoxLayout, QWidget
+
+from app.gui.canvas import array_image
 
 log = logging.getLogger(__name__)
 
@@ -38,19 +40,15 @@ def tile_scale(size: int, tile: int = TILE) -> int:
 
 def to_tile(image: np.ndarray, tile: int = TILE) -> QPixmap:
     """uint8 (h, w) grey or (h, w, 3) RGB to a square pixmap of ``tile_scale(h)`` px."""
-    arr = np.ascontiguousarray(image, dtype=np.uint8)
-    h, w = arr.shape[:2]
-    if arr.ndim == 2:
-        qimage = QImage(arr.data, w, h, w, QImage.Format.Format_Grayscale8).copy()
-    else:
-        qimage = QImage(arr.data, w, h, 3 * w, QImage.Format.Format_RGB888).copy()
+    h = image.shape[0]
     side = tile_scale(h, tile)
     mode = (
         Qt.TransformationMode.FastTransformation
         if side >= h
         else Qt.TransformationMode.SmoothTransformation
     )
-    return QPixmap.fromImage(qimage).scaled(side, side, Qt.AspectRatioMode.IgnoreAspectRatio, mode)
+    pixmap = QPixmap.fromImage(array_image(image))
+    return pixmap.scaled(side, side, Qt.AspectRatioMode.IgnoreAspectRatio, mode)
 
 
 def caption(name: str) -> str:

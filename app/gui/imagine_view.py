@@ -16,9 +16,10 @@ from functools import partial
 
 import numpy as np
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QImage, QPixmap
+from PySide6.QtGui import QPixmap
 from PySide6.QtWidgets import QDockWidget, QLabel, QVBoxLayout, QWidget
 
+from app.gui.canvas import array_image
 from app.gui.newest_job import DEBOUNCE_MS, NewestJob
 from app.gui.workers import JobRunner
 from engine.models import SketchHashModel
@@ -45,10 +46,7 @@ def imagine_query(model: SketchHashModel, query: object) -> np.ndarray:
 
 def to_pixmap(image: np.ndarray, size: int = DISPLAY_SIZE) -> QPixmap:
     """uint8 (h, w, 3) RGB to a (size, size) pixmap (smoothly scaled)."""
-    rgb = np.ascontiguousarray(image)
-    h, w, _ = rgb.shape
-    qimage = QImage(rgb.data, w, h, 3 * w, QImage.Format.Format_RGB888).copy()
-    return QPixmap.fromImage(qimage).scaled(
+    return QPixmap.fromImage(array_image(image)).scaled(
         size,
         size,
         Qt.AspectRatioMode.IgnoreAspectRatio,
