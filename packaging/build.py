@@ -109,6 +109,16 @@ def print_table(sizes: dict[str, int]) -> None:
     print(f"{'total':<45} {total / 1e6:9.1f}")
 
 
+def check_qt_binding() -> str:
+    """The bundle takes this environment's PySide6: refuse one that would crash the app (see
+    ``app.gui.binding_check``; the frozen app refuses it too). Returns the versions."""
+    from app.gui.binding_check import binding_problem, versions
+
+    if problem := binding_problem():
+        raise SystemExit(f"Not building: {problem}")
+    return versions()
+
+
 def build(dist: Path, work: Path, clean: bool) -> float:
     command = [sys.executable, "-m", "PyInstaller", "--noconfirm", "--log-level", "WARN"]
     command += ["--distpath", str(dist), "--workpath", str(work)]
@@ -130,8 +140,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write the sizes and timing here")
     args = parser.parse_args(argv)
     bundle = args.dist / NAME
-    seconds = None
+    seconds = qt = None
     if not args.sizes:
+        qt = check_qt_binding()
+        print(f"== bundling {qt}", flush=True)
         seconds = build(args.dist, args.work, args.clean)
         print(f"== build took {seconds:.0f} s")
     if not (bundle / NAME).is_file():
@@ -147,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
             "sizes_bytes": sizes,
             "total_bytes": sum(sizes.values()),
             "torch": torch.__version__,
+            "qt": qt,
             "cpu_count": os.cpu_count(),
         }
         args.json.write_text(json.dumps(record, indent=1))

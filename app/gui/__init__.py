@@ -1,7 +1,9 @@
 """The desktop app (PySide6). ``run_gui(argv)`` is what ``sketch-search`` with no arguments runs.
 
 Once the event loop has shown the main window, ``run_gui`` logs one INFO line starting with
-``READY_MESSAGE``: the packaging smoke test (and a person timing a cold start) waits for it.
+``READY_MESSAGE`` (with the PySide6, Qt and Python versions): the packaging smoke test (and a
+person timing a cold start) waits for it. A Qt binding known to crash the app
+(``app.gui.binding_check``) is refused before any window opens: exit status ``EXIT_CANNOT_START``.
 """
 
 from __future__ import annotations
@@ -16,20 +18,35 @@ log = logging.getLogger(__name__)
 __all__ = ["READY_MESSAGE", "run_gui"]
 
 READY_MESSAGE = "SketchSearch ready"
+EXIT_CANNOT_START = 3
 
 
 def _report_ready(window, started: float) -> None:
     """Called by the event loop's first turn, after the window was shown."""
+    from app.gui.binding_check import versions
+
     if not window.isVisible():
         log.warning("The main window is not visible after start-up.")
         return
     log.info(
-        "%s: main window shown (%dx%d, %.2f s after the app was created)",
+        "%s: main window shown (%dx%d, %.2f s after the app was created; %s)",
         READY_MESSAGE,
         window.width(),
         window.height(),
         time.perf_counter() - started,
+        versions(),
     )
+
+
+def _refuse_to_start(problem: str) -> int:
+    """Say why the app cannot run: on stderr, and in a dialog where there is a screen."""
+    from PySide6.QtGui import QGuiApplication
+    from PySide6.QtWidgets import QMessageBox
+
+    log.error("SketchSearch cannot start: %s", problem)
+    if QGuiApplication.platformName() not in ("offscreen", "minimal"):
+        QMessageBox.critical(None, "SketchSearch cannot start", problem)
+    return EXIT_CANNOT_START
 
 
 def run_gui(argv: Sequence[str] | None = None) -> int:
@@ -37,6 +54,7 @@ def run_gui(argv: Sequence[str] | None = None) -> int:
     from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
 
+    from app.gui.binding_check import binding_problem
     from app.gui.errors import CrashHandler
     from app.gui.main_window import MainWindow
 
@@ -44,6 +62,8 @@ def run_gui(argv: Sequence[str] | None = None) -> int:
     app = QApplication.instance() or QApplication(list(argv or sys.argv[:1]))
     app.setApplicationName("SketchSearch")
     app.setOrganizationName("SketchSearch")
+    if problem := binding_problem():  # a crash after a few sketches otherwise
+        return _refuse_to_start(problem)
     window = MainWindow()
     crash_handler = CrashHandler(window.crashReported.emit)
     crash_handler.install()
