@@ -17,32 +17,68 @@ Choices:
   redrawn as an anti-aliased line (coverage = clip(r + 0.5 - distance to the skeleton)) of
   ``STROKE_WIDTH_FRACTION`` of the size (3 px at 256), whatever the original pen width or
   drawing size. About 3 ms at 256 px.
-- Strokes are drawn on a working canvas whose long side is twice the output size, with a thin pen;
-  eraser strokes paint paper over earlier ink in drawing order, as wide as the stroke says (the
-  canvas records its eraser's width), else ``ERASER_WIDTH_FRACTION`` of the ink's long side.
-  Pressure and time are kept in the data model but do not change the raster: no training set
-  records pressure, and the canonical form must not depend on the input device.
+- Strokes (``engine.strokes``: their data model, files and checks) are drawn on a working canvas
+  whose long side is twice the output size, with a thin pen; eraser strokes paint paper over
+  earlier ink in drawing order, as wide as the stroke says (the canvas records its eraser's
+  width), else ``ERASER_WIDTH_FRACTION`` of the ink's long side, and at most twice the working
+  canvas's diagonal (which erases all of it from anywhere on it). Pressure and time are kept in
+  the data model but do not change the raster: no training set records pressure, and the
+  canonical form must not depend on the input device.
 """
 
 from __future__ import annotations
 
-import gzip
-import json
+import itertools
 import logging
 import math
 import os
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw, UnidentifiedImageError
 from skimage.morphology import skeletonize
 
 from engine.errors import SketchError
+from engine.strokes import (
+    STROKES_FORMAT,
+    STROKES_VERSION,
+    Point,
+    QuickDrawDrawing,
+    Stroke,
+    check_strokes,
+    load_strokes,
+    read_chairv2,
+    read_quickdraw,
+    save_strokes,
+    strokes_from_json,
+    strokes_to_json,
+)
 
 log = logging.getLogger(__name__)
+
+__all__ = [  # the stroke data model and files live in engine.strokes; kept importable from here
+    "ERASER_WIDTH_FRACTION",
+    "IMAGE_SUFFIXES",
+    "MARGIN_FRACTION",
+    "SKETCH_FORMAT_VERSION",
+    "SKETCH_SIZE",
+    "STROKES_FORMAT",
+    "STROKES_VERSION",
+    "STROKE_WIDTH_FRACTION",
+    "Point",
+    "QuickDrawDrawing",
+    "Stroke",
+    "load_sketch",
+    "load_strokes",
+    "normalize_sketch",
+    "rasterize",
+    "read_chairv2",
+    "read_quickdraw",
+    "save_strokes",
+    "strokes_from_json",
+    "strokes_to_json",
+]
 
 SKETCH_SIZE = 256
 SKETCH_FORMAT_VERSION = 1
@@ -51,43 +87,10 @@ SKETCH_FORMAT_VERSION = 1
 MARGIN_FRACTION = 0.08
 STROKE_WIDTH_FRACTION = 3.0 / 256.0
 ERASER_WIDTH_FRACTION = 0.04
-STROKES_FORMAT = "sketch-search-strokes"
-STROKES_VERSION = 1
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 
 _MIN_CONTRAST = 32
 _BLANK_MESSAGE = "The sketch is empty: draw something first."
-
-
-@dataclass(frozen=True)
-class Point:
-    x: float
-    y: float
-    pressure: float = 1.0
-    t: float = 0.0
-    """Milliseconds since the drawing began."""
-
-
-@dataclass(frozen=True)
-class Stroke:
-    points: tuple[Point, ...]
-    eraser: bool = False
-    width: float | None = None
-    """Eraser width in drawing units, as the person erased; None: the default. Ink strokes
-    ignore it (the canonical line width does not depend on the pen)."""
-
-    def __post_init__(self) -> None:
-        if self.width is not None and not (math.isfinite(self.width) and self.width > 0):
-            raise SketchError(f"A stroke width must be a positive number, not {self.width!r}.")
-
-
-@dataclass(frozen=True)
-class QuickDrawDrawing:
-    word: str
-    key_id: str
-    countrycode: str
-    recognized: bool
-    strokes: tuple[Stroke, ...]
 
 
 # ----------------------------------------------------------------------------- canonical core
@@ -194,25 +197,32 @@ def _grey(image: Image.Image | np.ndarray) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- strokes
+_MIN_SPAN = 1e-6
+"""Drawing units: a drawing narrower than this is drawn as if it were this wide (a dot)."""
+_FAR_PX = 1e6
+"""Working-canvas pixels: eraser lines reaching further out are clipped before PIL draws them."""
+
+
 def rasterize(
     strokes: Iterable[Stroke], size: int = SKETCH_SIZE, eraser_width: float | None = None
 ) -> np.ndarray:
     """Strokes (drawing units, y down) to the canonical uint8 (size, size) sketch.
 
     An eraser stroke's width is its own ``width`` when it has one, else ``eraser_width`` (drawing
-    units), else ERASER_WIDTH_FRACTION of the ink's long side.
+    units), else ERASER_WIDTH_FRACTION of the ink's long side. Any strokes are safe: points are
+    checked (``engine.strokes.check_strokes``), and an eraser is clipped to the drawing and at
+    most twice as wide as its diagonal, so no width or position costs more than the drawing.
     """
-    strokes = list(strokes)
-    ink_points = [(p.x, p.y) for s in strokes if not s.eraser for p in s.points]
-    if not ink_points:
+    strokes, xy = check_strokes(strokes)
+    is_ink = np.repeat([not s.eraser for s in strokes], [len(s.points) for s in strokes])
+    if not is_ink.any():
         raise SketchError(_BLANK_MESSAGE)
-    xy = np.asarray(ink_points, dtype=np.float64)
-    if not np.isfinite(xy).all():
-        raise SketchError("A stroke has a coordinate that is not a finite number.")
-    lo, hi = xy.min(axis=0), xy.max(axis=0)
+    if eraser_width is not None and not (math.isfinite(eraser_width) and eraser_width > 0):
+        raise SketchError(f"An eraser width must be a positive number, not {eraser_width!r}.")
+    lo, hi = xy[is_ink].min(axis=0), xy[is_ink].max(axis=0)
     span = float((hi - lo).max())
     work = 2 * size
-    scale = work / span if span > 0 else 1.0
+    scale = work / max(span, _MIN_SPAN) if span > 0 else 1.0
     pen = max(2, round(work * 0.006))
     erase = (eraser_width if eraser_width is not None else ERASER_WIDTH_FRACTION * span) * scale
     pad = pen + 2
@@ -224,111 +234,85 @@ def rasterize(
             continue
         pts = [((p.x - lo[0]) * scale + pad, (p.y - lo[1]) * scale + pad) for p in stroke.points]
         if stroke.eraser:
-            own = stroke.width * scale if stroke.width is not None else erase
-            width, fill = max(1, round(own)), 0
-        else:
-            width, fill = pen, 255
+            own = float(stroke.width) * scale if stroke.width is not None else erase
+            _erase(draw, pts, own, ink.size)
+            continue
         if len(pts) > 1:
-            draw.line(pts, fill=fill, width=width, joint="curve")
-        r = width / 2.0
-        for x, y in (pts[0], pts[-1]):  # round caps (PIL lines have square ends)
-            draw.ellipse((x - r, y - r, x + r, y + r), fill=fill)
+            draw.line(pts, fill=255, width=pen, joint="curve")
+        _caps(draw, pts, pen / 2.0, 255)
     return _canonical(ink, size)
 
 
-def strokes_to_json(strokes: Iterable[Stroke]) -> dict[str, Any]:
-    """Strokes in our own JSON format (see ``strokes_from_json``)."""
-    return {
-        "format": STROKES_FORMAT,
-        "version": STROKES_VERSION,
-        "strokes": [
-            {
-                "eraser": s.eraser,
-                "points": [[p.x, p.y, p.pressure, p.t] for p in s.points],
-                **({"width": s.width} if s.width is not None else {}),
-            }
-            for s in strokes
-        ],
-    }
+def _caps(draw: ImageDraw.ImageDraw, pts: list[tuple[float, float]], r: float, fill: int) -> None:
+    """Round caps at both ends (PIL lines have square ends)."""
+    for x, y in (pts[0], pts[-1]):
+        draw.ellipse((x - r, y - r, x + r, y + r), fill=fill)
 
 
-def strokes_from_json(obj: Any) -> list[Stroke]:
-    """Our format, a QuickDraw ndjson object (``drawing``) or a bare QuickDraw drawing list."""
-    try:
-        if isinstance(obj, list):
-            return _quickdraw_strokes(obj)
-        if not isinstance(obj, dict):
-            raise ValueError("expected a JSON object or list")
-        if "drawing" in obj and "format" not in obj:
-            return _quickdraw_strokes(obj["drawing"])
-        if obj.get("format") != STROKES_FORMAT:
-            raise ValueError(f"'format' is not '{STROKES_FORMAT}'")
-        version = obj.get("version")
-        if not isinstance(version, int) or version > STROKES_VERSION:
-            raise ValueError(f"version {version!r} is newer than this app reads; update the app")
-        return [
-            Stroke(
-                tuple(_point(p) for p in s["points"]),
-                bool(s.get("eraser", False)),
-                None if s.get("width") is None else float(s["width"]),
-            )
-            for s in obj["strokes"]
-        ]
-    except SketchError:
-        raise
-    except (KeyError, TypeError, ValueError, IndexError) as exc:
-        raise SketchError(f"Not a readable stroke drawing: {exc}.") from exc
+def _erase(
+    draw: ImageDraw.ImageDraw, pts: list[tuple[float, float]], width: float, canvas: tuple[int, int]
+) -> None:
+    """Paint paper along ``pts`` (canvas pixels), ``width`` wide, on a canvas of ``canvas`` size.
+
+    The width is clamped to twice the canvas diagonal (from any point on the drawing, that erases
+    all of it): PIL's cost grows with the square of a round cap's radius. A cap that cannot reach
+    the canvas is left out, and a line with a point further out than ``_FAR_PX`` is clipped to the
+    canvas grown by the eraser's reach (PIL takes int32 coordinates); a drawing's own eraser
+    strokes are drawn exactly as they were.
+    """
+    width = max(1, round(min(width, 2.0 * math.hypot(*canvas) + 4.0)))
+    r = width / 2.0
+    reach = r + 2.0
+    box = (-reach, -reach, canvas[0] + reach, canvas[1] + reach)
+    if len(pts) > 1:
+        far = any(abs(x) > _FAR_PX or abs(y) > _FAR_PX for x, y in pts)
+        for run in _clip_polyline(pts, box) if far else [pts]:
+            draw.line(run, fill=0, width=width, joint="curve")
+    ends = [(x, y) for x, y in (pts[0], pts[-1]) if box[0] <= x <= box[2] and box[1] <= y <= box[3]]
+    if ends:
+        _caps(draw, ends, r, 0)
 
 
-def _point(values: Sequence[Any]) -> Point:
-    if not 2 <= len(values) <= 4:
-        raise ValueError("a point is [x, y] or [x, y, pressure] or [x, y, pressure, t]")
-    return Point(*(float(v) for v in values))
+def _clip_polyline(
+    pts: list[tuple[float, float]], box: tuple[float, float, float, float]
+) -> list[list[tuple[float, float]]]:
+    """The parts of a polyline inside ``box``, each a polyline; joints inside are kept."""
+    runs: list[list[tuple[float, float]]] = []
+    run: list[tuple[float, float]] = []
+    for a, b in itertools.pairwise(pts):
+        clipped = _clip_segment(a, b, box)
+        if clipped is None:
+            continue
+        start, end = clipped
+        if not (run and run[-1] == start):
+            run = [start]
+            runs.append(run)
+        run.append(end)
+        if end != b:  # left the box: the next part starts a new run
+            run = []
+    return runs
 
 
-def _quickdraw_strokes(drawing: Sequence[Any]) -> list[Stroke]:
-    """QuickDraw ``drawing`` form: one [xs, ys] or [xs, ys, ts] per stroke."""
-    strokes = []
-    for stroke in drawing:
-        xs, ys = stroke[0], stroke[1]
-        ts = stroke[2] if len(stroke) > 2 else [0.0] * len(xs)
-        if not len(xs) == len(ys) == len(ts):
-            raise ValueError("a stroke's xs, ys and ts differ in length")
-        strokes.append(
-            Stroke(
-                tuple(
-                    Point(float(x), float(y), 1.0, float(t))
-                    for x, y, t in zip(xs, ys, ts, strict=True)
-                )
-            )
-        )
-    return strokes
-
-
-def save_strokes(path: str | os.PathLike, strokes: Iterable[Stroke]) -> Path:
-    """Write strokes as our JSON format; returns the path."""
-    path = Path(path)
-    try:
-        path.write_text(json.dumps(strokes_to_json(strokes)), encoding="utf-8")
-    except OSError as exc:
-        raise SketchError(f"Cannot save the sketch to {path}: {exc.strerror or exc}.") from exc
-    return path
-
-
-def load_strokes(path: str | os.PathLike) -> list[Stroke]:
-    """Read a strokes JSON file (our format, or one QuickDraw object or drawing list)."""
-    path = Path(path)
-    try:
-        obj = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        reason = exc.strerror or exc
-        raise SketchError(f"Cannot read the sketch file {path.name}: {reason}.") from exc
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise SketchError(f"The sketch file {path.name} is not valid JSON: {exc}.") from exc
-    try:
-        return strokes_from_json(obj)
-    except SketchError as exc:
-        raise SketchError(f"{path.name}: {exc}") from exc
+def _clip_segment(
+    a: tuple[float, float], b: tuple[float, float], box: tuple[float, float, float, float]
+) -> tuple[tuple[float, float], tuple[float, float]] | None:
+    """Liang-Barsky: the part of segment ``ab`` inside ``box``, or None. Inside ends stay exact."""
+    (x0, y0), (x1, y1) = a, b
+    dx, dy = x1 - x0, y1 - y0
+    t0, t1 = 0.0, 1.0
+    for p, q in ((-dx, x0 - box[0]), (dx, box[2] - x0), (-dy, y0 - box[1]), (dy, box[3] - y0)):
+        if p == 0:
+            if q < 0:
+                return None
+        elif p < 0:
+            t0 = max(t0, q / p)
+        else:
+            t1 = min(t1, q / p)
+        if t0 > t1:
+            return None
+    start = a if t0 == 0.0 else (x0 + t0 * dx, y0 + t0 * dy)
+    end = b if t1 == 1.0 else (x0 + t1 * dx, y0 + t1 * dy)
+    return start, end
 
 
 def load_sketch(path: str | os.PathLike, size: int = SKETCH_SIZE) -> np.ndarray:
@@ -356,55 +340,3 @@ def _named(path: Path, make):
         if path.name in str(exc):
             raise
         raise SketchError(f"{path.name}: {exc}") from exc
-
-
-# ----------------------------------------------------------------------------- data set readers
-def _json_lines(path: str | os.PathLike) -> Iterator[tuple[int, Any]]:
-    path = Path(path)
-    opener = gzip.open if path.suffix == ".gz" else open
-    try:
-        with opener(path, "rt", encoding="utf-8") as fh:
-            for number, line in enumerate(fh, 1):
-                if line.strip():
-                    try:
-                        yield number, json.loads(line)
-                    except json.JSONDecodeError as exc:
-                        raise SketchError(f"{path.name} line {number}: not JSON ({exc}).") from exc
-    except (OSError, EOFError, UnicodeDecodeError) as exc:
-        raise SketchError(f"Cannot read {path.name}: {exc}.") from exc
-
-
-def read_quickdraw(path: str | os.PathLike, limit: int | None = None) -> Iterator[QuickDrawDrawing]:
-    """Drawings of a QuickDraw raw ``<word>.ndjson(.gz)`` file, in file order."""
-    name = Path(path).name
-    for count, (number, obj) in enumerate(_json_lines(path)):
-        if limit is not None and count >= limit:
-            return
-        try:
-            yield QuickDrawDrawing(
-                word=str(obj["word"]),
-                key_id=str(obj["key_id"]),
-                countrycode=str(obj.get("countrycode", "")),
-                recognized=bool(obj.get("recognized", False)),
-                strokes=tuple(_quickdraw_strokes(obj["drawing"])),
-            )
-        except (KeyError, TypeError, ValueError, IndexError) as exc:
-            raise SketchError(f"{name} line {number}: not a QuickDraw drawing ({exc}).") from exc
-
-
-def read_chairv2(path: str | os.PathLike) -> Iterator[tuple[str, list[Stroke]]]:
-    """(key, strokes) of the ChairV2 ``strokes.jsonl(.gz)``: [x, y, pen], pen = 1 ends a stroke."""
-    name = Path(path).name
-    for number, obj in _json_lines(path):
-        try:
-            strokes, current = [], []
-            for x, y, pen in obj["points"]:
-                current.append(Point(float(x), float(y)))
-                if pen >= 0.5:
-                    strokes.append(Stroke(tuple(current)))
-                    current = []
-            if current:
-                strokes.append(Stroke(tuple(current)))
-            yield str(obj["key"]), strokes
-        except (KeyError, TypeError, ValueError) as exc:
-            raise SketchError(f"{name} line {number}: not a ChairV2 sketch ({exc}).") from exc
