@@ -99,6 +99,9 @@ def cmd_index(args: argparse.Namespace) -> int:
 
 
 def cmd_query(args: argparse.Namespace) -> int:
+    from engine.sketch import load_sketch
+
+    load_sketch(args.sketch)  # a bad sketch is one clear line, before torch, library or model load
     from engine.searcher import Searcher
 
     library = _library(args)

@@ -2,14 +2,19 @@
 sketch of one of them."""
 
 import json
+import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from app.cli import EXIT_ERROR, main
-from engine.sketch import read_quickdraw, save_strokes
+from engine.sketch import Point, Stroke, read_quickdraw, save_strokes
 from engine.store import default_checkpoint
+from tests.engine.test_strokes import CRAFTED
 
 CLASSES = ("airplane", "apple", "bicycle", "cup", "guitar", "hat")
 PER_CLASS = 6
@@ -70,15 +75,57 @@ def test_query_with_a_strokes_file(indexed, shared_data, tmp_path, capsys):
 
 
 def test_errors_are_one_clear_line(tmp_path, capsys):
-    blank = tmp_path / "blank.png"
-    from PIL import Image
-
-    Image.new("L", (64, 64), 255).save(blank)
-    code = main(["query", str(blank), "--library", str(tmp_path / "lib"), "--model", "baseline"])
+    sketch = save_strokes(tmp_path / "line.json", [Stroke((Point(0, 0), Point(40, 30)))])
+    code = main(["query", str(sketch), "--library", str(tmp_path / "lib"), "--model", "baseline"])
     assert code == EXIT_ERROR
     assert "No photos are indexed" in capsys.readouterr().err
+    blank = tmp_path / "blank.png"
+    Image.new("L", (64, 64), 255).save(blank)
+    code = main(["query", str(blank), "--library", str(tmp_path / "lib"), "--model", "baseline"])
+    assert code == EXIT_ERROR  # the sketch is read first: no model is loaded for a bad one
+    assert (
+        capsys.readouterr().err == "error: blank.png: The sketch is empty: draw something first.\n"
+    )
     assert main(["index", str(tmp_path / "missing"), "--library", str(tmp_path / "lib")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", CRAFTED)
+def test_a_crafted_strokes_file_is_exit_2_and_one_line(tmp_path, capsys, name):
+    """Each crashed `query` with a traceback before (issue 15, item 3)."""
+    text, reason = CRAFTED[name]
+    path = tmp_path / f"{name}.json"
+    path.write_text(text)
+    assert main(["query", str(path), "--library", str(tmp_path / "lib")]) == EXIT_ERROR
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {name}.json: ") and err.count("\n") == 1
+    assert re.search(reason, err)
+
+
+def test_the_installed_command_reports_crafted_strokes_in_one_line(tmp_path):
+    """The installed command, in its own process: no traceback, status 2, in bounded time."""
+    command = Path(sys.executable).with_name("sketch-search")  # pip's script for app.cli:main
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    eraser = tmp_path / "eraser.json"
+    eraser.write_text(
+        '{"format": "sketch-search-strokes", "version": 1, "strokes": ['
+        '{"points": [[0, 0], [100, 100]]}, '
+        '{"eraser": true, "width": 1e7, "points": [[0, 0], [50, 50]]}]}'
+    )
+    for path, message in (
+        (deep, "deep.json: Its JSON is nested too deeply"),
+        (eraser, "eraser.json: The sketch is empty"),
+    ):
+        run = subprocess.run(
+            [command, "query", str(path), "--library", str(tmp_path / "lib")],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert run.returncode == EXIT_ERROR
+        assert run.stderr.startswith(f"error: {message}") and run.stderr.count("\n") == 1
+        assert run.stdout == ""
 
 
 def test_models_lists_methods(capsys):
