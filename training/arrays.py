@@ -4,8 +4,11 @@ Photos go through ``engine.images.load_photo`` + ``prepare_photo`` at the model'
 the indexer does; sketches through ``engine.sketch.load_sketch`` (the one canonical normalisation
 at ``SKETCH_SIZE``), then are resized to the model's sketch size with the same antialiased
 bilinear resize the model applies at its numpy boundary, and stored as uint8. So training,
-evaluation and search see the same pixels. Decoding runs on a small thread pool (PIL and numpy
-release the GIL); a data set of a few thousand images at 160-256 px fits in a few hundred MB.
+evaluation and search see the same pixels. A sketch given as strokes (a QuickDraw doodle,
+``SketchItem.strokes``) goes through ``engine.sketch.rasterize``, exactly as a drawing on the
+canvas does, then the same resize (about 9 ms a drawing on one core). Decoding runs on a small
+thread pool (PIL and numpy release the GIL); a data set of a few thousand images at 160-256 px
+fits in a few hundred MB.
 
 ``prepare_arrays`` is a generator (progress, then the arrays as its return value) so long
 decoding can be shown and cancelled; a file that cannot be decoded stops it with a
@@ -27,8 +30,8 @@ import torch
 
 from engine.errors import Cancelled, DatasetError, ImageLoadError, SketchError
 from engine.images import load_photo, prepare_photo
-from engine.sketch import SKETCH_SIZE, load_sketch
-from training.data import SketchDataset
+from engine.sketch import SKETCH_SIZE, load_sketch, rasterize
+from training.data import SketchDataset, SketchItem
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +40,7 @@ _CHUNK = 64
 
 @dataclass(frozen=True)
 class PrepareProgress:
-    what: str  # "photos" or "sketches"
+    what: str  # "photos", "sketches", "doodles" or "edge maps"
     done: int
     total: int
 
@@ -52,6 +55,12 @@ class PreparedData:
     photo_labels: np.ndarray  # int64 (n,)
     sketch_labels: np.ndarray  # int64 (m,)
     sketch_photo: np.ndarray  # int64 (m,): index into photos of each sketch's own photo (-1: none)
+    sketch_source: np.ndarray | None = None  # str (m,): SketchItem.source ("" main data set)
+
+    def __post_init__(self) -> None:
+        if self.sketch_source is None:
+            sources = np.array([s.source for s in self.dataset.sketches], dtype=str)
+            object.__setattr__(self, "sketch_source", sources.reshape(len(self.sketch_labels)))
 
 
 def read_photo(path: Path, size: int) -> np.ndarray:
@@ -61,7 +70,16 @@ def read_photo(path: Path, size: int) -> np.ndarray:
 
 def read_sketch(path: Path, size: int) -> np.ndarray:
     """One sketch file normalised at SKETCH_SIZE, then resized like the model boundary does."""
-    canonical = load_sketch(path)
+    return resize_sketch(load_sketch(path), size)
+
+
+def read_strokes(item: SketchItem, size: int) -> np.ndarray:
+    """A sketch given as strokes, rasterised as the canvas's are, resized like a sketch file."""
+    return resize_sketch(rasterize(item.strokes), size)
+
+
+def resize_sketch(canonical: np.ndarray, size: int) -> np.ndarray:
+    """A canonical (SKETCH_SIZE) sketch resized like the model boundary does: uint8 (size, size)."""
     if size == SKETCH_SIZE:
         return canonical
     t = torch.from_numpy(np.ascontiguousarray(canonical)).float().div_(255.0)[None, None]
@@ -98,7 +116,9 @@ def decode_all(
     cancel: threading.Event | None = None,
     workers: int | None = None,
 ) -> Generator[PrepareProgress, None, np.ndarray]:
-    """Decode ``paths`` with ``read(path, size)`` on a thread pool; errors name every bad file."""
+    """Decode ``paths`` with ``read(path, size)`` on a thread pool; errors name every bad file.
+
+    ``paths`` may be SketchItems (read by ``read_strokes``): errors name their keys."""
     workers = workers or min(4, os.cpu_count() or 1)
     out: list[np.ndarray | None] = [None] * len(paths)
     bad: list[str] = []
@@ -107,7 +127,8 @@ def decode_all(
         try:
             out[i] = read(paths[i], size)
         except (ImageLoadError, SketchError, OSError) as exc:
-            bad.append(f"{paths[i]} ({exc})")
+            name = paths[i].key if isinstance(paths[i], SketchItem) else paths[i]
+            bad.append(f"{name} ({exc})")
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
         for start in range(0, len(paths), _CHUNK):
@@ -131,13 +152,23 @@ def prepare_arrays(
     sketch_size: int,
     cancel: threading.Event | None = None,
 ) -> Generator[PrepareProgress, None, PreparedData]:
-    """Decode every photo and sketch of ``dataset``; yields progress, returns PreparedData."""
+    """Decode every photo and sketch of ``dataset``; yields progress, returns PreparedData.
+
+    Sketch files and sketches given as strokes (doodles) are decoded as two stages, so the
+    progress says which is slow."""
     photos = yield from decode_all(
         [p.path for p in dataset.photos], read_photo, photo_size, "photos", cancel
     )
-    sketches = yield from decode_all(
-        [s.path for s in dataset.sketches], read_sketch, sketch_size, "sketches", cancel
+    drawn = [i for i, s in enumerate(dataset.sketches) if s.strokes is not None]
+    files = [i for i, s in enumerate(dataset.sketches) if s.strokes is None]
+    sketches = np.empty((len(dataset.sketches), sketch_size, sketch_size), np.uint8)
+    sketches[files] = yield from decode_all(
+        [dataset.sketches[i].path for i in files], read_sketch, sketch_size, "sketches", cancel
     )
+    if drawn:
+        sketches[drawn] = yield from decode_all(
+            [dataset.sketches[i] for i in drawn], read_strokes, sketch_size, "doodles", cancel
+        )
     index = {p.key: i for i, p in enumerate(dataset.photos)}
     return PreparedData(
         dataset=dataset,

@@ -10,6 +10,12 @@ method. ``from_dict`` refuses unknown keys, so a typo in a config file is an err
 kept in the config, so the run log and the checkpoint's training metadata say where a model
 started.
 
+Training data beyond the main folder (``training.sources``): ``hold_out`` names classes (or the
+named set "unseen20") left out of every source, for a class-disjoint validation;
+``extra_data`` more category-level folders merged by class name; ``doodles`` a QuickDraw folder
+whose drawings of the training classes are added as sketches (at most ``doodles_per_class`` of
+each). The hidden zero-shot test classes are left out of every source whatever the config says.
+
 Learning-rate schedules (per optimiser step): ``constant``; ``step`` (times ``gamma`` every
 ``step_epochs`` epochs: the papers' schedule, e.g. DSH, DSSA); ``cosine`` (to 1 % of ``lr`` at
 the end), each after an optional linear warm-up of ``warmup_steps``.
@@ -25,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine.errors import ConfigError
+from training.data import NAMED_CLASS_SETS, ZERO_SHOT_TEST_CLASSES, class_key, is_hidden_class
 
 SCHEDULES = ("constant", "step", "cosine")
 
@@ -54,14 +61,24 @@ class TrainConfig:
     hard_negatives: bool = False  # fine-grained: mine negatives with the current model
     workers: int | None = None  # decoding threads
     init_from: str | None = None  # checkpoint whose weights (and architecture) the run starts from
+    hold_out: str | tuple[str, ...] = ()  # classes left out of every source, or "unseen20"
+    extra_data: tuple[str, ...] = ()  # more category-level folders, merged by class name
+    doodles: str | None = None  # a QuickDraw folder: drawings of the training classes
+    doodles_per_class: int | None = None  # at most this many drawings of each class (None: all)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "model", dict(self.model))
         object.__setattr__(self, "options", dict(self.options))
         if self.classes is not None:
             object.__setattr__(self, "classes", tuple(self.classes))
-        if isinstance(self.init_from, os.PathLike):
-            object.__setattr__(self, "init_from", os.fspath(self.init_from))
+        for name in ("init_from", "doodles"):
+            if isinstance(getattr(self, name), os.PathLike):
+                object.__setattr__(self, name, os.fspath(getattr(self, name)))
+        if not isinstance(self.hold_out, str):
+            object.__setattr__(self, "hold_out", tuple(self.hold_out))
+        if isinstance(self.extra_data, str | os.PathLike):
+            raise ConfigError("Training config: extra_data must be a list of folders.")
+        object.__setattr__(self, "extra_data", tuple(os.fspath(p) for p in self.extra_data))
         checks = [
             (self.epochs >= 1, "epochs must be at least 1"),
             (self.batch_size >= 2, "batch_size must be at least 2"),
@@ -84,14 +101,47 @@ class TrainConfig:
                 self.init_from is None or (isinstance(self.init_from, str) and self.init_from),
                 "init_from must be a checkpoint path (or None for a new model)",
             ),
+            (
+                self.hold_out in NAMED_CLASS_SETS
+                if isinstance(self.hold_out, str)
+                else all(isinstance(c, str) and c for c in self.hold_out),
+                f"hold_out must be class names or a named set ({', '.join(NAMED_CLASS_SETS)})",
+            ),
+            (all(self.extra_data), "extra_data must be folder paths"),
+            (
+                self.doodles is None or (isinstance(self.doodles, str) and self.doodles),
+                "doodles must be a QuickDraw folder (or None)",
+            ),
+            (
+                self.doodles_per_class is None or self.doodles_per_class >= 1,
+                "doodles_per_class must be at least 1 (or None for all)",
+            ),
+            (
+                not any(is_hidden_class(c) for c in self.classes or ()),
+                "classes names a hidden zero-shot test class, which no training may use "
+                f"({', '.join(sorted(ZERO_SHOT_TEST_CLASSES))})",
+            ),
+            (
+                not {class_key(c) for c in self.classes or ()}
+                & {class_key(c) for c in self._hold_out_names()},
+                "classes and hold_out name the same class",
+            ),
         ]
         for ok, message in checks:
             if not ok:
                 raise ConfigError(f"Training config: {message}.")
 
+    def _hold_out_names(self) -> tuple[str, ...]:
+        if isinstance(self.hold_out, str):
+            return NAMED_CLASS_SETS.get(self.hold_out, ())
+        return self.hold_out
+
     def to_dict(self) -> dict[str, Any]:
         values = dataclasses.asdict(self)
         values["classes"] = list(self.classes) if self.classes is not None else None
+        if not isinstance(self.hold_out, str):
+            values["hold_out"] = list(self.hold_out)
+        values["extra_data"] = list(self.extra_data)
         return values
 
     @classmethod

@@ -12,12 +12,24 @@ Choices: a photo without a sketch is allowed (it is still gallery and, category-
 photo of its class); a sketch without a photo, an empty class folder, a split or triplet naming
 missing items, and a folder that fits neither layout are refused with a ``DatasetError`` naming
 the files. Keys are sorted, so numbering (labels, photo ids for tie-breaking) is reproducible.
+``load_dataset(root, paired=False)`` also takes category sketches drawn of no photo (their
+``photo_key`` is ""): data sets gathered by class, such as PACS's TU-Berlin sketches.
+
+Class rules (issue 16), by normalised name (``class_key``: case, spaces, underscores and hyphens
+do not count, so QuickDraw's "wine bottle" is Sketchy's "wine_bottle", "hot dog" its "hotdog"):
+- ``ZERO_SHOT_TEST_CLASSES``: the 21 classes of the standard zero-shot Sketchy split, kept for a
+  hidden test. Training never loads them from any source (``without_classes`` drops them and logs
+  how many items went); evaluation may, so whoever has that data can measure on it.
+- ``UNSEEN_VALIDATION_CLASSES`` (the named set "unseen20"): 20 of the 104 classes here, held out
+  of training (``TrainConfig.hold_out``) and evaluated alone (``EvalConfig.protocol``), a
+  class-disjoint validation that can be run on the shared data.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -32,20 +44,64 @@ FINE_GRAINED = "fine_grained"
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 _SHOWN = 5  # how many offending files an error names
 
+# fmt: off
+ZERO_SHOT_TEST_CLASSES = frozenset((
+    "bat", "cabin", "cow", "dolphin", "door", "giraffe", "helicopter", "mouse", "pear", "raccoon",
+    "rhinoceros", "saw", "scissors", "seagull", "skyscraper", "songbird", "sword", "tree",
+    "wheelchair", "windmill", "window",
+))
+UNSEEN_VALIDATION_CLASSES = (
+    "banana", "bear", "candle", "castle", "church", "cup", "duck", "frog", "jellyfish",
+    "kangaroo", "knife", "motorcycle", "pickup_truck", "pretzel", "sailboat", "saxophone",
+    "spider", "swan", "trumpet", "wine_bottle",
+)
+# fmt: on
+NAMED_CLASS_SETS = {"unseen20": UNSEEN_VALIDATION_CLASSES}
+
+
+def class_key(name: str) -> str:
+    """A class name as compared across data sets: lower case, without spaces, underscores and
+    hyphens ("Hot air-balloon", "hot-air_balloon" -> "hotairballoon"; "sea gull" is "seagull").
+    """
+    return re.sub(r"[\s_\-]+", "", name.lower())
+
+
+_HIDDEN_KEYS = frozenset(class_key(c) for c in ZERO_SHOT_TEST_CLASSES)
+
+
+def is_hidden_class(name: str) -> bool:
+    """Whether ``name`` is one of the 21 zero-shot test classes no training may see."""
+    return class_key(name) in _HIDDEN_KEYS
+
+
+def class_set(names: str | Iterable[str]) -> tuple[str, ...]:
+    """A named class set ("unseen20") or the names themselves, as a tuple."""
+    if isinstance(names, str):
+        if names not in NAMED_CLASS_SETS:
+            raise DatasetError(
+                f"Unknown class set '{names}'; named sets: {', '.join(NAMED_CLASS_SETS)}, "
+                "or give the class names."
+            )
+        return NAMED_CLASS_SETS[names]
+    return tuple(names)
+
 
 @dataclass(frozen=True)
 class PhotoItem:
-    key: str  # "<class>/<photo>" or "<id>"
+    key: str  # "<class>/<photo>" or "<id>"; "<source>:<class>/<photo>" when merged from another
     path: Path
     label: int
+    source: str = ""  # "" for the main data set; else the folder or "quickdraw" it came from
 
 
 @dataclass(frozen=True)
 class SketchItem:
     key: str  # "<class>/<file stem>" or "<file stem>"
-    path: Path
-    photo_key: str
+    path: Path  # the image file, or for a drawing given as strokes the file they came from
+    photo_key: str  # "" when it was drawn of no photo here
     label: int
+    source: str = ""
+    strokes: tuple[Any, ...] | None = None  # engine.sketch.Stroke objects, rasterised on decode
 
 
 @dataclass(frozen=True)
@@ -92,9 +148,33 @@ class SketchDataset:
             sketches=tuple(replace(s, label=new[s.label]) for s in self.sketches if s.label in new),
         )
 
+    def without_classes(self, names: Iterable[str], why: str) -> SketchDataset:
+        """Everything but the classes named (compared by ``class_key``), relabelled 0..n-1;
+        logs how many classes, photos and sketches went, and ``why``."""
+        drop = {class_key(n) for n in names}
+        gone = [c for c in self.classes if class_key(c) in drop]
+        if not gone or self.layout != CATEGORY:
+            return self
+        kept = self.restrict_classes(c for c in self.classes if class_key(c) not in drop)
+        log.info(
+            "%s: dropped %d class(es) (%s), %d photos and %d sketches: %s",
+            self.root,
+            len(gone),
+            ", ".join(gone),
+            len(self.photos) - len(kept.photos),
+            len(self.sketches) - len(kept.sketches),
+            why,
+        )
+        return kept
+
+    def without_hidden_classes(self) -> SketchDataset:
+        """This data set without the zero-shot test classes: every training source goes
+        through here."""
+        return self.without_classes(ZERO_SHOT_TEST_CLASSES, "hidden zero-shot test classes")
+
     def summary(self) -> dict[str, Any]:
         """What a checkpoint records about the data it was trained on."""
-        return {
+        out = {
             "root": str(self.root),
             "layout": self.layout,
             "split": self.split,
@@ -102,10 +182,23 @@ class SketchDataset:
             "photos": len(self.photos),
             "sketches": len(self.sketches),
         }
+        sources = sorted({s.source for s in self.sketches} | {p.source for p in self.photos})
+        if sources != [""]:
+            out["sources"] = {
+                name or "main": {
+                    "photos": sum(p.source == name for p in self.photos),
+                    "sketches": sum(s.source == name for s in self.sketches),
+                }
+                for name in sources
+            }
+        return out
 
 
-def load_dataset(root: str | Path) -> SketchDataset:
-    """Read and validate a data set folder; raises DatasetError naming what is wrong."""
+def load_dataset(root: str | Path, *, paired: bool = True) -> SketchDataset:
+    """Read and validate a data set folder; raises DatasetError naming what is wrong.
+
+    ``paired`` False (category layout): a sketch whose name names no photo is kept, drawn of
+    no photo (``photo_key`` ""), instead of refused."""
     root = Path(root)
     if not root.is_dir():
         raise DatasetError(f"The data set folder {root} does not exist or is not a folder.")
@@ -124,7 +217,7 @@ def load_dataset(root: str | Path) -> SketchDataset:
             "use either photos/<class>/ folders or photos directly in photos/, not both."
         )
     if class_dirs:
-        dataset = _load_category(root, class_dirs)
+        dataset = _load_category(root, class_dirs, paired)
     elif flat_photos:
         dataset = _load_fine_grained(root, flat_photos)
     else:
@@ -165,7 +258,7 @@ def _photo_of(stem: str, known: Mapping[str, Any], prefix: str = "") -> str | No
     return None
 
 
-def _load_category(root: Path, class_dirs: list[Path]) -> SketchDataset:
+def _load_category(root: Path, class_dirs: list[Path], paired: bool = True) -> SketchDataset:
     classes = tuple(d.name for d in class_dirs)
     label = {name: i for i, name in enumerate(classes)}
     photos: dict[str, PhotoItem] = {}
@@ -187,6 +280,8 @@ def _load_category(root: Path, class_dirs: list[Path]) -> SketchDataset:
             continue
         for path in files:
             photo = _photo_of(path.stem, photos, prefix=f"{d.name}/")
+            if photo is None and not paired:
+                photo = ""
             if photo is None:
                 orphans.append(f"sketches/{d.name}/{path.name}")
             else:

@@ -10,8 +10,10 @@ per epoch from (seed, epoch), so an epoch's batches can be rebuilt exactly when 
   ceil(sketches / (classes_per_batch * per_class)).
 - ``triplets``: (sketch, positive photo, negative photo). From the data set's human annotations
   (``triplets.json``) where a sketch has them, else positive = its own photo and a random other
-  negative. ``hard_negative_candidates`` gives, per sketch, the photos the current model ranks
-  closest (excluding the positive); with it, a negative is drawn from those candidates.
+  negative; a sketch drawn of no photo (own photo -1: extra data, doodles) and without
+  annotations has no positive and is left out. ``hard_negative_candidates`` gives, per sketch,
+  the photos the current model ranks closest (excluding the positive); with it, a negative is
+  drawn from those candidates.
 """
 
 from __future__ import annotations
@@ -93,7 +95,8 @@ def triplets(
     annotated: Mapping[int, Sequence[tuple[int, int]]] | None = None,
     hard_negative_candidates: Mapping[int, Sequence[int]] | None = None,
 ) -> list[tuple[int, int, int]]:
-    """One epoch of (sketch, positive photo, negative photo) index triplets, one per sketch."""
+    """One epoch of (sketch, positive photo, negative photo) index triplets, one per sketch that
+    has a positive."""
     sketch_photo = np.asarray(sketch_photo)
     if n_photos < 2:
         raise ConfigError("Triplet training needs at least two photos.")
@@ -104,6 +107,8 @@ def triplets(
             pos, neg = pairs[int(torch.randint(len(pairs), (1,), generator=generator))]
         else:
             pos = int(sketch_photo[s])
+            if pos < 0:
+                continue
             candidates = (hard_negative_candidates or {}).get(s)
             candidates = [c for c in candidates or () if c != pos]
             if candidates:

@@ -39,10 +39,10 @@ from engine.errors import CheckpointError, ConfigError
 from engine.models import create, load_checkpoint, model_id, save_checkpoint
 from training.arrays import PrepareProgress, prepare_arrays
 from training.config import TrainConfig, lr_factor
-from training.data import load_dataset
 from training.finetune import load_start_model
 from training.methods import get_procedure
 from training.procedure import StepContext
+from training.sources import training_dataset
 from training.state import load_state, save_state
 
 log = logging.getLogger(__name__)
@@ -122,10 +122,7 @@ def train(
             )
         config = saved.replace(epochs=config.epochs, device=config.device, workers=config.workers)
 
-    dataset = load_dataset(data_dir)
-    if config.classes:
-        dataset = dataset.restrict_classes(config.classes)
-    dataset = dataset.subset(config.split)
+    dataset = training_dataset(config, data_dir)  # every source, the class rules applied
     if not dataset.sketches:
         raise ConfigError(f"The '{config.split}' split of {data_dir} has no sketches to train on.")
     procedure_class = get_procedure(config.method)  # unknown method: fail before decoding
