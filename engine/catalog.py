@@ -11,14 +11,32 @@ Tables (schema version in ``PRAGMA user_version``, upgraded by ``MIGRATIONS`` in
   float32 (1 KiB a photo for DSSA's 512-d feature) and its rounding (relative 5e-4) is far below
   the gaps between the distances it ranks.
 
+Paths (schema 3): ``roots.path`` and ``photos.path`` hold the file system's own bytes of the path
+(``os.fsencode``) as a BLOB, so any name the file system allows is stored and found again, also
+one that is not valid UTF-8 (``b"caf\xe9.jpg"`` from a Latin-1 camera or an old archive); the
+declared column type stays TEXT, which SQLite does not enforce. In Python a path is the ``str``
+that ``os`` functions give and take (undecodable bytes as surrogate escapes, ``os.fsdecode``);
+show it with ``engine.paths.display_path``. Schema 3 converts the UTF-8 text of older catalogs
+to the same bytes. Error texts are stored as printable text (``display_text``).
+
 WAL journaling lets a searcher read while the indexer writes. Each thread gets its own
 connection. Writes go through ``transaction()``, one per indexing batch, so a crash or cancel
-loses at most the batch in flight.
+loses at most the batch in flight. A schema upgrade reads the version again inside its
+``BEGIN IMMEDIATE`` transaction, so two processes opening a new catalog at once cannot both
+create its tables.
+
+A catalog whose file or folder cannot be written (a read-only mount, a shared archive) is opened
+read-only (SQLite ``mode=ro``, or ``immutable=1`` where the folder cannot hold the WAL's shared
+memory file): it can be searched; writing raises ``LibraryReadOnlyError``. SQLite and OS errors
+become named errors that say what to do (``storage_error``): a full disk ``DiskFullError``, a
+damaged file ``CatalogError`` with the advice to move it away, never for a read-only one.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
 import sqlite3
 import threading
 import time
@@ -29,7 +47,14 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.errors import CatalogError
+from engine.errors import (
+    CatalogError,
+    DiskFullError,
+    LibraryError,
+    LibraryReadOnlyError,
+    SketchSearchError,
+)
+from engine.paths import display_path, display_text
 
 log = logging.getLogger(__name__)
 
@@ -78,8 +103,44 @@ MIGRATIONS: tuple[str, ...] = (
     ) WITHOUT ROWID;
     CREATE INDEX features_model ON features(model_id);
     """,
+    # version 3: paths as the file system's bytes (BLOB); older catalogs hold UTF-8 text
+    """
+    UPDATE roots SET path = CAST(path AS BLOB) WHERE typeof(path) = 'text';
+    UPDATE photos SET path = CAST(path AS BLOB) WHERE typeof(path) = 'text';
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
+BUSY_TIMEOUT_S = 30.0
+# why a read-only connection in mode=ro fails where the WAL index (-shm) cannot be made
+_NO_WAL_INDEX = (sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN)
+
+
+def encode_path(path: str | os.PathLike) -> bytes:
+    """The bytes a path is stored as: the file system's own, whatever their encoding."""
+    return os.fsencode(path)
+
+
+def decode_path(value: bytes | str) -> str:
+    """A stored path as the ``str`` that ``os`` functions take (bytes that are not valid UTF-8
+    become surrogate escapes, and ``os.fsencode`` gives them back exactly)."""
+    return os.fsdecode(value) if isinstance(value, bytes) else value
+
+
+def storage_error(exc: OSError, doing: str, where: str | os.PathLike) -> SketchSearchError:
+    """The named error for an OS error while writing the library's files."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return DiskFullError(
+            f"The disk that holds {display_path(where)} is full, so {doing} failed. Free some "
+            "disk space and try again; everything saved before is kept."
+        )
+    if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return LibraryReadOnlyError(
+            f"{display_path(where)} cannot be written ({exc.strerror}), so {doing} failed. "
+            "The library can still be searched; to change it, make it writable (or mount its "
+            "disk read-write)."
+        )
+    reason = display_text(exc.strerror or str(exc))
+    return LibraryError(f"{doing[:1].upper()}{doing[1:]} failed at {display_path(where)}: {reason}")
 
 
 @dataclass(frozen=True)
@@ -103,18 +164,31 @@ class Failure:
 _PHOTO_COLUMNS = "id, path, root_id, size, mtime_ns, content_key, status, error"
 
 
+def _cannot_write(path: Path) -> bool:
+    """An existing catalog that this process may not write: the file or its folder (which
+    holds the WAL files) is read-only, by permission or by a read-only mount."""
+    return path.exists() and not (os.access(path, os.W_OK) and os.access(path.parent, os.W_OK))
+
+
 class Catalog:
-    def __init__(self, path: str | Path) -> None:
+    """``read_only``: None opens read-only only when the catalog cannot be written."""
+
+    def __init__(self, path: str | Path, *, read_only: bool | None = None) -> None:
         self.path = Path(path)
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise CatalogError(
-                f"Cannot create the library folder {self.path.parent}: {exc}"
-            ) from exc
+        self.read_only = _cannot_write(self.path) if read_only is None else read_only
+        self._uri: str | None = None  # how read-only connections open (decided by the first)
+        if self.read_only:
+            log.info("Opening the catalog %s read-only", display_path(self.path))
+            if not self.path.is_file():
+                raise CatalogError(f"There is no library catalog at {display_path(self.path)}.")
+        else:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise storage_error(exc, "creating the library folder", self.path.parent) from exc
         self._migrate()
 
     # ---------------------------------------------------------------- connections
@@ -123,21 +197,91 @@ class Catalog:
         if conn is not None:
             return conn
         try:
-            conn = sqlite3.connect(
-                self.path, timeout=30.0, isolation_level=None, check_same_thread=False
-            )
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("PRAGMA foreign_keys=ON")
-        except sqlite3.DatabaseError as exc:
-            raise CatalogError(
-                f"The catalog {self.path} cannot be opened ({exc}). If it is corrupt, move it "
-                "away and index the folders again."
-            ) from exc
+            conn = self._open_read_only() if self.read_only else self._open()
+        except sqlite3.Error as exc:
+            raise self._error(exc, "opening it") from exc
         self._local.conn = conn
         with self._lock:
             self._connections.append(conn)
         return conn
+
+    def _open(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(
+            self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+        )
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA foreign_keys=ON")
+        except sqlite3.Error:
+            conn.close()
+            raise
+        return conn
+
+    def _open_read_only(self) -> sqlite3.Connection:
+        """``mode=ro``; where the folder cannot hold the WAL index (no -shm file and a read-only
+        folder), ``immutable=1``, which reads the main file only: after a clean close it holds
+        everything."""
+        base = self.path.absolute().as_uri()
+        uris = [self._uri] if self._uri else [f"{base}?mode=ro", f"{base}?immutable=1"]
+        for i, uri in enumerate(uris):
+            conn = sqlite3.connect(
+                uri, uri=True, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+            )
+            try:
+                conn.execute("PRAGMA user_version").fetchone()
+            except sqlite3.OperationalError as exc:
+                conn.close()
+                if i + 1 == len(uris) or (exc.sqlite_errorcode & 0xFF) not in _NO_WAL_INDEX:
+                    raise
+                if Path(f"{self.path}-wal").exists():
+                    log.warning(
+                        "%s-wal exists but cannot be read from a read-only folder; changes not "
+                        "checkpointed into the catalog are not seen",
+                        display_path(self.path),
+                    )
+                continue
+            self._uri = uri
+            return conn
+        raise AssertionError("unreachable")
+
+    def _error(self, exc: sqlite3.Error, doing: str) -> SketchSearchError:
+        """The named error, with what to do, for an SQLite error while ``doing`` something."""
+        code = (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF
+        where = display_path(self.path)
+        detail = display_text(str(exc))
+        if code == sqlite3.SQLITE_FULL:
+            return DiskFullError(
+                f"The disk that holds the library catalog {where} is full ({detail}), so "
+                f"{doing} failed. Free some disk space and try again; everything saved before "
+                "is kept."
+            )
+        if code in (sqlite3.SQLITE_READONLY, sqlite3.SQLITE_PERM) or (
+            code == sqlite3.SQLITE_CANTOPEN and not os.access(self.path.parent, os.W_OK)
+        ):
+            return LibraryReadOnlyError(
+                f"The library catalog {where} cannot be written ({detail}), so {doing} failed. "
+                "The library can still be searched; to index it, make the catalog and its "
+                "folder writable (or mount the disk read-write)."
+            )
+        if code in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
+            return CatalogError(
+                f"The library catalog {where} is damaged or not a SketchSearch catalog "
+                f"({detail}). Move it away (keep it until the new one works) and index the "
+                "folders again."
+            )
+        if code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+            return CatalogError(
+                f"The library catalog {where} was locked by another program for more than "
+                f"{BUSY_TIMEOUT_S:.0f} s ({detail}), so {doing} failed. Try again when it is done."
+            )
+        if code in (sqlite3.SQLITE_IOERR, sqlite3.SQLITE_CANTOPEN):
+            return CatalogError(
+                f"The library catalog {where} could not be read or written ({detail}), so "
+                f"{doing} failed. Check that its disk is connected and not full, then try "
+                "again; everything saved before is kept."
+            )
+        return CatalogError(f"The library catalog {where}: {doing} failed ({detail}).")
 
     def close(self) -> None:
         with self._lock:
@@ -147,40 +291,64 @@ class Catalog:
         self._local = threading.local()
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction: committed on success, rolled back on any error."""
+    def transaction(self, doing: str = "saving the change") -> Iterator[sqlite3.Connection]:
+        """One write transaction: committed on success, rolled back on any error; SQLite's
+        errors become named ones (``doing`` says what failed, e.g. "indexing")."""
+        if self.read_only:
+            raise LibraryReadOnlyError(
+                f"The library catalog {display_path(self.path)} is open read-only, so {doing} "
+                "is not possible. The library can still be searched; to change it, make the "
+                "catalog and its folder writable (or mount the disk read-write)."
+            )
         conn = self._connect()
-        conn.execute("BEGIN IMMEDIATE")
         try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:  # SQLite has already rolled back after e.g. a full disk
+                    conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise self._error(exc, doing) from exc
 
     def _query(self, sql: str, params: Iterable = ()) -> list[tuple]:
-        return self._connect().execute(sql, tuple(params)).fetchall()
-
-    def _migrate(self) -> None:
         try:
-            conn = self._connect()
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-        except sqlite3.DatabaseError as exc:
-            raise CatalogError(
-                f"{self.path} is not a SketchSearch catalog ({exc}). Move it away and re-index."
-            ) from exc
+            return self._connect().execute(sql, tuple(params)).fetchall()
+        except sqlite3.Error as exc:
+            raise self._error(exc, "reading it") from exc
+
+    def _check_version(self, version: int) -> None:
         if version > SCHEMA_VERSION:
             raise CatalogError(
-                f"The catalog {self.path} has schema version {version}, newer than this version "
-                f"of SketchSearch understands ({SCHEMA_VERSION}). Update SketchSearch."
+                f"The catalog {display_path(self.path)} has schema version {version}, newer "
+                f"than this version of SketchSearch understands ({SCHEMA_VERSION}). Update "
+                "SketchSearch."
             )
-        for target in range(version, SCHEMA_VERSION):
-            log.info("Upgrading catalog %s to schema %d", self.path, target + 1)
-            with self.transaction() as tx:
+
+    def _migrate(self) -> None:
+        version = int(self._query("PRAGMA user_version")[0][0])
+        self._check_version(version)
+        if version == SCHEMA_VERSION:
+            return
+        if self.read_only:
+            raise LibraryReadOnlyError(
+                f"The library catalog {display_path(self.path)} was written by an older "
+                f"SketchSearch (schema {version}) and must be upgraded once, which needs write "
+                "access. Make it and its folder writable and open it once, then it can be "
+                "read-only again."
+            )
+        with self.transaction("upgrading the catalog") as tx:
+            # read again under the write lock: another process may have upgraded it meanwhile
+            version = int(tx.execute("PRAGMA user_version").fetchone()[0])
+            self._check_version(version)
+            for target in range(version, SCHEMA_VERSION):
+                log.info("Upgrading catalog %s to schema %d", display_path(self.path), target + 1)
                 for statement in MIGRATIONS[target].split(";"):
                     if statement.strip():
                         tx.execute(statement)
-                tx.execute(f"PRAGMA user_version = {target + 1}")
+            tx.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     @property
     def schema_version(self) -> int:
@@ -188,24 +356,21 @@ class Catalog:
 
     # ---------------------------------------------------------------- roots
     def roots(self) -> list[tuple[int, Path]]:
-        return [
-            (rid, Path(p)) for rid, p in self._query("SELECT id, path FROM roots ORDER BY path")
-        ]
+        rows = self._query("SELECT id, path FROM roots ORDER BY path")
+        return [(rid, Path(decode_path(p))) for rid, p in rows]
 
     def add_root(self, path: Path) -> int:
-        with self.transaction() as tx:
+        key = encode_path(path)
+        with self.transaction("adding the folder") as tx:
             tx.execute(
-                "INSERT OR IGNORE INTO roots(path, added_at) VALUES (?, ?)",
-                (str(path), time.time()),
+                "INSERT OR IGNORE INTO roots(path, added_at) VALUES (?, ?)", (key, time.time())
             )
-            return int(
-                tx.execute("SELECT id FROM roots WHERE path = ?", (str(path),)).fetchone()[0]
-            )
+            return int(tx.execute("SELECT id FROM roots WHERE path = ?", (key,)).fetchone()[0])
 
     def remove_root(self, path: Path) -> int:
         """Forget a folder and its photos (and their codes); returns the photos removed."""
-        with self.transaction() as tx:
-            row = tx.execute("SELECT id FROM roots WHERE path = ?", (str(path),)).fetchone()
+        with self.transaction("removing the folder") as tx:
+            row = tx.execute("SELECT id FROM roots WHERE path = ?", (encode_path(path),)).fetchone()
             if row is None:
                 return 0
             count = tx.execute("SELECT COUNT(*) FROM photos WHERE root_id = ?", row).fetchone()[0]
@@ -215,7 +380,8 @@ class Catalog:
     # ---------------------------------------------------------------- photos
     def photos_under(self, root_id: int) -> dict[str, PhotoRow]:
         rows = self._query(f"SELECT {_PHOTO_COLUMNS} FROM photos WHERE root_id = ?", (root_id,))
-        return {r[1]: PhotoRow(*r) for r in rows}
+        photos = (PhotoRow(r[0], decode_path(r[1]), *r[2:]) for r in rows)
+        return {p.path: p for p in photos}
 
     def photo_count(self, status: str | None = "ok") -> int:
         if status is None:
@@ -224,7 +390,7 @@ class Catalog:
 
     def failures(self) -> list[Failure]:
         rows = self._query("SELECT path, error FROM photos WHERE status = 'failed' ORDER BY path")
-        return [Failure(Path(p), e or "unknown error") for p, e in rows]
+        return [Failure(Path(decode_path(p)), e or "unknown error") for p, e in rows]
 
     def paths_for(self, ids: Iterable[int]) -> dict[int, Path]:
         ids = [int(i) for i in ids]
@@ -232,7 +398,7 @@ class Catalog:
             return {}
         marks = ",".join("?" * len(ids))
         rows = self._query(f"SELECT id, path FROM photos WHERE id IN ({marks})", ids)
-        return {i: Path(p) for i, p in rows}
+        return {i: Path(decode_path(p)) for i, p in rows}
 
     @staticmethod
     def upsert_photo(
@@ -246,15 +412,17 @@ class Catalog:
         error: str | None = None,
     ) -> int:
         """Insert or update a photo row by path; returns its id (stable across updates)."""
+        key = encode_path(path)
+        error = None if error is None else display_text(error)  # may quote an undecodable name
         tx.execute(
             "INSERT INTO photos(path, root_id, size, mtime_ns, content_key, status, error, "
             "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(path) DO UPDATE SET "
             "root_id = excluded.root_id, size = excluded.size, mtime_ns = excluded.mtime_ns, "
             "content_key = excluded.content_key, status = excluded.status, "
             "error = excluded.error, updated_at = excluded.updated_at",
-            (path, root_id, size, mtime_ns, content_key, status, error, time.time()),
+            (key, root_id, size, mtime_ns, content_key, status, error, time.time()),
         )
-        return int(tx.execute("SELECT id FROM photos WHERE path = ?", (path,)).fetchone()[0])
+        return int(tx.execute("SELECT id FROM photos WHERE path = ?", (key,)).fetchone()[0])
 
     @staticmethod
     def move_photo(
@@ -263,7 +431,7 @@ class Catalog:
         tx.execute(
             "UPDATE photos SET path = ?, root_id = ?, size = ?, mtime_ns = ?, updated_at = ? "
             "WHERE id = ?",
-            (path, root_id, size, mtime_ns, time.time(), photo_id),
+            (encode_path(path), root_id, size, mtime_ns, time.time(), photo_id),
         )
 
     @staticmethod
@@ -278,7 +446,7 @@ class Catalog:
 
     # ---------------------------------------------------------------- models and codes
     def register_model(self, model_id: str, method: str, bits: int) -> None:
-        with self.transaction() as tx:
+        with self.transaction("registering the model") as tx:
             tx.execute(
                 "INSERT OR IGNORE INTO models(id, method, bits, added_at) VALUES (?,?,?,?)",
                 (model_id, method, bits, time.time()),
@@ -296,6 +464,15 @@ class Catalog:
             "INSERT OR REPLACE INTO codes(photo_id, model_id, code) VALUES (?, ?, ?)",
             [(int(i), model_id, bytes(c)) for i, c in zip(ids, codes, strict=True)],
         )
+
+    def uncoded_count(self, model_id: str) -> int:
+        """Readable photos with no code for the model: a search with it does not see them."""
+        rows = self._query(
+            "SELECT COUNT(*) FROM photos p WHERE p.status = 'ok' AND NOT EXISTS "
+            "(SELECT 1 FROM codes c WHERE c.photo_id = p.id AND c.model_id = ?)",
+            (model_id,),
+        )
+        return int(rows[0][0])
 
     def coded_ids(self, model_id: str) -> set[int]:
         rows = self._query("SELECT photo_id FROM codes WHERE model_id = ?", (model_id,))

@@ -37,6 +37,22 @@ class LibraryError(SketchSearchError):
     """A photo folder cannot be added or read (missing, not a folder, no permission)."""
 
 
+class LibraryReadOnlyError(LibraryError):
+    """The library (its catalog, folder or disk) cannot be written; it can still be searched."""
+
+
+class LibraryBusyError(LibraryError):
+    """Another process is writing to the library (indexing it); ``holder`` says which."""
+
+    def __init__(self, message: str, holder=None) -> None:
+        super().__init__(message)
+        self.holder = holder  # engine.writer_lock.LockHolder, when it could be read
+
+
+class DiskFullError(SketchSearchError):
+    """The disk that holds the library is full; what was saved before is kept."""
+
+
 class DeviceError(SketchSearchError):
     """The requested compute device (cuda, mps) is not available."""
 

@@ -157,6 +157,24 @@ def index_library(
     workers: int | None = None,
     cancel: threading.Event | None = None,
 ) -> Iterator[IndexProgress]:
+    """Bring the catalog's codes for ``model`` up to date with the library's folders, as the
+    library's one writer: while another process indexes it, this raises ``LibraryBusyError``
+    (naming that process) at the first step."""
+    with library.writing("indexing"):
+        yield from _index_library(
+            library, model, roots=roots, batch_size=batch_size, workers=workers, cancel=cancel
+        )
+
+
+def _index_library(
+    library: Library,
+    model: SketchHashModel,
+    *,
+    roots: Sequence[str | os.PathLike] | None = None,
+    batch_size: int = 32,
+    workers: int | None = None,
+    cancel: threading.Event | None = None,
+) -> Iterator[IndexProgress]:
     """Bring the catalog's codes for ``model`` up to date with the library's folders."""
     catalog = library.catalog
     model.eval()  # inference only; also lets a searcher share the model from another thread

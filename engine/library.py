@@ -1,16 +1,27 @@
-"""A photo library: a folder of its own (catalog, saved indexes) and the photo folders it covers."""
+"""A photo library: a folder of its own (catalog, saved indexes) and the photo folders it covers.
+
+One writer at a time (``writing``, engine.writer_lock): an indexing run holds the library's
+writer lock, and a second one is told who holds it or waits. Searches need no lock. A library
+whose catalog cannot be written opens read-only (``read_only``): it can be searched, and every
+write says that it is read-only and what to do.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.catalog import Catalog, Failure
-from engine.errors import LibraryError
-from engine.paths import libraries_dir
+from engine.catalog import Catalog, Failure, storage_error
+from engine.errors import LibraryError, LibraryReadOnlyError
+from engine.paths import display_path, libraries_dir
+from engine.writer_lock import LockHolder, WriterLock
 
 log = logging.getLogger(__name__)
 
@@ -23,16 +34,68 @@ class LibraryStats:
     photos: int  # readable photos in the catalog
     failed: int  # files recorded as unreadable
     coded: int  # photos with a code for the model asked about (0 when none was named)
+    uncoded: int = 0  # readable photos without one: a search with that model does not see them
 
 
 class Library:
-    def __init__(self, path: str | os.PathLike | None = None) -> None:
+    """``read_only``: None opens read-only only when the catalog cannot be written."""
+
+    def __init__(
+        self, path: str | os.PathLike | None = None, *, read_only: bool | None = None
+    ) -> None:
         self.path = Path(path) if path is not None else libraries_dir() / "default"
+        if not self.path.is_dir():
+            try:
+                self.path.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise storage_error(exc, "creating the library folder", self.path) from exc
+        self.catalog = Catalog(self.path / CATALOG_NAME, read_only=read_only)
+        self._writer_thread: int | None = None  # the thread of this object that holds the lock
+        self._writer_depth = 0
+
+    @property
+    def read_only(self) -> bool:
+        return self.catalog.read_only
+
+    @contextmanager
+    def writing(
+        self,
+        purpose: str = "indexing",
+        *,
+        wait: float | None = 0.0,
+        on_wait: Callable[[LockHolder | None], None] | None = None,
+    ) -> Iterator[LockHolder | None]:
+        """Hold the library's single-writer lock for the block (re-entrant in one thread).
+
+        If another process holds it (or another thread of this one), wait up to ``wait``
+        seconds (None: until it is free), calling ``on_wait(holder)`` once, then raise
+        ``LibraryBusyError``, whose message says who holds it. Yields the record of a crashed
+        writer whose lock was taken over, else None."""
+        if self.read_only:
+            raise LibraryReadOnlyError(
+                f"The library {display_path(self.path)} is read-only, so {purpose} is not "
+                "possible. It can still be searched; to change it, make its folder and catalog "
+                "writable (or mount the disk read-write)."
+            )
+        me = threading.get_ident()
+        if self._writer_thread == me:
+            self._writer_depth += 1
+            try:
+                yield None
+            finally:
+                self._writer_depth -= 1
+            return
+        lock = WriterLock(self.path)
         try:
-            self.path.mkdir(parents=True, exist_ok=True)
+            lock.acquire(purpose, wait, on_wait)
         except OSError as exc:
-            raise LibraryError(f"Cannot create the library folder {self.path}: {exc}") from exc
-        self.catalog = Catalog(self.path / CATALOG_NAME)
+            raise storage_error(exc, f"locking the library for {purpose}", lock.path) from exc
+        self._writer_thread, self._writer_depth = me, 1
+        try:
+            yield lock.took_over
+        finally:
+            self._writer_thread, self._writer_depth = None, 0
+            lock.release()
 
     def roots(self) -> list[Path]:
         return [p for _, p in self.catalog.roots()]
@@ -55,10 +118,12 @@ class Library:
         return path
 
     def remove_root(self, folder: str | os.PathLike) -> int:
-        """Forget a folder and everything indexed under it; the files themselves are untouched."""
+        """Forget a folder and everything indexed under it; the files themselves are untouched.
+        Not while another process indexes the library (``LibraryBusyError``)."""
         path = Path(folder).expanduser()
         path = path.resolve() if path.exists() else path.absolute()
-        return self.catalog.remove_root(path)
+        with self.writing("removing a folder"):
+            return self.catalog.remove_root(path)
 
     def failures(self) -> list[Failure]:
         return self.catalog.failures()
@@ -69,6 +134,7 @@ class Library:
             photos=self.catalog.photo_count("ok"),
             failed=self.catalog.photo_count("failed"),
             coded=coded,
+            uncoded=self.catalog.uncoded_count(model_id) if model_id else 0,
         )
 
     # ---------------------------------------------------------------- settings
@@ -89,8 +155,13 @@ class Library:
         settings = self._settings()
         settings[key] = value
         tmp = self.path / (SETTINGS_NAME + ".tmp")
-        tmp.write_text(json.dumps(settings, indent=1))
-        os.replace(tmp, self.path / SETTINGS_NAME)
+        try:
+            tmp.write_text(json.dumps(settings, indent=1))
+            os.replace(tmp, self.path / SETTINGS_NAME)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+            raise storage_error(exc, "saving the library's settings", tmp) from exc
 
     def close(self) -> None:
         self.catalog.close()

@@ -47,3 +47,18 @@ def logs_dir() -> Path:
 def runs_dir() -> Path:
     """Training runs: checkpoints, resume state and JSON-lines logs."""
     return _sub("runs")
+
+
+def display_text(text: str) -> str:
+    """Text that can always be printed, shown or stored as UTF-8: bytes of a file name that are
+    not valid UTF-8 (kept by Python as surrogate escapes) appear as escapes such as ``\\xe9``."""
+    try:
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a lone surrogate that is no escaped byte (a Windows name)
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return raw.decode("utf-8", "backslashreplace")
+
+
+def display_path(path: str | bytes | os.PathLike) -> str:
+    """A path to show to a person: ``b"/photos/caf\\xe9.jpg"`` reads ``/photos/caf\\xe9.jpg``."""
+    return display_text(os.fsdecode(path))

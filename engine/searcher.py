@@ -4,7 +4,9 @@ The query takes the same path as training sketches (``engine.sketch``: rasterise
 then the model's sketch encoder, the packed code, the binary index and the catalog. The index is
 rebuilt in memory from the catalog's codes for the model (``refresh``): codes are bytes, so a
 100k-photo library loads in well under a second. ``search`` may run on a worker thread while the
-indexer writes; call ``refresh`` to see newly indexed photos.
+indexer writes; call ``refresh`` to see newly indexed photos. ``not_indexed`` (and each
+response's) counts the library's readable photos that have no code for this model, e.g. in a
+library indexed with another model too: they are not searched until indexed with this one.
 
 Re-ranking (``search(..., rerank=True)``): for a method with ``rerank_features`` (DSSA), the
 ``shortlist`` nearest photos by Hamming distance are re-ordered by the method's exact distance
@@ -59,6 +61,7 @@ class SearchResponse:
     indexed: int
     reranked: bool = False
     rerank_note: str | None = None  # why re-ranking was asked for but not done
+    not_indexed: int = 0  # readable photos without a code for this model: not searched
 
 
 DEFAULT_SHORTLIST = 100
@@ -81,6 +84,7 @@ class Searcher:
         self.bits = model.bits
         self._index = BinaryIndex(self.bits, self.model_id)
         self._lock = threading.Lock()
+        self.not_indexed = 0
         self.refresh()
 
     @property
@@ -90,10 +94,12 @@ class Searcher:
     def refresh(self) -> int:
         """Rebuild the in-memory index from the catalog's codes for this model."""
         ids, codes = self.library.catalog.codes_for(self.model_id, self.bits)
+        not_indexed = self.library.catalog.uncoded_count(self.model_id)
         index = BinaryIndex(self.bits, self.model_id)
         index.add(ids, codes)
         with self._lock:
             self._index = index
+            self.not_indexed = not_indexed
         log.debug("Search index holds %d codes of %s", len(ids), self.model_id)
         return len(ids)
 
@@ -121,7 +127,7 @@ class Searcher:
             code = self.model.encode_sketches(sketch[None])
         t2 = time.perf_counter()
         with self._lock:
-            index = self._index
+            index, not_indexed = self._index, self.not_indexed
         matches = index.search(code, max(k, shortlist) if rerank else k)
         t3 = time.perf_counter()
         ids, dists = matches.ids[0], matches.distances[0]
@@ -155,6 +161,7 @@ class Searcher:
             len(index),
             reranked=rerank and note is None,
             rerank_note=note,
+            not_indexed=not_indexed,
         )
 
     def _rerank(
