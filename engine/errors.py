@@ -17,6 +17,10 @@ class CheckpointError(SketchSearchError):
     """A checkpoint is missing, malformed, untrusted, or of another method/format/bit count."""
 
 
+class CodesNotFittedError(SketchSearchError):
+    """A model that makes fitted codes (``codes="fitted"``) has not had them fitted yet."""
+
+
 class UnknownMethodError(SketchSearchError):
     """A method name that is not in the registry."""
 

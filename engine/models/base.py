@@ -3,7 +3,12 @@
 Tensor conventions inside models (callers never normalise):
 - sketches and edge maps: float (B, 1, S, S) in [0, 1], white paper = 1, ink = 0;
 - photos: float (B, 3, P, P) RGB in [0, 1].
-A model maps each to a real-valued (B, K) output whose signs are the K-bit code.
+A model maps each to a real-valued raw (B, D) output (``sketch_forward``/``photo_forward``, what
+training works on). With ``codes="sign"`` (the default) D == K and the signs of the raw output are
+the K-bit code; with ``codes="fitted"`` (``engine.models.fitted``) the raw output of each domain
+is centred by that domain's fitted mean and projected to K dims (PCA + ITQ), and the signs of the
+projection are the code. ``embed_*`` return the outputs whose signs are the code (``raw=True``:
+the raw outputs, e.g. to fit on), ``encode_*`` the packed codes.
 
 At the numpy boundary (``embed_*`` and ``encode_*``) sketches are uint8 (n, S, S) arrays from
 ``engine.sketch.normalize_sketch`` and photos uint8 (n, P, P, 3) arrays from
@@ -24,6 +29,7 @@ from torch import nn
 
 from engine.codes import check_bits, pack_codes
 from engine.errors import ConfigError
+from engine.models.fitted import CODE_FIT, CODES, MODULE_NAME, FittedCodes
 
 BACKBONES = ("paper", "efficientnet_lite0")
 
@@ -35,9 +41,15 @@ class ModelConfig:
     bits: int = 64
     backbone: str = "efficientnet_lite0"
     image_size: int = 224  # square input side of both domains; methods narrow the range
+    codes: str = "sign"  # "sign" of the raw output, or "fitted" (engine.models.fitted)
+    code_fit: str = "both"  # fitted codes: ITQ on both domains' centred outputs, or "photos"
 
     def __post_init__(self) -> None:
         check_bits(self.bits)
+        if self.codes not in CODES:
+            raise ConfigError(f"Unknown codes '{self.codes}'; choose one of {CODES}.")
+        if self.code_fit not in CODE_FIT:
+            raise ConfigError(f"Unknown code_fit '{self.code_fit}'; choose one of {CODE_FIT}.")
         if self.backbone not in BACKBONES:
             raise ConfigError(f"Unknown backbone '{self.backbone}'; choose one of {BACKBONES}.")
         if not 32 <= self.image_size <= 1024:
@@ -71,12 +83,22 @@ class SketchHashModel(nn.Module, ABC):
     stores the photo features (float16) and the searcher can re-rank a Hamming shortlist."""
     can_imagine: ClassVar[bool] = False
     """True when the model has ``imagine(sketches) -> uint8 (n, P, P, 3)`` photos (GDH's G_I)."""
+    full_precision_prefixes: ClassVar[tuple[str, ...]] = (MODULE_NAME + ".",)
+    """State-dict keys kept float32 in a float16 checkpoint (fitted values must reload exactly)."""
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         if not isinstance(config, self.config_class):
             raise ConfigError(f"{self.method} needs a {self.config_class.__name__}.")
         self.config = config
+        if config.codes == "sign" and self.raw_dim != config.bits:
+            raise ConfigError(
+                f"{self.method} outputs {self.raw_dim} values, not {config.bits}: its codes must "
+                'be fitted (codes="fitted").'
+            )
+        self.fitted_codes: FittedCodes | None = None
+        if config.codes == "fitted":
+            self.fitted_codes = FittedCodes(self.raw_dim, config.bits)
 
     # ----------------------------------------------------------------- what a method defines
     @property
@@ -89,15 +111,21 @@ class SketchHashModel(nn.Module, ABC):
         """Side of the square photo input, in pixels (``image_size`` unless a method differs)."""
         return self.config.image_size
 
+    @property
+    def raw_dim(self) -> int:
+        """Width D of the raw outputs: ``bits`` unless a method declares a wider one (which
+        then needs fitted codes). Read from the config only: the base reads it in __init__."""
+        return self.config.bits
+
     @abstractmethod
     def sketch_forward(self, sketches: torch.Tensor) -> torch.Tensor:
-        """(B, 1, S, S) sketches in [0, 1] to (B, K) real-valued outputs."""
+        """(B, 1, S, S) sketches in [0, 1] to (B, D) real-valued raw outputs."""
 
     @abstractmethod
     def photo_forward(
         self, photos: torch.Tensor, edges: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """(B, 3, P, P) photos (and (B, 1, P, P) edge maps if ``needs_edges``) to (B, K)."""
+        """(B, 3, P, P) photos (and (B, 1, P, P) edge maps if ``needs_edges``) to (B, D)."""
 
     # ----------------------------------------------------------------- shared behaviour
     @property
@@ -116,25 +144,49 @@ class SketchHashModel(nn.Module, ABC):
 
         return edge_maps(photos)
 
-    @torch.no_grad()
-    def embed_sketches(self, sketches: np.ndarray) -> np.ndarray:
-        """uint8 (n, S, S) normalised sketches to float32 (n, K) outputs."""
-        batch = sketch_tensor(sketches, self.sketch_size, self.device)
-        return self._run(lambda: self.sketch_forward(batch))
+    def project(self, outputs: torch.Tensor, domain: str) -> torch.Tensor:
+        """Raw (B, D) outputs of ``domain`` ("sketch" or "photo") to the (B, K) outputs whose
+        signs are the code: themselves with sign codes, the fitted projection otherwise."""
+        if self.fitted_codes is None:
+            return outputs
+        return self.fitted_codes(outputs, domain)
+
+    def check_codes(self) -> None:
+        """Raise CodesNotFittedError if this model's codes are fitted but not fitted yet."""
+        if self.fitted_codes is not None:
+            self.fitted_codes.check()
 
     @torch.no_grad()
-    def embed_photos(self, photos: np.ndarray, edges: np.ndarray | None = None) -> np.ndarray:
-        """uint8 (n, P, P, 3) prepared photos to float32 (n, K) outputs.
+    def embed_sketches(self, sketches: np.ndarray, *, raw: bool = False) -> np.ndarray:
+        """uint8 (n, S, S) normalised sketches to float32 (n, K) outputs whose signs are the
+        code; ``raw``: the (n, D) raw outputs."""
+        if not raw:
+            self.check_codes()
+        batch = sketch_tensor(sketches, self.sketch_size, self.device)
+        out = self.sketch_forward
+        return self._run(lambda: out(batch) if raw else self.project(out(batch), "sketch"))
+
+    @torch.no_grad()
+    def embed_photos(
+        self, photos: np.ndarray, edges: np.ndarray | None = None, *, raw: bool = False
+    ) -> np.ndarray:
+        """uint8 (n, P, P, 3) prepared photos to float32 (n, K) outputs whose signs are the
+        code; ``raw``: the (n, D) raw outputs.
 
         ``edges``: uint8 (n, P, P) edge maps (white paper) to use instead of computing them with
         ``engine.edges``, e.g. a data set's released ones; ignored unless ``needs_edges``.
         """
+        if not raw:
+            self.check_codes()
         batch = photo_tensor(photos, self.photo_size, self.device)
         if edges is not None and self.needs_edges:
             edge_batch = sketch_tensor(edges, self.photo_size, self.device)
         else:
             edge_batch = self.edge_maps(batch)
-        return self._run(lambda: self.photo_forward(batch, edge_batch))
+        out = self.photo_forward
+        return self._run(
+            lambda: out(batch, edge_batch) if raw else self.project(out(batch, edge_batch), "photo")
+        )
 
     def encode_sketches(self, sketches: np.ndarray) -> np.ndarray:
         """uint8 (n, S, S) normalised sketches to packed uint8 codes (n, K/8)."""

@@ -10,7 +10,9 @@ the catalog and saved indexes are tied to exactly the weights that produced them
 
 Weights can be stored as float16 (``weights_dtype="float16"``) to halve a shipped checkpoint; they
 load back into the float32 network, and the stored model id is that of the rounded weights, so
-codes made before saving and after loading are never mixed under one id.
+codes made before saving and after loading are never mixed under one id. Keys under a model's
+``full_precision_prefixes`` (the fitted binarisation of ``engine.models.fitted``) stay float32,
+so fitted means and projections reload bit-exactly.
 """
 
 from __future__ import annotations
@@ -79,7 +81,8 @@ def _weights_id(method: str, bits: int, state: Mapping[str, torch.Tensor]) -> st
 
 
 def _stored_tensors(model: SketchHashModel, weights_dtype: str) -> dict[str, torch.Tensor]:
-    """The state dict as written: floating tensors cast to ``weights_dtype``; refuses overflow."""
+    """The state dict as written: floating tensors cast to ``weights_dtype`` (but those under
+    the model's ``full_precision_prefixes``); refuses overflow."""
     if weights_dtype not in WEIGHT_DTYPES:
         raise ConfigError(
             f"weights_dtype '{weights_dtype}' is not supported; choose one of {WEIGHT_DTYPES}."
@@ -88,7 +91,8 @@ def _stored_tensors(model: SketchHashModel, weights_dtype: str) -> dict[str, tor
     tensors = {}
     for key, value in model.state_dict().items():
         tensor = value.detach().cpu().contiguous()
-        if tensor.is_floating_point() and tensor.dtype != dtype:
+        exact = key.startswith(model.full_precision_prefixes)
+        if tensor.is_floating_point() and tensor.dtype != dtype and not exact:
             cast = tensor.to(dtype)
             if not torch.isfinite(cast).all() and torch.isfinite(tensor).all():
                 raise ConfigError(

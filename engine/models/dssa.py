@@ -284,9 +284,12 @@ class DSSAModel(SketchHashModel):
 
     # ------------------------------------------------------------------ numpy boundary
     @torch.no_grad()
-    def embed_photos(self, photos: np.ndarray, edges: np.ndarray | None = None) -> np.ndarray:
+    def embed_photos(
+        self, photos: np.ndarray, edges: np.ndarray | None = None, *, raw: bool = False
+    ) -> np.ndarray:
         """As the base; given ``edges`` (e.g. released ones) are drawn like sketches first."""
-        return super().embed_photos(photos, None if edges is None else self.canonical_edges(edges))
+        edges = None if edges is None else self.canonical_edges(edges)
+        return super().embed_photos(photos, edges, raw=raw)
 
     @torch.no_grad()
     def sketch_features(self, sketches: np.ndarray) -> np.ndarray:
@@ -318,16 +321,19 @@ class DSSAModel(SketchHashModel):
             batch = sketch_tensor(self.canonical_edges(edges), self.photo_size, self.device)
         else:
             batch = self.edge_maps(photo_tensor(photos, self.photo_size, self.device))
-        return self._codes_and_features(batch)
+        return self._codes_and_features(batch, "photo")
 
-    def _codes_and_features(self, drawings: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-        both = self._run(lambda: self._features_and_outputs(drawings))
+    def _codes_and_features(
+        self, drawings: torch.Tensor, domain: str
+    ) -> tuple[np.ndarray, np.ndarray]:
+        self.check_codes()
+        both = self._run(lambda: self._features_and_outputs(drawings, domain))
         dim = self.config.feature_dim
         return pack_codes(both[:, dim:]), np.ascontiguousarray(both[:, :dim])
 
-    def _features_and_outputs(self, drawings: torch.Tensor) -> torch.Tensor:
+    def _features_and_outputs(self, drawings: torch.Tensor, domain: str) -> torch.Tensor:
         f = self.features(drawings)
-        return torch.cat([f, self.hash(f)], dim=1)
+        return torch.cat([f, self.project(self.hash(f), domain)], dim=1)
 
     def feature_distances(self, queries: np.ndarray, gallery: np.ndarray) -> np.ndarray:
         """float32 (n, m) HOLEF distances of numpy features (float16 storage is fine)."""

@@ -94,8 +94,8 @@ class BaselineProcedure(TrainingProcedure):
 
     def on_epoch_start(self, epoch: int) -> None:
         if self.fine_grained and self.config.hard_negatives and epoch > 0:
-            s = self.model.embed_sketches(self.data.sketches)
-            p = self.model.embed_photos(self.data.photos)
+            s = self.model.embed_sketches(self.data.sketches, raw=True)
+            p = self.model.embed_photos(self.data.photos, raw=True)
             self.negatives = hard_negative_candidates(
                 np.tanh(s), np.tanh(p), self.data.sketch_photo
             )

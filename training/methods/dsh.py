@@ -186,9 +186,9 @@ class DSHProcedure(TrainingProcedure):
         photos = []
         for i in range(0, len(data.photos), _CHUNK):
             edges = None if self._edges is None else self._edges[i : i + _CHUNK]
-            photos.append(model.embed_photos(data.photos[i : i + _CHUNK], edges))
+            photos.append(model.embed_photos(data.photos[i : i + _CHUNK], edges, raw=True))
         sketches = [
-            model.embed_sketches(data.sketches[i : i + _CHUNK])
+            model.embed_sketches(data.sketches[i : i + _CHUNK], raw=True)
             for i in range(0, len(data.sketches), _CHUNK)
         ]
         return torch.tanh(torch.from_numpy(np.concatenate(photos))), torch.tanh(

@@ -59,6 +59,7 @@ adversarial terms; the discriminators are then not trained) and the model's ``at
 from __future__ import annotations
 
 import logging
+from functools import partial
 from typing import Any, ClassVar
 
 import numpy as np
@@ -201,8 +202,8 @@ class GDHProcedure(TrainingProcedure):
             parts = [embed(arrays[i : i + batch]) for i in range(0, len(arrays), batch)]
             return torch.tanh(torch.from_numpy(np.concatenate(parts)))
 
-        self.feat_p = outputs(m.embed_photos, data.photos)
-        self.feat_s = outputs(m.embed_sketches, data.sketches)
+        self.feat_p = outputs(partial(m.embed_photos, raw=True), data.photos)
+        self.feat_s = outputs(partial(m.embed_sketches, raw=True), data.sketches)
         labels = torch.from_numpy(np.concatenate([data.photo_labels, data.sketch_labels]))
         features = torch.cat([self.feat_p, self.feat_s])
         codes, self.d = alternate(
