@@ -310,7 +310,7 @@ class DSSAModel(SketchHashModel):
     def encode_sketches_and_features(self, sketches: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(packed codes (n, K/8), float32 (n, D) features) of normalised sketches, one pass."""
         batch = sketch_tensor(sketches, self.sketch_size, self.device)
-        return self._codes_and_features(batch)
+        return self._codes_and_features(batch, "sketch")
 
     @torch.no_grad()
     def encode_photos_and_features(
