@@ -159,6 +159,7 @@ def cmd_models(args: argparse.Namespace) -> int:
             "backbone": info.backbone,
             "default": default is not None and info.path == default,
             "metrics": info.metrics,
+            "protocols": _protocol_figures(info.metadata),
         }
         for info in installed_checkpoints()
     ]
@@ -176,7 +177,23 @@ def cmd_models(args: argparse.Namespace) -> int:
             f"  {c['name']}{mark}: {c['method']} {c['bits']} bits, {c['backbone']}"
             f"{'; ' + metrics if metrics else ''}\n    {c['path']}"
         )
+        for key, figures in c["protocols"].items():
+            shown = [f"{k} {v:.3f}" for k, v in figures["metrics"].items()]
+            for part in ("random", "real_valued"):
+                if "map_all" in figures[part]:
+                    shown.append(f"{part.replace('_', '-')} map_all {figures[part]['map_all']:.3f}")
+            print(f"    {key}: {', '.join(shown)}")
     return 0
+
+
+def _protocol_figures(metadata: dict) -> dict[str, dict]:
+    """The figures of the other evaluation protocols a checkpoint stores (``evaluate --store
+    --protocol unseen20``, ``--doodles``), by protocol key: metrics, random and real-valued."""
+    stored = (metadata.get("metrics") or {}).get("protocols") or {}
+    return {
+        key: {part: dict(report.get(part) or {}) for part in ("metrics", "random", "real_valued")}
+        for key, report in stored.items()
+    }
 
 
 def cmd_compact(args: argparse.Namespace) -> int:

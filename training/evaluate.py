@@ -1,8 +1,15 @@
 """Evaluation through the engine's own search path, with the figures a random ranking would get.
 
 Protocol (stated in every report's ``protocol``):
-- queries: the sketches of the split's photos (``split`` of ``split.json``; a folder without
-  ``split.json`` is evaluated whole: every sketch a query, every photo in the gallery);
+- ``protocol`` "standard": queries are the sketches of the split's photos (``split`` of
+  ``split.json``; a folder without ``split.json`` is evaluated whole: every sketch a query,
+  every photo in the gallery); "unseen20" (class-disjoint validation, category level): the 20
+  classes of ``UNSEEN_VALIDATION_CLASSES`` only, with no split (a model trained with
+  ``hold_out="unseen20"`` never saw them): all their sketches query all their photos;
+- ``doodles`` (a QuickDraw folder, category level): the queries are QuickDraw drawings of the
+  view's classes instead (``training.sources.doodle_sketches``: names matched as for training,
+  at most ``doodles_per_class`` a class), rasterised through the engine's stroke path as canvas
+  drawings are; the gallery is the view's photos of the classes that have drawings;
 - gallery: the split's photos, plus every photo under ``extra_gallery`` (distractors, relevant
   to no query), numbered in that order (data set photos in sorted key order, then distractors in
   walk order): that number is the photo id;
@@ -25,7 +32,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Generator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,11 +45,14 @@ from engine.indexer import walk_photos
 from engine.models import SketchHashModel, model_id
 from training import metrics as M
 from training.arrays import PrepareProgress, prepare_arrays, read_photo, released_edge_maps
-from training.data import CATEGORY, load_dataset
+from training.data import CATEGORY, NAMED_CLASS_SETS, SketchDataset, class_key, load_dataset
+from training.sources import doodle_sketches, quickdraw_files
 
 log = logging.getLogger(__name__)
 
 EDGE_SOURCES = ("engine", "released")
+STANDARD = "standard"
+PROTOCOLS = (STANDARD, *NAMED_CLASS_SETS)
 TIES = "equal distances are ordered by photo id (data set photos in sorted order, then distractors)"
 
 
@@ -56,8 +66,19 @@ class EvalConfig:
     baseline: bool = True
     classes: tuple[str, ...] | None = None
     edges: str = "engine"  # edge-map methods: "engine" or "released" (the data set's edges/)
+    protocol: str = STANDARD  # or a named class set ("unseen20"): those classes, no split
+    doodles: Path | None = None  # a QuickDraw folder: its drawings are the queries
+    doodles_per_class: int | None = None  # at most this many drawings a class (None: all)
 
     def __post_init__(self) -> None:
+        if self.protocol not in PROTOCOLS:
+            raise ConfigError(f"Unknown protocol '{self.protocol}'; choose one of {PROTOCOLS}.")
+        if self.protocol != STANDARD and self.classes:
+            raise ConfigError(
+                f"The {self.protocol} protocol chooses its own classes; leave out the classes."
+            )
+        if self.doodles_per_class is not None and self.doodles_per_class < 1:
+            raise ConfigError("doodles_per_class must be at least 1 (or None for all).")
         if self.edges not in EDGE_SOURCES:
             raise ConfigError(f"Unknown edge maps '{self.edges}'; choose one of {EDGE_SOURCES}.")
         if self.edges == "released" and self.extra_gallery is not None:
@@ -80,6 +101,13 @@ class EvalReport:
     real_valued: dict[str, float] = field(default_factory=dict)
     baseline: dict[str, Any] = field(default_factory=dict)
     protocol: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str | None:
+        """Where ``store_metrics`` keeps these figures: None for the main (standard protocol,
+        Sketchy sketches) figures, else the protocol's name ("unseen20", "doodles",
+        "unseen20_doodles")."""
+        return self.protocol.get("key")
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"metrics": self.metrics, "random": self.random}
@@ -163,11 +191,7 @@ def evaluate(
     """Evaluate ``model`` on ``data_dir``; yields progress, returns the EvalReport."""
     config = config or EvalConfig()
     cancel = cancel or threading.Event()
-    dataset = load_dataset(data_dir)
-    if config.classes:
-        dataset = dataset.restrict_classes(config.classes)
-    split = config.split if dataset.splits else None
-    dataset = dataset.subset(split)
+    dataset, split = _view(load_dataset(data_dir), config)
     gen = prepare_arrays(dataset, model.photo_size, model.sketch_size, cancel)
     data = yield from as_eval_progress(gen)
     photos, labels = data.photos, data.photo_labels
@@ -218,7 +242,7 @@ def evaluate(
     protocol = {
         "data": str(dataset.root),
         "layout": dataset.layout,
-        "split": split or "all (no split.json)",
+        "split": split or ("all" if dataset.splits else "all (no split.json)"),
         "queries": int(keep.sum()),
         "queries_without_relevant_photo": int((~keep).sum()),
         "gallery": len(photos),
@@ -230,8 +254,61 @@ def evaluate(
         "ties": TIES,
         "edges": config.edges if model.needs_edges else "not used",
         "model_id": model_id(model),
+        "name": config.protocol,
+        "key": protocol_key(config),
+        "class_count": len(dataset.classes),
+        "query_source": (
+            f"QuickDraw drawings from {config.doodles}, "
+            f"{config.doodles_per_class or 'all'} a class, rasterised by engine.sketch.rasterize"
+            if config.doodles is not None
+            else "the data set's sketches"
+        ),
     }
+    if config.protocol != STANDARD:
+        protocol["split"] = f"none: every sketch and photo of the {config.protocol} classes"
+        protocol["class_names"] = list(dataset.classes)
     return EvalReport(figures, random, real, baseline, protocol)
+
+
+def protocol_key(config: EvalConfig) -> str | None:
+    """The name a report of ``config`` is stored under (None: the main figures)."""
+    parts = [config.protocol] if config.protocol != STANDARD else []
+    parts += ["doodles"] if config.doodles is not None else []
+    return "_".join(parts) or None
+
+
+def _view(dataset: SketchDataset, config: EvalConfig) -> tuple[SketchDataset, str | None]:
+    """The data set view ``config`` evaluates (its queries replaced by doodles if asked),
+    and the split used."""
+    if config.classes:
+        dataset = dataset.restrict_classes(config.classes)
+    split = config.split if dataset.splits else None
+    if config.protocol != STANDARD:
+        if dataset.layout != CATEGORY:
+            raise ConfigError(f"The {config.protocol} protocol needs a category-level data set.")
+        wanted = {class_key(c): c for c in NAMED_CLASS_SETS[config.protocol]}
+        have = [c for c in dataset.classes if class_key(c) in wanted]
+        missing = sorted(set(wanted) - {class_key(c) for c in have})
+        if missing:
+            raise ConfigError(
+                f"{dataset.root} lacks {len(missing)} class(es) of the {config.protocol} "
+                f"protocol ({', '.join(missing[:5])}); it is measured on the Sketchy data."
+            )
+        dataset, split = dataset.restrict_classes(have), None
+    dataset = dataset.subset(split)
+    if config.doodles is None:
+        return dataset, split
+    if dataset.layout != CATEGORY:
+        raise ConfigError("Doodle queries need a category-level data set (photos/<class>/).")
+    files = quickdraw_files(config.doodles)
+    drawn = [c for c in dataset.classes if class_key(c) in files]
+    if not drawn:
+        raise ConfigError(f"{config.doodles} has drawings of none of the classes evaluated.")
+    dataset = dataset.restrict_classes(drawn)
+    doodles = doodle_sketches(
+        config.doodles, dataset.classes, config.doodles_per_class, training=False
+    )
+    return replace(dataset, sketches=tuple(doodles)), split
 
 
 def drain(gen: Generator[Any, None, Any], on_event: Callable[[Any], None] | None = None) -> Any:
@@ -275,7 +352,21 @@ def _classical(sketches, photos, relevant, n_relevant, layout, k):
 
 
 def store_metrics(checkpoint: str | Path, report: EvalReport) -> None:
-    """Write ``report`` into the checkpoint's metadata (``metrics``); the weights are unchanged."""
-    from engine.models import resave_checkpoint
+    """Write ``report`` into the checkpoint's metadata; the weights are unchanged.
 
-    resave_checkpoint(checkpoint, checkpoint, metrics=report.to_json())
+    The main figures (standard protocol) are the metadata's ``metrics``; the figures of another
+    protocol go to ``metrics["protocols"][report.key]``, so neither overwrites the other."""
+    from engine.models import read_checkpoint_info, resave_checkpoint
+
+    stored = dict(read_checkpoint_info(checkpoint).metadata.get("metrics") or {})
+    protocols = dict(stored.pop("protocols", None) or {})
+    if stored and "metrics" not in stored:  # an older checkpoint stored the figures alone
+        stored = {"metrics": stored}
+    if report.key is None:
+        stored = report.to_json()
+    else:
+        protocols[report.key] = report.to_json()
+    stored.setdefault("metrics", {})  # CheckpointInfo.metrics: the main figures, or none
+    if protocols:
+        stored["protocols"] = protocols
+    resave_checkpoint(checkpoint, checkpoint, metrics=stored)

@@ -6,6 +6,12 @@ binarisation) figures, the classical HOG baseline, and the protocol (queries, ga
 ``"reranking"`` with ``--rerank``: the shortlist re-ranked by the model's exact distance, and the
 exhaustive ranking by it, which is the paper's protocol for DSSA); ``--store``
 also writes them into the checkpoint's metadata (weights, name and training record unchanged).
+
+``--protocol unseen20`` measures the class-disjoint validation (the 20 classes a model trained
+with ``train --hold-out unseen20`` never saw: all their sketches against all their photos);
+``--doodles DIR`` queries with QuickDraw drawings (``--doodles-per-class N`` of each) instead of
+the data set's sketches; the two combine. Their figures are stored under their own key
+(``metrics.protocols.<key>``), never over the main figures.
 """
 
 from __future__ import annotations
@@ -35,6 +41,23 @@ def add_parser(subparsers) -> None:
         default="engine",
         help="edge-map methods: the engine's edge maps (default) or the data set's edges/",
     )
+    p.add_argument(
+        "--protocol",
+        choices=("standard", "unseen20"),
+        default="standard",
+        help="standard (default: the split's sketches and photos) or unseen20 (the 20 classes "
+        "`train --hold-out unseen20` leaves out: all their sketches and photos, no split)",
+    )
+    p.add_argument(
+        "--doodles",
+        type=Path,
+        metavar="DIR",
+        help="query with the QuickDraw drawings in DIR (<word>.ndjson.gz) of the classes "
+        "evaluated, drawn as the canvas draws; gallery: their classes' photos",
+    )
+    p.add_argument(
+        "--doodles-per-class", type=int, metavar="N", help="at most N drawings a class (all)"
+    )
     p.add_argument("--no-baseline", action="store_true", help="skip the classical HOG baseline")
     p.add_argument("--device", default=None, help="cpu, cuda or mps (default: best available)")
     p.add_argument(
@@ -60,6 +83,10 @@ def run(args: argparse.Namespace) -> int:
     from engine.models import load_checkpoint
     from training import EvalConfig, evaluate, store_metrics
 
+    if args.rerank is not None and (args.protocol != "standard" or args.doodles is not None):
+        raise ConfigError("--rerank measures the standard protocol only; leave out --rerank.")
+    if args.doodles_per_class is not None and args.doodles is None:
+        raise ConfigError("--doodles-per-class needs --doodles DIR.")
     model = load_checkpoint(args.model, device=args.device)
     if args.rerank is not None and not model.rerank_features:
         raise ConfigError(
@@ -74,6 +101,9 @@ def run(args: argparse.Namespace) -> int:
         baseline=not args.no_baseline,
         classes=tuple(args.classes) if args.classes else None,
         edges=args.edges,
+        protocol=args.protocol,
+        doodles=args.doodles,
+        doodles_per_class=args.doodles_per_class,
     )
     cancel = threading.Event()
     previous = signal.signal(signal.SIGINT, lambda *_: cancel.set())
@@ -114,9 +144,11 @@ def format_report(result: dict[str, Any]) -> str:
     lines = []
     proto = result.get("protocol", {})
     if proto:
+        name = proto.get("key") or proto.get("name", "standard")
         lines.append(
-            f"{proto['layout']} protocol on {proto['data']} (split: {proto['split']}): "
-            f"{proto['queries']} sketch queries, gallery of {proto['gallery']} photos "
+            f"{proto['layout']} {name} protocol on {proto['data']} (split: {proto['split']}): "
+            f"{proto['queries']} queries ({proto.get('query_source', 'sketches')}) of "
+            f"{proto.get('class_count', '?')} classes, gallery of {proto['gallery']} photos "
             f"({proto['distractors']} distractors); hit = {proto['hit']}."
         )
         lines.append(f"Binary: {proto['binary']}; ties: {proto['ties']}.")

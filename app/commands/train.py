@@ -12,6 +12,12 @@ architecture with a fresh optimiser, and this run's epochs, learning rate and da
 checkpoint's values. ``--resume`` together with ``--init-from`` is refused rather than one of
 them silently ignored: a resumed run continues from its own saved state (a fine-tuning run
 included, which records its starting checkpoint), so the two ask for different things.
+
+Training data beyond ``--data`` (``training.sources``): ``--hold-out unseen20`` (or class names)
+leaves classes out of every source, for ``evaluate --protocol unseen20``; ``--extra-data DIR..``
+merges more category-level folders (PACS) by class name; ``--doodles DIR`` adds the QuickDraw
+drawings of the training classes (``--doodles-per-class N`` of each). The 21 hidden zero-shot
+test classes are left out of every source whatever the flags say.
 """
 
 from __future__ import annotations
@@ -43,6 +49,29 @@ def add_parser(subparsers) -> None:
     p.add_argument("--max-steps-per-epoch", type=int)
     p.add_argument("--classes", nargs="+", help="category level: train on these classes only")
     p.add_argument("--split", default=None, help="split to train on (default: train; 'all')")
+    p.add_argument(
+        "--hold-out",
+        nargs="+",
+        metavar="CLASS",
+        help="leave these classes out of every source: class names or the named set unseen20 "
+        "(measure them with `evaluate --protocol unseen20`)",
+    )
+    p.add_argument(
+        "--extra-data",
+        nargs="+",
+        type=Path,
+        metavar="DIR",
+        help="more category-level folders (photos/<class>/, sketches/<class>/) merged by class "
+        "name; items naming the main data's test photos are left out",
+    )
+    p.add_argument(
+        "--doodles",
+        type=Path,
+        metavar="DIR",
+        help="a QuickDraw folder (<word>.ndjson.gz): its drawings of the training classes are "
+        "added as sketches",
+    )
+    p.add_argument("--doodles-per-class", type=int, metavar="N", help="at most N doodles a class")
     p.add_argument("--seed", type=int)
     p.add_argument("--device", default=None, help="cpu, cuda or mps (default: best available)")
     p.add_argument(
@@ -64,6 +93,7 @@ def add_parser(subparsers) -> None:
 def build_config(args: argparse.Namespace):
     from engine.errors import ConfigError
     from training import TrainConfig
+    from training.data import NAMED_CLASS_SETS
 
     values: dict = {}
     if args.config is not None:
@@ -94,6 +124,15 @@ def build_config(args: argparse.Namespace):
             values[flag] = getattr(args, flag)
     if args.classes:
         values["classes"] = tuple(args.classes)
+    if args.hold_out:
+        named = len(args.hold_out) == 1 and args.hold_out[0] in NAMED_CLASS_SETS
+        values["hold_out"] = args.hold_out[0] if named else tuple(args.hold_out)
+    if args.extra_data:
+        values["extra_data"] = tuple(str(p) for p in args.extra_data)
+    if args.doodles is not None:
+        values["doodles"] = str(args.doodles)
+    if args.doodles_per_class is not None:
+        values["doodles_per_class"] = args.doodles_per_class
     if args.split is not None:
         values["split"] = None if args.split == "all" else args.split
     if args.init_from is not None:
