@@ -18,6 +18,13 @@ Where re-ranking cannot run, the search falls back to the Hamming order rather t
 - the model's method has no exact distance (``rerank_features`` False): nothing changes;
 - a shortlisted photo has no stored feature for the model (a catalog indexed by an older
   version): the note asks to run the indexer again, which stores the missing features.
+
+Query expansion (``search(..., expand=m)``, ``engine.expansion``): the query code and the codes
+of its m nearest photos vote bit by bit on a new code (ties keep the query's bit; the query's
+vote weighs ``query_weight``), and the index is searched again with it; results then report
+Hamming distances to the expanded code. The searcher keeps a numpy copy of the index's ids and
+codes (``CodeTable``, built with the index on ``refresh``) to read the neighbours' codes without
+a catalog round trip. ``DEFAULT_EXPAND`` is the one default, for the app and the command line.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from engine.expansion import DEFAULT_QUERY_WEIGHT, CodeTable, expand_queries
 from engine.index import BinaryIndex
 from engine.library import Library
 from engine.models import SketchHashModel, model_id
@@ -62,9 +70,11 @@ class SearchResponse:
     reranked: bool = False
     rerank_note: str | None = None  # why re-ranking was asked for but not done
     not_indexed: int = 0  # readable photos without a code for this model: not searched
+    expanded: int = 0  # neighbours that voted on the query code (0: not expanded)
 
 
 DEFAULT_SHORTLIST = 100
+DEFAULT_EXPAND = 0  # neighbours voting on the query code by default (app and CLI); 0: off
 
 
 def sketch_input(query: SketchQuery) -> np.ndarray:
@@ -83,6 +93,7 @@ class Searcher:
         self.model_id = model_id(model)
         self.bits = model.bits
         self._index = BinaryIndex(self.bits, self.model_id)
+        self._table = CodeTable.from_pairs(np.empty(0, np.int64), np.empty((0, self.bits // 8)))
         self._lock = threading.Lock()
         self.not_indexed = 0
         self.refresh()
@@ -97,8 +108,9 @@ class Searcher:
         not_indexed = self.library.catalog.uncoded_count(self.model_id)
         index = BinaryIndex(self.bits, self.model_id)
         index.add(ids, codes)
+        table = CodeTable.from_pairs(ids, codes)
         with self._lock:
-            self._index = index
+            self._index, self._table = index, table
             self.not_indexed = not_indexed
         log.debug("Search index holds %d codes of %s", len(ids), self.model_id)
         return len(ids)
@@ -110,9 +122,12 @@ class Searcher:
         *,
         rerank: bool = False,
         shortlist: int = DEFAULT_SHORTLIST,
+        expand: int = DEFAULT_EXPAND,
+        query_weight: float = DEFAULT_QUERY_WEIGHT,
     ) -> SearchResponse:
         """The k photos nearest to the sketch (ties broken by photo id); ``rerank``: the first
-        max(k, ``shortlist``) by Hamming distance re-ordered by the model's exact distance."""
+        max(k, ``shortlist``) by Hamming distance re-ordered by the model's exact distance;
+        ``expand``: search with the code the query and its ``expand`` nearest photos vote on."""
         t0 = time.perf_counter()
         sketch = sketch_input(query)
         t1 = time.perf_counter()
@@ -127,7 +142,11 @@ class Searcher:
             code = self.model.encode_sketches(sketch[None])
         t2 = time.perf_counter()
         with self._lock:
-            index, not_indexed = self._index, self.not_indexed
+            index, table, not_indexed = self._index, self._table, self.not_indexed
+        timings = {}
+        if expand:
+            code = expand_queries(index, table, code, expand, query_weight)
+            timings["expand"] = (time.perf_counter() - t2) * 1e3
         matches = index.search(code, max(k, shortlist) if rerank else k)
         t3 = time.perf_counter()
         ids, dists = matches.ids[0], matches.distances[0]
@@ -135,7 +154,6 @@ class Searcher:
         # a photo removed since the last refresh has no path any more and is left out
         found = [(int(i), int(d)) for i, d in zip(ids, dists, strict=True) if int(i) in paths]
         scores: list[float | None] = [None] * len(found)
-        timings = {}
         if rerank and found:
             found, scores, note = self._rerank(feature, found)
             timings["rerank"] = (time.perf_counter() - t3) * 1e3
@@ -148,7 +166,7 @@ class Searcher:
         timings = {
             "normalize": (t1 - t0) * 1e3,
             "encode": (t2 - t1) * 1e3,
-            "search": (t3 - t2) * 1e3,
+            "search": (t3 - t2) * 1e3 - timings.get("expand", 0.0),
             **timings,
             "lookup": (t4 - t3) * 1e3 - timings.get("rerank", 0.0),
             "total": (t4 - t0) * 1e3,
@@ -162,6 +180,7 @@ class Searcher:
             reranked=rerank and note is None,
             rerank_note=note,
             not_indexed=not_indexed,
+            expanded=min(expand, len(index)),
         )
 
     def _rerank(
