@@ -298,10 +298,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="only the JSON result on stdout")
     p.set_defaults(run=cmd_bench)
 
-    from app.commands import evaluate, train
+    from app.commands import evaluate, fit_codes, train
 
     train.add_parser(sub)
     evaluate.add_parser(sub)
+    fit_codes.add_parser(sub)
     return parser
 
 

@@ -9,6 +9,13 @@ superqt's ``returned`` signal get it). Setting ``cancel`` (a threading.Event) st
 steps; it then saves a checkpoint and resume state at that exact step and returns with
 ``cancelled=True``.
 
+A model whose config asks for fitted codes (``codes="fitted"``, ``engine.models.fitted``) has
+them fitted at every epoch end, before the checkpoint is written (``phase="fit"`` events): on
+the raw outputs of all the training sketches and photos after the last epoch, on 512 of each
+after the others (so every epoch's checkpoint can make codes, e.g. for a per-epoch validation),
+never on the zero-shot test classes (``training.fit_codes``). A checkpoint saved mid-epoch on
+cancel keeps the previous epoch's fit.
+
 Files, beside ``out`` (e.g. ``runs/sketchy.safetensors``):
 - ``out``: the model (engine checkpoint: safetensors + JSON metadata), rewritten every epoch;
 - ``<out>.resume.safetensors`` / ``<out>.resume.json``: optimiser, scheduler and procedure state,
@@ -37,9 +44,11 @@ import torch
 from engine.devices import pick_device
 from engine.errors import CheckpointError, ConfigError
 from engine.models import create, load_checkpoint, model_id, save_checkpoint
+from engine.models.fitted import fit_model_codes
 from training.arrays import PrepareProgress, prepare_arrays
 from training.config import TrainConfig, lr_factor
 from training.finetune import load_start_model
+from training.fit_codes import INTERIM_LIMIT, fit_summary, training_arrays
 from training.methods import get_procedure
 from training.procedure import StepContext
 from training.sources import training_dataset
@@ -50,7 +59,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class TrainProgress:
-    phase: str  # "prepare", "step", "epoch", "done", "cancelled"
+    phase: str  # "prepare", "step", "fit", "epoch", "done", "cancelled"
     epoch: int  # 1-based
     epochs: int
     step: int  # steps done in this epoch
@@ -188,6 +197,25 @@ def train(
     started, run_steps, run_samples = time.monotonic(), 0, 0
     last_losses: dict[str, float] = {}
 
+    codes_fit: dict[str, Any] = {}  # what the fitted codes of the model were fitted on
+
+    def fit_codes(epoch: int, last: bool) -> Generator[TrainProgress, None, dict[str, Any]]:
+        """Fit a codes="fitted" model's binarisation on the training data (raw outputs, no
+        augmentation), on all of it after the last epoch and on INTERIM_LIMIT sketches and
+        photos after the others, so every epoch's checkpoint can make codes."""
+        sketches, photos, dropped = training_arrays(data)
+        limit = None if last else INTERIM_LIMIT
+        fitting = fit_model_codes(model, sketches, photos, limit=limit)
+        try:
+            while True:
+                p = next(fitting)
+                message = f"fitting codes: {p.stage} {p.done}/{p.total}"
+                yield progress("fit", epoch, steps_per_epoch, message=message)
+        except StopIteration as stop:
+            fit = stop.value
+        counts = tuple(min(len(a), limit or len(a)) for a in (sketches, photos))
+        return fit_summary(data, config.split, counts, dropped, fit, model.config.code_fit)
+
     def save(epoch: int, step: int) -> None:
         save_checkpoint(
             model,
@@ -201,6 +229,7 @@ def train(
                 "global_step": global_step,
                 "losses": last_losses,
             },
+            **({"codes_fit": codes_fit} if codes_fit else {}),
         )
         save_state(
             state_base,
@@ -281,6 +310,9 @@ def train(
             )
             yield event
         metrics = procedure.on_epoch_end(epoch)
+        if model.fitted_codes is not None:
+            codes_fit.update((yield from fit_codes(epoch, epoch + 1 == config.epochs)))
+            run_log.write("fit", epoch=epoch + 1, codes_fit=codes_fit)
         save(epoch + 1, 0)
         run_log.write(
             "epoch", epoch=epoch + 1, global_step=global_step, losses=last_losses, metrics=metrics

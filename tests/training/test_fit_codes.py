@@ -1,0 +1,125 @@
+"""Fitting codes on training data only: at the end of training (the trainer's fit step) and post
+hoc (``fit_checkpoint``, ``sketch-search fit-codes``); never on a test split, never on the 21
+zero-shot test classes."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from app.cli import EXIT_ERROR, main
+from engine.errors import ConfigError
+from engine.models import create, load_checkpoint, read_checkpoint_info, save_checkpoint
+from engine.models.fitted import fit_codes
+from tests.training.conftest import FEW_CLASSES, draw_sketch, photo
+from training import TrainConfig, train
+from training.arrays import prepare_arrays
+from training.data import load_dataset
+from training.evaluate import drain
+from training.fit_codes import fit_checkpoint
+
+
+def _raw_fit(model, data_dir, split, code_fit="both", drop=()):
+    """The fit recomputed from scratch: raw outputs of the split's sketches and photos."""
+    dataset = load_dataset(data_dir)
+    dataset = dataset.subset(split) if split else dataset
+    data = drain(prepare_arrays(dataset, model.photo_size, model.sketch_size))
+    names = np.array(data.dataset.classes)
+    keep_s = ~np.isin(names[data.sketch_labels], drop)
+    keep_p = ~np.isin(names[data.photo_labels], drop)
+    s = model.embed_sketches(data.sketches[keep_s], raw=True)
+    p = model.embed_photos(data.photos[keep_p], raw=True)
+    return fit_codes(s, p, model.bits, code_fit=code_fit), len(s), len(p)
+
+
+def test_training_fits_the_codes_on_the_training_split(sketchy, tmp_path):
+    config = TrainConfig(
+        model={"bits": 16, "image_size": 96, "pretrained": False, "codes": "fitted"},
+        epochs=2,
+        batch_size=4,
+        per_class=2,
+        max_steps_per_epoch=2,
+        classes=FEW_CLASSES[:2],
+        seed=7,
+    )
+    phases = []
+    result = drain(train(config, sketchy, tmp_path / "m.safetensors"), lambda e: phases.append(e))
+    fits = [e for e in phases if e.phase == "fit"]
+    assert fits and {e.epoch for e in fits} == {1, 2} and "fitting codes" in fits[-1].message
+    model = load_checkpoint(result.checkpoint)
+    assert model.fitted_codes.is_fitted
+
+    split = load_dataset(sketchy).restrict_classes(FEW_CLASSES[:2]).subset("train")
+    note = read_checkpoint_info(result.checkpoint).metadata["codes_fit"]
+    assert (note["sketches"], note["photos"]) == (len(split.sketches), len(split.photos))
+    assert note["split"] == "train" and note["hidden_classes_dropped"] == []
+    # the stored fit is the fit of the saved weights' raw outputs on that split, bit for bit
+    fresh = load_checkpoint(result.checkpoint)
+    data = drain(prepare_arrays(split, fresh.photo_size, fresh.sketch_size))
+    want = fit_codes(
+        fresh.embed_sketches(data.sketches, raw=True), fresh.embed_photos(data.photos, raw=True), 16
+    )
+    assert torch.equal(model.fitted_codes.projection, torch.from_numpy(want.projection))
+    assert torch.equal(model.fitted_codes.photo_mean, torch.from_numpy(want.photo_mean))
+
+
+@pytest.fixture
+def with_hidden_class(tmp_path):
+    """Two classes of 6 photos with a sketch each, and a 'Giraffe' class (one of the 21
+    zero-shot test classes) of 4."""
+    root = tmp_path / "cat"
+    for c, (name, n) in enumerate((("cats", 6), ("dogs", 6), ("Giraffe", 4))):
+        for i in range(n):
+            photo(root / "photos" / name / f"p{i}.jpg", 10 * c + i)
+            draw_sketch(root / "sketches" / name / f"p{i}-1.png", 10 * c + i)
+    return root
+
+
+def test_fit_checkpoint_never_sees_the_hidden_classes(with_hidden_class, tmp_path):
+    torch.manual_seed(0)
+    source = create("baseline", bits=16, image_size=96, pretrained=False).eval()
+    src = save_checkpoint(source, tmp_path / "src.safetensors", name="tiny", data={"n": 1})
+    before = src.read_bytes()
+    out = drain(fit_checkpoint(src, with_hidden_class, tmp_path / "fitted.safetensors"))
+    assert src.read_bytes() == before  # the source is untouched
+    info = read_checkpoint_info(out)
+    note = info.metadata["codes_fit"]
+    assert note["hidden_classes_dropped"] == ["Giraffe"]
+    assert (note["sketches"], note["photos"]) == (12, 12)
+    assert note["split"] == "all (no split.json)" and note["rotation_fitted_on"] == "both"
+    assert info.name == "tiny-fitted" and info.metadata["data"] == {"n": 1}
+    assert info.config["codes"] == "fitted"
+    want, _, _ = _raw_fit(source, with_hidden_class, None, drop=["Giraffe"])
+    fitted = load_checkpoint(out)
+    assert torch.equal(fitted.fitted_codes.projection, torch.from_numpy(want.projection))
+    assert torch.equal(fitted.fitted_codes.sketch_mean, torch.from_numpy(want.sketch_mean))
+
+
+def test_fit_codes_command_fits_on_the_train_split_only(shared_data, tmp_path, capsys):
+    shoes = shared_data / "shoes_v1"
+    torch.manual_seed(0)
+    source = create("baseline", bits=32, image_size=96, pretrained=False).eval()
+    src = save_checkpoint(source, tmp_path / "shoes.safetensors", weights_dtype="float16")
+    source = load_checkpoint(src)  # the rounded weights, as fit-codes reads them
+    out = tmp_path / "fitted.safetensors"
+    args = ["fit-codes", str(src), "--data", str(shoes), "--out", str(out), "--fit-on", "photos"]
+    assert main([*args, "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    splits = json.loads((shoes / "split.json").read_text())
+    assert printed["split"] == "train" and printed["path"] == str(out)
+    assert printed["photos"] == len(splits["train"]) < len(splits["train"]) + len(splits["test"])
+    info = read_checkpoint_info(out)
+    assert info.metadata["weights_dtype"] == "float16" and info.config["code_fit"] == "photos"
+    want, n_s, n_p = _raw_fit(source, shoes, "train", "photos")
+    assert (n_s, n_p) == (printed["sketches"], printed["photos"])
+    assert torch.equal(
+        load_checkpoint(out).fitted_codes.projection, torch.from_numpy(want.projection)
+    )
+
+    with pytest.raises(SystemExit):  # argparse: only the train split is offered
+        main(["fit-codes", str(src), "--data", str(shoes), "--split", "test"])
+    with pytest.raises(ConfigError, match="training data only"):
+        drain(fit_checkpoint(src, shoes, tmp_path / "x.safetensors", split="test"))
+    assert main(["fit-codes", str(src), "--data", str(shoes), "--out", str(src)]) == EXIT_ERROR
+    assert "another --out" in capsys.readouterr().err

@@ -1,0 +1,130 @@
+"""Fitted codes for a model: on the training data at the end of training, or post hoc for an
+existing checkpoint (``sketch-search fit-codes``).
+
+What is fitted (``engine.models.fitted``): each domain's mean raw output and a PCA + ITQ
+projection, from the raw outputs (eval mode, no augmentation) of the training sketches and
+photos. The codes of every photo a library indexes depend on them, so they are fitted on
+training data only:
+- ``fit_checkpoint`` takes the ``train`` split of a data set with a ``split.json`` (the test
+  split is refused) or, for a folder without one, the whole folder;
+- the 21 zero-shot test classes of issue 16 (``training.data.is_hidden_class``) are dropped
+  from whatever is fitted on, by the trainer too (``training_arrays``).
+
+``fit_checkpoint`` writes a new checkpoint (the source is untouched) with ``codes="fitted"``,
+the source's name, data and training metadata, and a ``codes_fit`` note of what it was fitted on;
+the source's stored figures are left out (they measured its sign codes).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Generator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from engine.errors import ConfigError
+from engine.models import load_checkpoint, model_id, read_checkpoint_info, save_checkpoint
+from engine.models.fitted import CodeFit, FitProgress, fit_model_codes, with_fitted_codes
+from training.arrays import PreparedData, prepare_arrays
+from training.data import CATEGORY, is_hidden_class, load_dataset
+
+log = logging.getLogger(__name__)
+
+FIT_SPLIT = "train"
+INTERIM_LIMIT = 512  # sketches and photos fitted on at the end of an epoch before the last
+
+
+def training_arrays(data: PreparedData) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """(sketches, photos, hidden class names dropped) of prepared training data: the rows of
+    the zero-shot test classes left out, whatever the data set."""
+    classes = data.dataset.classes
+    if data.dataset.layout != CATEGORY:
+        return data.sketches, data.photos, []
+    hidden = np.array([is_hidden_class(c) for c in classes], bool)
+    dropped = [c for c, h in zip(classes, hidden, strict=True) if h]
+    if not dropped:
+        return data.sketches, data.photos, []
+    keep_s, keep_p = ~hidden[data.sketch_labels], ~hidden[data.photo_labels]
+    log.info("Codes are not fitted on the zero-shot test classes: %s", ", ".join(dropped))
+    return data.sketches[keep_s], data.photos[keep_p], dropped
+
+
+def fit_summary(
+    data: PreparedData,
+    split: str | None,
+    counts: tuple[int, int],
+    dropped: list[str],
+    fit: CodeFit,
+    code_fit: str,
+) -> dict[str, Any]:
+    """The ``codes_fit`` note a fitted checkpoint keeps: what its codes were fitted on."""
+    sketches, photos = counts
+    return {
+        "data": str(data.dataset.root),
+        "split": split or "all (no split.json)",
+        "sketches": sketches,
+        "photos": photos,
+        "hidden_classes_dropped": dropped,
+        "rotation_fitted_on": code_fit,
+        "itq_loss": [round(fit.losses[0], 4), round(fit.losses[-1], 4)],
+    }
+
+
+def fit_checkpoint(
+    src: str | Path,
+    data_dir: str | Path,
+    out: str | Path,
+    *,
+    split: str | None = FIT_SPLIT,
+    code_fit: str | None = None,
+    name: str | None = None,
+    device: str | None = None,
+    cancel: threading.Event | None = None,
+) -> Generator[FitProgress, None, Path]:
+    """Fit the codes of checkpoint ``src`` on ``data_dir`` and write the fitted copy to ``out``;
+    yields progress (decoding, then the model's raw outputs), returns ``out``."""
+    src, out = Path(src), Path(out)
+    if out.resolve() == src.resolve():
+        raise ConfigError("fit-codes writes a new checkpoint; give another --out than the source.")
+    if split is not None and split != FIT_SPLIT:
+        raise ConfigError(
+            f"Codes are fitted on training data only: the '{FIT_SPLIT}' split, not '{split}'."
+        )
+    info = read_checkpoint_info(src)
+    dataset = load_dataset(data_dir)
+    if split is not None and dataset.splits:
+        dataset = dataset.subset(split)
+    else:
+        log.warning("%s has no split.json: fitting on the whole folder.", dataset.root)
+        split = None
+    source = load_checkpoint(src, device=device)
+    model = with_fitted_codes(source, code_fit)
+    gen = prepare_arrays(dataset, model.photo_size, model.sketch_size, cancel or threading.Event())
+    data = yield from _as_fit_progress(gen)
+    sketches, photos, dropped = training_arrays(data)
+    fit = yield from fit_model_codes(model, sketches, photos, cancel=cancel)
+    kept = {k: info.metadata[k] for k in ("data", "training") if k in info.metadata}
+    counts = len(sketches), len(photos)
+    note = fit_summary(data, split, counts, dropped, fit, model.config.code_fit)
+    note["source"] = {"path": str(src.resolve()), "model_id": model_id(source)}
+    return save_checkpoint(
+        model,
+        out,
+        weights_dtype=info.metadata.get("weights_dtype", "float32"),
+        name=name or f"{info.name}-fitted",
+        **kept,
+        codes_fit=note,
+    )
+
+
+def _as_fit_progress(gen) -> Generator[FitProgress, None, PreparedData]:
+    """Relay a decoding generator's progress as FitProgress; return its value."""
+    try:
+        while True:
+            p = next(gen)
+            yield FitProgress(p.what, p.done, p.total)
+    except StopIteration as stop:
+        return stop.value
