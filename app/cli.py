@@ -102,7 +102,8 @@ def cmd_query(args: argparse.Namespace) -> int:
     from engine.sketch import load_sketch
 
     load_sketch(args.sketch)  # a bad sketch is one clear line, before torch, library or model load
-    from engine.searcher import Searcher
+    from engine.expansion import DEFAULT_QUERY_WEIGHT
+    from engine.searcher import DEFAULT_EXPAND, Searcher
 
     library = _library(args)
     model, _ = _model_for(args, library)
@@ -112,7 +113,12 @@ def cmd_query(args: argparse.Namespace) -> int:
             "No photos are indexed for this model yet; run 'sketch-search index FOLDER' first."
         )
     response = searcher.search(
-        Path(args.sketch), k=args.top, rerank=args.rerank, shortlist=args.shortlist
+        Path(args.sketch),
+        k=args.top,
+        rerank=args.rerank,
+        shortlist=args.shortlist,
+        expand=DEFAULT_EXPAND if args.expand is None else args.expand,
+        query_weight=DEFAULT_QUERY_WEIGHT if args.query_weight is None else args.query_weight,
     )
     if response.rerank_note:
         print(f"Not re-ranked: {response.rerank_note}", file=sys.stderr)
@@ -130,6 +136,7 @@ def cmd_query(args: argparse.Namespace) -> int:
                     "bits": response.bits,
                     "indexed": response.indexed,
                     "reranked": response.reranked,
+                    "expanded": response.expanded,
                 },
                 indent=1,
             )
@@ -269,6 +276,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--shortlist", type=int, default=100, help="photos re-ranked with --rerank (default 100)"
+    )
+    p.add_argument(
+        "--expand",
+        type=int,
+        default=None,
+        metavar="M",
+        help="query expansion: search again with the code the query and its M nearest photos "
+        "vote on, bit by bit; 0: off (default: the app's default)",
+    )
+    p.add_argument(
+        "--query-weight",
+        type=float,
+        default=None,
+        metavar="W",
+        help="the query's vote in --expand, against 1 for each photo (default 1)",
     )
     common(p)
     p.set_defaults(run=cmd_query)

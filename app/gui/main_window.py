@@ -34,7 +34,7 @@ from app.gui.workers import JobRunner
 from engine.errors import SketchSearchError
 from engine.library import Library
 from engine.models import SketchHashModel
-from engine.searcher import SearchResponse
+from engine.searcher import DEFAULT_EXPAND, SearchResponse
 
 log = logging.getLogger(__name__)
 
@@ -179,6 +179,13 @@ class MainWindow(QMainWindow):
             tip="Re-order the top 100 by the model's exact distance (models that have one: DSSA)",
         )
         self.rerank_action.setCheckable(True)
+        self.expand_spin = QSpinBox(minimum=0, maximum=50, value=DEFAULT_EXPAND)
+        self.expand_spin.setSpecialValueText("off")
+        self.expand_spin.setToolTip(
+            "Query expansion: search again with the code your sketch and its N nearest photos "
+            "vote on (off: search with the sketch's own code)"
+        )
+        self.expand_spin.valueChanged.connect(self.search.set_expand)
         self.model_combo: QComboBox = self.models.combo
         self.train_action = self._action(
             "Train…", self.show_training_panel, "Ctrl+T", "Train a model on a data set folder"
@@ -207,6 +214,8 @@ class MainWindow(QMainWindow):
             "Results",
             self.count_spin,
             self.rerank_action,
+            "Expand",
+            self.expand_spin,
         ):
             if item is None:
                 bar.addSeparator()
@@ -366,6 +375,7 @@ class MainWindow(QMainWindow):
             self.splitter.setSizes([420, 580])
         self.count_spin.setValue(int(s.value("result_count", 50)))
         self.width_spin.setValue(int(s.value("pen_width", 3)))
+        self.expand_spin.setValue(int(s.value("expand", DEFAULT_EXPAND)))
 
     def _save_settings(self) -> None:
         s = self.settings
@@ -374,6 +384,10 @@ class MainWindow(QMainWindow):
         s.setValue("splitter", self.splitter.saveState())
         s.setValue("result_count", self.count_spin.value())
         s.setValue("pen_width", self.width_spin.value())
+        if self.expand_spin.value() == DEFAULT_EXPAND:  # untouched: follow the app's default
+            s.remove("expand")
+        else:
+            s.setValue("expand", self.expand_spin.value())
         s.sync()
 
     def shutdown(self) -> None:

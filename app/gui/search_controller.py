@@ -16,7 +16,7 @@ from PySide6.QtCore import QObject, Signal
 
 from app.gui.newest_job import DEBOUNCE_MS, NewestJob
 from app.gui.workers import JobRunner
-from engine.searcher import Searcher
+from engine.searcher import DEFAULT_EXPAND, Searcher
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +38,7 @@ class SearchController(QObject):
         self._searcher: Searcher | None = None
         self.count = 50
         self.rerank = False  # re-order the Hamming shortlist by the model's exact distance
+        self.expand = DEFAULT_EXPAND  # query expansion: nearest photos voting on the code
         self._job = NewestJob(runner, self._search_call, self, debounce_ms)
         self._job.returned.connect(self.resultsReady)
         self._job.errored.connect(self.searchFailed)
@@ -64,6 +65,11 @@ class SearchController(QObject):
             self.rerank = bool(on)
             self.sketch_changed(debounce=False)
 
+    def set_expand(self, neighbours: int) -> None:
+        if int(neighbours) != self.expand:
+            self.expand = int(neighbours)
+            self.sketch_changed(debounce=False)
+
     def is_busy(self) -> bool:
         return self._job.is_busy()
 
@@ -78,4 +84,6 @@ class SearchController(QObject):
             return None
         if self._searcher is None:
             return None
-        return partial(self._searcher.search, query, self.count, rerank=self.rerank)
+        return partial(
+            self._searcher.search, query, self.count, rerank=self.rerank, expand=self.expand
+        )
