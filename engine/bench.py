@@ -1,8 +1,12 @@
 """Benchmarks behind ``sketch-search bench``: figures, not assertions.
 
 1. Query latency per stage: normalise and encode one sketch with the model, then Hamming search
-   (k=50) in binary indexes of 10k, 100k and 1M random codes of 64 and 128 bits; and the time to
-   rebuild the in-memory index from a catalog of 100k codes.
+   (k=50) in binary indexes of 10k, 100k and 1M random codes of 64 and 128 bits; the same search
+   after query expansion (``engine.expansion``, m = 10: a first search for the neighbours, their
+   vote, the search again: ``query_expand_ms_*``); end to end (normalise, encode, search as the
+   searcher does) at the largest size and 64 bits, without and with expansion
+   (``query_end_to_end_ms_*``, ``query_end_to_end_expand_ms_*``); and the time to rebuild the
+   in-memory index from a catalog of 100k codes.
 2. Indexing throughput on full-size photos (12 MP JPEGs made from real photos, with a little
    grain so they compress like camera files), beside the throughput of decoding alone and of the
    model alone on the same files. ``pipeline_efficiency`` = indexing / min(decode, model): 1.0
@@ -31,6 +35,7 @@ from PIL import Image
 
 from engine.catalog import Catalog
 from engine.errors import CheckpointError
+from engine.expansion import CodeTable, expand_queries
 from engine.images import PHOTO_EXTENSIONS, load_photo, prepare_photo
 from engine.index import BinaryIndex
 from engine.indexer import index_library, walk_photos
@@ -44,6 +49,7 @@ log = logging.getLogger(__name__)
 
 FULL_SIZE = (4000, 3000)  # 12 MP, the size of a typical phone photo
 QUERIES = 20
+EXPAND = 10  # neighbours voting in the expansion figures
 
 
 def _label(n: int) -> str:
@@ -95,19 +101,33 @@ def bench_query(model: SketchHashModel, sizes: tuple[int, ...], seed: int = 0) -
     out["query_encode_ms"] = _median_ms(lambda: model.encode_sketches(sketch[None]), 10)
     for bits in (64, 128):
         for n in sizes:
-            index = BinaryIndex(bits, "bench")
-            index.add(
-                np.arange(n, dtype=np.int64), rng.integers(0, 256, (n, bits // 8), dtype=np.uint8)
-            )
+            ids = np.arange(n, dtype=np.int64)
+            codes = rng.integers(0, 256, (n, bits // 8), dtype=np.uint8)
+            index, table = BinaryIndex(bits, "bench"), CodeTable(ids, codes)
+            index.add(ids, codes)
             queries = rng.integers(0, 256, (QUERIES, bits // 8), dtype=np.uint8)
             turn = iter(range(10**9))
 
-            def one_query(index=index, queries=queries, turn=turn) -> None:
-                j = next(turn) % QUERIES
-                index.search(queries[j : j + 1], 50)
+            def search(code, expand=0, index=index, table=table) -> None:
+                if expand:
+                    code = expand_queries(index, table, code, expand)
+                index.search(code, 50)
 
-            out[f"query_ms_{_label(n)}_{bits}"] = _median_ms(one_query, QUERIES)
-            del index
+            def one_query(expand=0, queries=queries, turn=turn, search=search) -> None:
+                search(queries[next(turn) % QUERIES][None], expand)
+
+            def end_to_end(expand=0, search=search) -> None:
+                search(model.encode_sketches(rasterize(strokes)[None]), expand)
+
+            label = f"{_label(n)}_{bits}"
+            out[f"query_ms_{label}"] = _median_ms(one_query, QUERIES)
+            out[f"query_expand_ms_{label}"] = _median_ms(lambda q=one_query: q(EXPAND), QUERIES)
+            if bits == 64 and n == max(sizes):
+                out[f"query_end_to_end_ms_{label}"] = _median_ms(end_to_end, 10)
+                out[f"query_end_to_end_expand_ms_{label}"] = _median_ms(
+                    lambda e=end_to_end: e(EXPAND), 10
+                )
+            del index, table, codes
     return out
 
 

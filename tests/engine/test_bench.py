@@ -27,6 +27,10 @@ def test_bench_reports_every_figure(tmp_path, shared_data):
     for key in (
         "query_ms_1k_64",
         "query_ms_1k_128",
+        "query_expand_ms_1k_64",
+        "query_expand_ms_1k_128",
+        "query_end_to_end_ms_1k_64",
+        "query_end_to_end_expand_ms_1k_64",
         "query_encode_ms",
         "query_normalize_ms",
         "index_rebuild_ms_5k_64",
