@@ -4,16 +4,25 @@ from __future__ import annotations
 
 import io
 import struct
+import subprocess
+import sys
 import time
 import zlib
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from engine.errors import ImageLoadError
-from engine.images import PHOTO_EXTENSIONS, load_photo, prepare_photo
+from engine.images import (
+    PHOTO_EXTENSIONS,
+    DecodeBudget,
+    decode_bytes,
+    load_photo,
+    prepare_photo,
+)
 
 PHOTO = "sketchy/photos/airplane/n02691156_10151.jpg"
 
@@ -196,3 +205,120 @@ def test_prepare_photo_resizes_the_short_side_and_crops_the_centre():
     assert (out[:, 2:-2, 1] > 240).all() and (out[:, 2:-2, [0, 2]] < 15).all()
     tall = prepare_photo(Image.fromarray(wide.transpose(1, 0, 2)).convert("RGBA"), 64)
     assert tall.shape == (64, 64, 3) and (tall[2:-2, :, 1] > 240).all()
+
+
+def huge_grey_png(source: Path, path: Path, side: int, bits: int) -> Path:
+    """A ``side`` x ``side`` grey PNG of ``bits`` per pixel, the real photo enlarged (nearest
+    neighbour), written row by row so that making it takes no big array: repeated rows are
+    'Up'-filtered zeros, so a 177 MP picture is a file of about half a megabyte."""
+    grey = np.asarray(Image.open(source).convert("L"), dtype=np.uint16)
+    if bits == 16:
+        grey = grey * 257
+    height, width = grey.shape
+    columns = np.arange(side) * width // side
+    dtype = ">u2" if bits == 16 else "u1"
+    same_again = b"\x02" + bytes(side * bits // 8)
+    packer, parts, previous = zlib.compressobj(6), [], -1
+    for y in range(side):
+        row = y * height // side
+        if row == previous:
+            parts.append(packer.compress(same_again))
+        else:
+            parts.append(packer.compress(b"\x00" + grey[row, columns].astype(dtype).tobytes()))
+            previous = row
+    parts.append(packer.flush())
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    ihdr = struct.pack(">IIBBBBB", side, side, bits, 0, 0, 0, 0)
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", b"".join(parts))
+        + chunk(b"IEND", b"")
+    )
+    return path
+
+
+HUGE_SIDE = 13300  # 177 MP: under the 178 MP pixel cap
+
+
+@pytest.fixture(scope="module")
+def huge_pngs(tmp_path_factory, shared_data) -> dict[int, Path]:
+    folder = tmp_path_factory.mktemp("huge")
+    return {
+        bits: huge_grey_png(shared_data / PHOTO, folder / f"scan{bits}.png", HUGE_SIDE, bits)
+        for bits in (8, 16)
+    }
+
+
+PEAK_SCRIPT = """
+import resource, sys
+import numpy as np
+from PIL import Image
+from engine.images import load_photo, prepare_photo
+small = prepare_photo(load_photo(sys.argv[1], target_size=224), 224)
+photo = prepare_photo(Image.open(sys.argv[2]).convert("L"), 224)
+diff = np.abs(small.astype(np.int16) - photo.astype(np.int16)).mean()
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, diff)
+"""
+
+
+def test_a_huge_16bit_png_decodes_in_bounded_memory(huge_pngs, shared_data):
+    """Decoding the 16-bit scan took about 2.9 GB (float32 copies at full size); the bytes per
+    pixel are now counted, and the conversion runs in strips and before the RGB image."""
+    path = huge_pngs[16]
+    assert path.stat().st_size < 2_000_000
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run(
+        [sys.executable, "-c", PEAK_SCRIPT, str(path), str(shared_data / PHOTO)],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    peak_mb, diff = map(float, out.stdout.split())
+    assert peak_mb < 1000, f"peak resident memory {peak_mb:.0f} MB"
+    assert diff < 6.0  # and it is still the photo (grey, a little softer)
+
+
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
+def test_the_decode_cap_counts_bytes_by_mode(huge_pngs):
+    """The same pixels cost twice the bytes at 16 bits: under a 400 MB cap the 8-bit scan loads
+    and the 16-bit one is refused from its header, before any pixel is decoded."""
+    assert decode_bytes("L", (HUGE_SIDE, HUGE_SIDE), 224) == HUGE_SIDE**2
+    assert decode_bytes("I;16", (HUGE_SIDE, HUGE_SIDE), 224) == 3 * HUGE_SIDE**2
+    assert decode_bytes("RGB", (100, 100)) == 2 * decode_bytes("RGB", (100, 100), 224)
+    cap = 400_000_000
+    start = time.perf_counter()
+    with pytest.raises(ImageLoadError, match="GB of memory") as info:
+        load_photo(huge_pngs[16], target_size=224, max_bytes=cap)
+    assert time.perf_counter() - start < 1.0
+    assert "scan16.png" in str(info.value) and "8 bits" in str(info.value)
+    assert min(load_photo(huge_pngs[8], target_size=224, max_bytes=cap).size) >= 224
+
+
+def test_a_decode_budget_bounds_the_big_decodes_running_at_once(tmp_path, photo):
+    """Six 6 MP PNGs decoded by six threads with room for two at once: never more bytes at
+    once than the budget, some decodes waited, and every photo decoded whole."""
+    paths = []
+    for i in range(6):
+        big = photo.resize((3000, 2000), Image.Resampling.BILINEAR).rotate(i * 60)
+        paths.append(tmp_path / f"big{i}.png")
+        big.save(paths[-1], compress_level=1)
+    need = decode_bytes("RGB", (3000, 2000), 224)
+    budget = DecodeBudget(2 * need + need // 2)
+
+    def load(path):
+        return load_photo(path, target_size=224, budget=budget)
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        images = list(pool.map(load, paths))
+    assert [img.size for img in images] == [(750, 500)] * 6  # 3000 x 2000 reduced by 4
+    assert 2 * need <= budget.peak <= budget.capacity and budget.waits >= 1
+    with pytest.raises(ValueError):
+        DecodeBudget(0)
