@@ -67,7 +67,7 @@ from engine.models.backbones import (
 )
 from engine.models.base import ModelConfig, SketchHashModel, photo_tensor, sketch_tensor
 from engine.models.registry import register
-from engine.sketch import normalize_sketch
+from engine.sketch import SKETCH_SIZE, normalize_sketch
 
 CHANNELS = 256  # conv5 width of Sketch-a-Net; the attended map of both backbones
 FC6, FC7 = 512, 256
@@ -268,9 +268,9 @@ class DSSAModel(SketchHashModel):
         out = []
         for edge in arr:
             try:
-                out.append(normalize_sketch(edge))
-            except SketchError:  # no edge at all: blank paper
-                out.append(np.full(arr.shape[1:], 255, np.uint8))
+                out.append(normalize_sketch(edge, SKETCH_SIZE))
+            except SketchError:  # no edge at all: blank paper, of the same size as the others
+                out.append(np.full((SKETCH_SIZE, SKETCH_SIZE), 255, np.uint8))
         batch = sketch_tensor(np.stack(out), self.photo_size, torch.device("cpu"))
         return batch[:, 0].mul(255.0).round_().clamp_(0, 255).to(torch.uint8).numpy()
 

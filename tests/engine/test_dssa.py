@@ -4,6 +4,7 @@ the paper backbone's geometry, and the photo side reading edge maps."""
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from engine.errors import ConfigError
 from engine.models import create, load_checkpoint, save_checkpoint
@@ -148,3 +149,26 @@ def test_photo_side_reads_only_the_edge_map(tmp_path):
         model.holef_weight.detach(),
     )
     np.testing.assert_allclose(dist, expected.numpy(), atol=1e-5)
+
+
+BLANK_SAILBOAT = "sketchy/photos/sailboat/n04128499_10422.jpg"  # no edge above the threshold
+
+
+def test_a_photo_without_edges_beside_others_keeps_the_batch_shape(shared_data):
+    """A blank edge map used to fall back to paper of the raw map's size (224, the shipped
+    model's photo size) beside the others' canonical 256 px, and np.stack refused the batch."""
+    from engine.edges import edge_map_image
+    from engine.images import load_photo, prepare_photo
+
+    model = small()
+    photos = [BLANK_SAILBOAT, "sketchy/photos/sailboat/n04128499_10000.jpg"]
+    raw = np.stack(
+        [
+            edge_map_image(Image.fromarray(prepare_photo(load_photo(shared_data / p), 224)))
+            for p in photos
+        ]
+    )
+    assert (raw[0] == 255).all() and (raw[1] < 128).any()  # one blank, one with edges
+    canonical = model.canonical_edges(raw)
+    assert canonical.shape == (2, 96, 96)
+    assert (canonical[0] == 255).all() and (canonical[1] < 128).any()
