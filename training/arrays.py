@@ -6,7 +6,7 @@ at ``SKETCH_SIZE``), then are resized to the model's sketch size with the same a
 bilinear resize the model applies at its numpy boundary, and stored as uint8. So training,
 evaluation and search see the same pixels. A sketch given as strokes (a QuickDraw doodle,
 ``SketchItem.strokes``) goes through ``engine.sketch.rasterize``, exactly as a drawing on the
-canvas does, then the same resize (about 9 ms a drawing on one core). Decoding runs on a small
+canvas does, then the same resize (about 10 ms a drawing on one core). Decoding runs on a small
 thread pool (PIL and numpy release the GIL); a data set of a few thousand images at 160-256 px
 fits in a few hundred MB.
 

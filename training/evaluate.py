@@ -265,7 +265,7 @@ def evaluate(
         ),
     }
     if config.protocol != STANDARD:
-        protocol["split"] = f"none: every sketch and photo of the {config.protocol} classes"
+        protocol["split"] = f"none (every sketch and photo of the {config.protocol} classes)"
         protocol["class_names"] = list(dataset.classes)
     return EvalReport(figures, random, real, baseline, protocol)
 
