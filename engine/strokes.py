@@ -106,12 +106,15 @@ def check_strokes(strokes: Iterable[Stroke]) -> tuple[list[Stroke], np.ndarray]:
     Raises SketchError for too many strokes or points, a point that is not two numbers, or a
     coordinate that is not finite or lies outside +-MAX_COORDINATE.
     """
-    strokes = list(strokes)
+    try:
+        strokes = list(strokes)
+        counts = [len(s.points) for s in strokes]
+    except (TypeError, AttributeError) as exc:
+        raise SketchError(f"Not a list of strokes with points ({exc}).") from exc
     if len(strokes) > MAX_STROKES:
         raise _too_many(f"{len(strokes):,} strokes")
-    total = sum(len(s.points) for s in strokes)
-    if total > MAX_POINTS:
-        raise _too_many(f"{total:,} points")
+    if sum(counts) > MAX_POINTS:
+        raise _too_many(f"{sum(counts):,} points")
     try:
         xy = np.array([(p.x, p.y) for s in strokes for p in s.points], np.float64)
     except (TypeError, ValueError, OverflowError, AttributeError) as exc:
@@ -120,7 +123,7 @@ def check_strokes(strokes: Iterable[Stroke]) -> tuple[list[Stroke], np.ndarray]:
     bad = ~(np.abs(xy) <= MAX_COORDINATE).all(axis=1)  # NaN compares False: bad too
     if bad.any():
         first = int(np.argmax(bad))
-        ends = np.cumsum([len(s.points) for s in strokes])
+        ends = np.cumsum(counts)
         stroke = int(np.searchsorted(ends, first, side="right"))
         point = first - (int(ends[stroke - 1]) if stroke else 0)
         x, y = xy[first]

@@ -113,6 +113,8 @@ def test_an_eraser_far_off_the_drawing_is_clipped_exactly():
         ([Stroke((Point(10**400, 0), Point(1, 1)))], r"not a pair of numbers"),
         ([Stroke((Point("a", 0), Point(1, 1)))], r"not a pair of numbers"),
         ([Stroke(tuple(Point(i % 7, i % 5) for i in range(MAX_POINTS + 1)))], r"100,001 points"),
+        ([Stroke(None)], r"Not a list of strokes with points"),
+        ([(Point(0, 0), Point(1, 1))], r"Not a list of strokes with points"),
     ],
 )
 def test_rasterize_checks_stroke_objects_however_made(strokes, reason):
