@@ -10,6 +10,11 @@ Tables (schema version in ``PRAGMA user_version``, upgraded by ``MIGRATIONS`` in
   transaction as the code, so a photo has both or neither. float16 halves the storage of
   float32 (1 KiB a photo for DSSA's 512-d feature) and its rounding (relative 5e-4) is far below
   the gaps between the distances it ranks.
+- skipped (schema 4): paths under a root that the indexer could not use (an unreadable folder,
+  a dangling link, a link loop, a path too long), with the reason; replaced for a root each time
+  it is walked, so they are listed with the unreadable photos (``failures``);
+- encode_failures (schema 4): photos a model could not encode, per (photo, model), with the
+  reason; the photo stays 'ok' for the other models. Also listed by ``failures``.
 
 Paths (schema 3): ``roots.path`` and ``photos.path`` hold the file system's own bytes of the path
 (``os.fsencode``) as a BLOB, so any name the file system allows is stored and found again, also
@@ -107,6 +112,21 @@ MIGRATIONS: tuple[str, ...] = (
     """
     UPDATE roots SET path = CAST(path AS BLOB) WHERE typeof(path) = 'text';
     UPDATE photos SET path = CAST(path AS BLOB) WHERE typeof(path) = 'text';
+    """,
+    # version 4: paths the indexer skipped, and photos a model could not encode, with reasons
+    """
+    CREATE TABLE skipped (
+        path BLOB PRIMARY KEY,
+        root_id INTEGER NOT NULL REFERENCES roots(id) ON DELETE CASCADE,
+        error TEXT NOT NULL
+    );
+    CREATE INDEX skipped_root ON skipped(root_id);
+    CREATE TABLE encode_failures (
+        photo_id INTEGER NOT NULL REFERENCES photos(id) ON DELETE CASCADE,
+        model_id TEXT NOT NULL REFERENCES models(id) ON DELETE CASCADE,
+        error TEXT NOT NULL,
+        PRIMARY KEY (photo_id, model_id)
+    ) WITHOUT ROWID;
     """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -389,8 +409,19 @@ class Catalog:
         return int(self._query("SELECT COUNT(*) FROM photos WHERE status = ?", (status,))[0][0])
 
     def failures(self) -> list[Failure]:
-        rows = self._query("SELECT path, error FROM photos WHERE status = 'failed' ORDER BY path")
-        return [Failure(Path(decode_path(p)), e or "unknown error") for p, e in rows]
+        """Unreadable photos, paths the indexer skipped, and photos a model could not encode,
+        by path (a path once, the first reason)."""
+        rows = self._query(
+            "SELECT path, error, 0 FROM photos WHERE status = 'failed' "
+            "UNION ALL SELECT path, error, 1 FROM skipped "
+            "UNION ALL SELECT p.path, f.error, 2 FROM encode_failures f "
+            "JOIN photos p ON p.id = f.photo_id WHERE p.status = 'ok' ORDER BY 1, 3"
+        )
+        out: dict[str, Failure] = {}
+        for p, e, _ in rows:
+            path = decode_path(p)
+            out.setdefault(path, Failure(Path(path), e or "unknown error"))
+        return list(out.values())
 
     def paths_for(self, ids: Iterable[int]) -> dict[int, Path]:
         ids = [int(i) for i in ids]
@@ -443,6 +474,35 @@ class Catalog:
         """Forget every model's codes (and features) of a photo whose content changed."""
         tx.execute("DELETE FROM codes WHERE photo_id = ?", (photo_id,))
         tx.execute("DELETE FROM features WHERE photo_id = ?", (photo_id,))
+        tx.execute("DELETE FROM encode_failures WHERE photo_id = ?", (photo_id,))
+
+    @staticmethod
+    def replace_skipped(
+        tx: sqlite3.Connection, root_id: int, skipped: Iterable[tuple[str, str]]
+    ) -> None:
+        """The (path, reason) pairs the indexer skipped under a root, replacing the last walk's."""
+        tx.execute("DELETE FROM skipped WHERE root_id = ?", (root_id,))
+        tx.executemany(
+            "INSERT OR REPLACE INTO skipped(path, root_id, error) VALUES (?, ?, ?)",
+            [(encode_path(p), root_id, display_text(e)) for p, e in skipped],
+        )
+
+    @staticmethod
+    def put_encode_failures(
+        tx: sqlite3.Connection, model_id: str, failures: Iterable[tuple[int, str]]
+    ) -> None:
+        """(photo id, reason) of photos the model could not encode."""
+        tx.executemany(
+            "INSERT OR REPLACE INTO encode_failures(photo_id, model_id, error) VALUES (?, ?, ?)",
+            [(int(i), model_id, display_text(e)) for i, e in failures],
+        )
+
+    @staticmethod
+    def clear_encode_failures(tx: sqlite3.Connection, model_id: str, ids: Iterable[int]) -> None:
+        tx.executemany(
+            "DELETE FROM encode_failures WHERE photo_id = ? AND model_id = ?",
+            [(int(i), model_id) for i in ids],
+        )
 
     # ---------------------------------------------------------------- models and codes
     def register_model(self, model_id: str, method: str, bits: int) -> None:
