@@ -18,6 +18,7 @@ from training.evaluate import drain
 from training.finetune import checked_model_config
 
 ARCH = {"bits": 32, "image_size": 96, "pretrained": False, "hidden": 16}
+DEFAULTS = {"backbone": "efficientnet_lite0", "codes": "sign", "code_fit": "both"}  # not in ARCH
 
 
 def log_events(out) -> list[dict]:
@@ -96,9 +97,7 @@ def test_finetune_starts_from_the_checkpoint_weights_and_architecture(
     assert first["config"]["init_from"] == str(start_ckpt.resolve())
     assert first["init_from"] == {"path": str(start_ckpt.resolve()), "model_id": model_id(start)}
     saved = read_checkpoint_info(result.checkpoint).metadata["training"]["config"]
-    assert saved["init_from"] == str(start_ckpt.resolve()) and saved["model"] == ARCH | {
-        "backbone": "efficientnet_lite0"
-    }
+    assert saved["init_from"] == str(start_ckpt.resolve()) and saved["model"] == ARCH | DEFAULTS
 
 
 @pytest.mark.parametrize(
@@ -120,7 +119,7 @@ def test_a_conflicting_architecture_is_refused(sketchy, start_ckpt, tmp_path, mo
 def test_checked_model_config_normalises_and_names_unknown_keys():
     stored = {"bits": 32, "image_size": 96, "pretrained": True, "hidden": 16}
     full = checked_model_config("baseline", {"bits": 32.0, "pretrained": False}, stored, "x")
-    assert full == stored | {"backbone": "efficientnet_lite0"}
+    assert full == stored | DEFAULTS
     with pytest.raises(ConfigError, match="holef"):
         checked_model_config("baseline", {"holef": True}, stored, "x")
 
