@@ -8,14 +8,18 @@ long work cancels it cleanly (committed work is kept) and exits with status 130.
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import logging
+import os
+import shlex
 import sys
 import threading
 from pathlib import Path
 
 from app.progress import ProgressLine, format_duration
-from engine.errors import SketchSearchError
+from engine.errors import LibraryBusyError, SketchSearchError
+from engine.paths import display_path, display_text
 
 log = logging.getLogger(__name__)
 
@@ -38,11 +42,41 @@ def _model_for(args: argparse.Namespace, library):
     return load_model(spec, device=args.device), spec
 
 
+def _json_path(path: Path) -> dict:
+    """``path`` as printable text; a name that is not valid UTF-8 shows escapes (``\\xe9``)
+    there, and its exact bytes come too, base64-encoded, as ``path_base64``."""
+    shown = display_path(path)
+    if shown == os.fsdecode(path):
+        return {"path": shown}
+    return {"path": shown, "path_base64": base64.b64encode(os.fsencode(path)).decode("ascii")}
+
+
+def _waiting(holder) -> None:
+    who = holder.describe() if holder else "another process"
+    print(
+        f"Waiting for {who} to finish writing to the library (Ctrl+C stops waiting)...",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
 def cmd_index(args: argparse.Namespace) -> int:
+    library = _library(args)
+    try:
+        with library.writing("indexing", wait=None if args.wait else 0.0, on_wait=_waiting):
+            return _index(args, library)
+    except LibraryBusyError as exc:
+        raise LibraryBusyError(f"{exc} Or add --wait to wait for it.", exc.holder) from exc
+
+
+def _index(args: argparse.Namespace, library) -> int:
     from engine.indexer import index_library
 
-    library = _library(args)
-    roots = [library.add_root(folder) for folder in args.folders]
+    if not args.folders and not library.roots():
+        raise SketchSearchError(
+            "This library has no photo folders yet: name one, 'sketch-search index FOLDER'."
+        )
+    roots = [library.add_root(folder) for folder in args.folders] or library.roots()
     model, spec = _model_for(args, library)
     library.set_setting("model", str(spec) if spec else None)
     cancel = threading.Event()
@@ -83,7 +117,7 @@ def cmd_index(args: argparse.Namespace) -> int:
         "failed": last.failed,
         "unavailable_roots": last.unavailable_roots,
         "seconds": round(last.elapsed_s, 2),
-        "failures": [{"path": str(f.path), "error": f.error} for f in failures],
+        "failures": [_json_path(f.path) | {"error": f.error} for f in failures],
     }
     if args.json:
         print(json.dumps(summary, indent=1))
@@ -94,7 +128,7 @@ def cmd_index(args: argparse.Namespace) -> int:
             f"({last.elapsed_s:.1f} s)."
         )
         for failure in failures:
-            print(f"  unreadable: {failure.path}: {failure.error}")
+            print(f"  unreadable: {display_path(failure.path)}: {failure.error}")
     return 0
 
 
@@ -106,12 +140,11 @@ def cmd_query(args: argparse.Namespace) -> int:
     from engine.searcher import DEFAULT_EXPAND, Searcher
 
     library = _library(args)
-    model, _ = _model_for(args, library)
+    model, spec = _model_for(args, library)
     searcher = Searcher(library, model)
     if searcher.size == 0:
-        raise SketchSearchError(
-            "No photos are indexed for this model yet; run 'sketch-search index FOLDER' first."
-        )
+        how = _index_command(args, spec) if library.roots() else "sketch-search index FOLDER"
+        raise SketchSearchError(f"No photos are indexed for this model yet; run '{how}' first.")
     response = searcher.search(
         Path(args.sketch),
         k=args.top,
@@ -127,7 +160,8 @@ def cmd_query(args: argparse.Namespace) -> int:
             json.dumps(
                 {
                     "results": [
-                        {"path": str(r.path), "distance": r.distance, "rank": r.rank}
+                        _json_path(r.path)
+                        | {"distance": r.distance, "rank": r.rank}
                         | ({"score": r.score} if r.score is not None else {})
                         for r in response.results
                     ],
@@ -135,6 +169,7 @@ def cmd_query(args: argparse.Namespace) -> int:
                     "model": response.model_id,
                     "bits": response.bits,
                     "indexed": response.indexed,
+                    "not_indexed": response.not_indexed,
                     "reranked": response.reranked,
                     "expanded": response.expanded,
                 },
@@ -143,13 +178,31 @@ def cmd_query(args: argparse.Namespace) -> int:
         )
     else:
         for r in response.results:
-            print(f"{r.rank:4d}  {r.distance:3d}/{response.bits}  {r.path}")
+            print(f"{r.rank:4d}  {r.distance:3d}/{response.bits}  {display_path(r.path)}")
         stages = ", ".join(f"{k} {v:.1f} ms" for k, v in response.timings_ms.items())
         print(
             f"{response.indexed} photos searched with {response.model_id}: {stages}",
             file=sys.stderr,
         )
+    if response.not_indexed:
+        total = response.indexed + response.not_indexed
+        print(
+            f"{response.not_indexed} of the library's {total} photos have no codes for "
+            f"{response.model_id} yet (indexed with another model) and were not searched. "
+            f"To search them too, run: {_index_command(args, spec)}",
+            file=sys.stderr,
+        )
     return 0
+
+
+def _index_command(args: argparse.Namespace, spec) -> str:
+    """The command that indexes every folder of the query's library with the query's model."""
+    words = ["sketch-search", "index"]
+    if args.library is not None:
+        words += ["--library", str(args.library)]
+    if spec:
+        words += ["--model", str(spec)]
+    return shlex.join(words)
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -261,8 +314,19 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--json", action="store_true", help="machine-readable output")
 
     p = sub.add_parser("index", help="index photo folders (incremental)")
-    p.add_argument("folders", nargs="+", type=Path, metavar="FOLDER")
+    p.add_argument(
+        "folders",
+        nargs="*",
+        type=Path,
+        metavar="FOLDER",
+        help="folders to add and index (default: every folder of the library)",
+    )
     p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument(
+        "--wait",
+        action="store_true",
+        help="if another process is indexing the library, wait for it instead of stopping",
+    )
     common(p)
     p.set_defaults(run=cmd_index)
 
@@ -349,7 +413,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.run(args) or 0)
     except SketchSearchError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {display_text(str(exc))}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("Cancelled.", file=sys.stderr)
