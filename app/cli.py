@@ -1,8 +1,8 @@
 """The ``sketch-search`` command: the GUI with no arguments, else a subcommand.
 
-Subcommands: index, query, models, compact, bench, train, evaluate. ``--json`` makes output
-machine-readable. Engine errors are shown as one clear line and exit status 2; Ctrl+C during
-long work cancels it cleanly (committed work is kept) and exits with status 130.
+Subcommands: index, remove, query, models, compact, bench, train, evaluate, fit-codes. ``--json``
+makes output machine-readable. Engine errors are shown as one clear line and exit status 2;
+Ctrl+C during long work cancels it cleanly (committed work is kept) and exits with status 130.
 """
 
 from __future__ import annotations
@@ -116,6 +116,9 @@ def _index(args: argparse.Namespace, library) -> int:
         "removed": last.removed,
         "failed": last.failed,
         "unavailable_roots": last.unavailable_roots,
+        "unavailable": [_json_path(Path(p)) | {"reason": why} for p, why in last.unavailable],
+        "kept": last.kept,
+        "skipped": last.skipped,
         "seconds": round(last.elapsed_s, 2),
         "failures": [_json_path(f.path) | {"error": f.error} for f in failures],
     }
@@ -129,6 +132,38 @@ def _index(args: argparse.Namespace, library) -> int:
         )
         for failure in failures:
             print(f"  unreadable: {display_path(failure.path)}: {failure.error}")
+        for path, why in last.unavailable:
+            print(
+                f"  not available: {display_path(path)}: {why}; its photos are kept. To forget "
+                f"them: {shlex.join(['sketch-search', 'remove', display_path(path)])}"
+            )
+    return 0
+
+
+def cmd_remove(args: argparse.Namespace) -> int:
+    library = _library(args)
+    roots = library.roots()
+    paths = []
+    for folder in args.folders:
+        path = folder.expanduser()
+        path = path.resolve() if path.exists() else path.absolute()
+        if path not in roots:
+            listed = ", ".join(display_path(r) for r in roots) or "none yet"
+            raise SketchSearchError(
+                f"{display_path(path)} is not one of this library's folders ({listed}); "
+                "nothing was removed."
+            )
+        paths.append(path)
+    removed = [(path, library.remove_root(path)) for path in paths]
+    if args.json:
+        rows = [_json_path(path) | {"photos": count} for path, count in removed]
+        print(json.dumps({"removed": rows}, indent=1))
+    else:
+        for path, count in removed:
+            print(
+                f"Removed {display_path(path)}: {count} photos forgotten with their codes "
+                "(the files themselves are untouched)."
+            )
     return 0
 
 
@@ -329,6 +364,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     common(p)
     p.set_defaults(run=cmd_index)
+
+    p = sub.add_parser(
+        "remove", help="forget photo folders and what was indexed in them (files untouched)"
+    )
+    p.add_argument("folders", nargs="+", type=Path, metavar="FOLDER")
+    p.add_argument("--library", type=Path, default=None, help="library folder")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(run=cmd_remove)
 
     p = sub.add_parser("query", help="search the library with a sketch image or strokes file")
     p.add_argument("sketch", metavar="SKETCH")

@@ -50,12 +50,17 @@ class MessageBar(QWidget):
         self._label = QLabel()
         self._label.setWordWrap(True)
         self._label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.action_button = QPushButton()  # shown by show_offer only
+        self.action_button.clicked.connect(self._run_action)
+        self.action_button.hide()
+        self._action: Callable[[], None] | None = None
         close_button = QPushButton("Dismiss")
         close_button.setFlat(True)
         close_button.clicked.connect(self.dismiss)
         layout = QHBoxLayout(self)
         layout.setContentsMargins(10, 4, 4, 4)
         layout.addWidget(self._label, 1)
+        layout.addWidget(self.action_button)
         layout.addWidget(close_button)
         self._hide_timer = QTimer(self, singleShot=True, interval=INFO_HIDE_MS)
         self._hide_timer.timeout.connect(self.dismiss)
@@ -74,11 +79,29 @@ class MessageBar(QWidget):
         self._show("info", text)
         self._hide_timer.start()
 
+    def show_offer(self, text: str, action_text: str, action: Callable[[], None]) -> None:
+        """An info message with a button that does what it offers (and closes the bar); it
+        stays until then or until dismissed."""
+        self._show("info", text)
+        self._hide_timer.stop()
+        self.kind = "offer"
+        self._action = action
+        self.action_button.setText(action_text)
+        self.action_button.show()
+
     def dismiss(self) -> None:
         self.hide()
         self.closed.emit()
 
+    def _run_action(self) -> None:
+        action = self._action
+        self.dismiss()
+        if action is not None:
+            action()
+
     def _show(self, kind: str, text: str) -> None:
+        self._action = None
+        self.action_button.hide()
         self.kind = kind
         self.setStyleSheet(f"#messageBar {{ {_STYLES[kind]} border-radius: 4px; }}")
         self._label.setText(text)

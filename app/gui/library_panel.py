@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
 from engine.errors import SketchSearchError
 from engine.indexer import IndexProgress
 from engine.library import Library
+from engine.paths import display_path
 
 log = logging.getLogger(__name__)
 
@@ -124,8 +125,10 @@ class LibraryPanel(QWidget):
         """Re-read folders and failures from the library."""
         self.folders.clear()
         for root in self.library.roots():
-            item = QListWidgetItem(str(root))
-            item.setToolTip(str(root) if root.is_dir() else f"{root}\n(not available right now)")
+            shown = display_path(root)  # a name that is not valid UTF-8 shows escapes
+            item = QListWidgetItem(shown)
+            item.setData(Qt.ItemDataRole.UserRole, root)  # the exact Path (a Qt string is not)
+            item.setToolTip(shown if root.is_dir() else f"{shown}\n(not available right now)")
             self.folders.addItem(item)
         self.refresh_failures()
         self._update_buttons()
@@ -145,7 +148,7 @@ class LibraryPanel(QWidget):
         if item is None or self._running:
             return
         try:
-            removed = self.library.remove_root(item.text())
+            removed = self.library.remove_root(item.data(Qt.ItemDataRole.UserRole))
         except SketchSearchError as exc:
             self.errorOccurred.emit(str(exc))
             return
@@ -181,9 +184,10 @@ class LibraryPanel(QWidget):
         self.failures.clear()
         failures = self.library.failures()
         for failure in failures:
-            item = QListWidgetItem(describe_failure(failure.path, failure.error))
-            item.setData(Qt.ItemDataRole.UserRole, str(failure.path))
-            item.setToolTip(f"{failure.path}\n{failure.error}")
+            shown = display_path(failure.path)
+            item = QListWidgetItem(describe_failure(shown, failure.error))
+            item.setData(Qt.ItemDataRole.UserRole, shown)
+            item.setToolTip(f"{shown}\n{failure.error}")
             self.failures.addItem(item)
         self.failures_label.setText(
             f"<b>Could not be read</b> ({len(failures)})" if failures else "No unreadable files."

@@ -67,6 +67,7 @@ class MainWindow(QMainWindow):
         self.runner = JobRunner(self)
         self.thumbnails = ThumbnailLoader(self)
         self.message_bar = MessageBar()
+        self._offered: tuple[str, int] | None = None  # the not-indexed offer last shown
         self.crashReported.connect(self.message_bar.show_error)
 
         self.canvas = SketchCanvas()
@@ -88,6 +89,7 @@ class MainWindow(QMainWindow):
         self.models.searchableChanged.connect(self._on_searchable_changed)
         self.models.errorOccurred.connect(self.show_error)
         self.models.statusChanged.connect(self.update_empty_state)
+        self.models.statusChanged.connect(self._offer_indexing)
         self.library_panel.foldersChanged.connect(self._on_folders_changed)
 
         self._build_layout()
@@ -285,10 +287,37 @@ class MainWindow(QMainWindow):
     def _on_searchable_changed(self) -> None:
         active = self.models.active
         size = active.searcher.size if active else 0
-        self.photos_label.setText(f"{size:,} photos indexed")
+        missing = active.searcher.not_indexed if active else 0
+        more = f" · {missing:,} not yet for this model" if missing else ""
+        self.photos_label.setText(f"{size:,} photos indexed{more}")
         self.update_empty_state()
+        self._offer_indexing()
         if active is not None:
             self.search.sketch_changed(debounce=False)
+
+    def _offer_indexing(self) -> None:
+        """Say how many photos the active model cannot search yet (e.g. the library was indexed
+        with another model too) and offer to index them; not while indexing runs, nor right
+        after a finished run for this model (what is left is in unavailable folders), nor
+        again for the same count once dismissed."""
+        active, job, bar = self.models.active, self.models.index_job, self.message_bar
+        missing = active.searcher.not_indexed if active else 0
+        just_done = job.model is (active and active.model) and job.last and job.last.phase == "done"
+        if not missing or job.is_running() or just_done or self.library.read_only:
+            self._offered = None
+            if bar.kind == "offer" and not bar.isHidden():
+                bar.dismiss()
+            return
+        offer = (active.searcher.model_id, missing)
+        if offer == self._offered or (bar.kind == "error" and not bar.isHidden()):
+            return  # shown (or dismissed) already; an error shown now matters more
+        self._offered = offer
+        photos = "1 photo is" if missing == 1 else f"{missing:,} photos are"
+        bar.show_offer(
+            f"{photos} not indexed for this model yet, so searches do not see them.",
+            "Index now",
+            self.models.start_indexing,
+        )
 
     def _on_folders_changed(self) -> None:
         self.models.refresh_searchable()

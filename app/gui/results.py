@@ -23,6 +23,7 @@ from PySide6.QtGui import QAction, QColor, QDesktopServices, QGuiApplication, QK
 from PySide6.QtWidgets import QAbstractItemView, QLabel, QListView, QMenu, QWidget
 
 from app.gui.thumbnails import ThumbnailLoader
+from engine.paths import display_path
 from engine.searcher import SearchResponse, SearchResult
 
 log = logging.getLogger(__name__)
@@ -30,8 +31,14 @@ log = logging.getLogger(__name__)
 THUMB_SIZE = 160
 PREVIEW_SIZE = 480
 HOVER_PREVIEW_MS = 800
-PathRole = Qt.ItemDataRole.UserRole + 1
+PathRole = Qt.ItemDataRole.UserRole + 1  # the photo's Path (exact, also a name not in UTF-8)
 ResultRole = Qt.ItemDataRole.UserRole + 2
+
+
+def file_url(path: Path) -> QUrl:
+    """A file URL of the path's bytes, percent-encoded: exact also for a name that is not valid
+    UTF-8, which ``QUrl.fromLocalFile`` would change."""
+    return QUrl.fromEncoded(Path(path).absolute().as_uri().encode("ascii"))
 
 
 class ResultsModel(QAbstractListModel):
@@ -76,11 +83,11 @@ class ResultsModel(QAbstractListModel):
             error = self._thumbnails.error(result.path, THUMB_SIZE)
             note = f"\nCannot show a preview: {error}" if error else ""
             return (
-                f"{result.path}\nRank {result.rank}, Hamming distance {result.distance} "
-                f"of {self.bits} bits{note}"
+                f"{display_path(result.path)}\nRank {result.rank}, Hamming distance "
+                f"{result.distance} of {self.bits} bits{note}"
             )
         if role == PathRole:
-            return str(result.path)
+            return result.path  # a Path object passes through Qt unchanged; a str would not
         if role == ResultRole:
             return result
         return None
@@ -177,26 +184,26 @@ class ResultsView(QListView):
     # ----------------------------------------------------------------- actions
     def open_index(self, index: QModelIndex) -> None:
         path = index.data(PathRole)
-        if path and not QDesktopServices.openUrl(QUrl.fromLocalFile(path)):
-            self.errorOccurred.emit(f"No application could open {path}.")
+        if path and not QDesktopServices.openUrl(file_url(path)):
+            self.errorOccurred.emit(f"No application could open {display_path(path)}.")
 
     def reveal_index(self, index: QModelIndex) -> None:
         path = index.data(PathRole)
         if not path:
             return
         if sys.platform == "darwin":
-            ok = QProcess.startDetached("open", ["-R", path])
+            ok = QProcess.startDetached("open", ["-R", str(path)])
         elif sys.platform == "win32":
             ok = QProcess.startDetached("explorer", [f"/select,{Path(path)}"])
         else:  # no portable "select this file"; open its folder
-            ok = QDesktopServices.openUrl(QUrl.fromLocalFile(str(Path(path).parent)))
+            ok = QDesktopServices.openUrl(file_url(Path(path).parent))
         if not ok:
-            self.errorOccurred.emit(f"Could not open the folder of {path}.")
+            self.errorOccurred.emit(f"Could not open the folder of {display_path(path)}.")
 
     def copy_path(self, index: QModelIndex) -> None:
         path = index.data(PathRole)
         if path:
-            QGuiApplication.clipboard().setText(path)
+            QGuiApplication.clipboard().setText(display_path(path))
 
     def toggle_preview(self) -> None:
         if self.preview.isVisible():
@@ -250,7 +257,7 @@ class ResultsView(QListView):
     def _show_preview(self, index: QModelIndex) -> None:
         rect = self.visualRect(index)
         anchor = self.viewport().mapToGlobal(rect.topRight() + QPoint(8, 0))
-        self.preview.show_for(index.data(PathRole), anchor)
+        self.preview.show_for(str(index.data(PathRole)), anchor)
 
     def _context_menu(self, pos: QPoint) -> None:
         index = self.indexAt(pos)

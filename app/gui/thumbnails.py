@@ -2,13 +2,15 @@
 
 The disk cache lives under ``cache_dir()/thumbnails``; an entry is keyed by the photo's path, the
 thumbnail size and the photo's mtime, so an edited photo gets a new thumbnail and stale entries are
-simply never read again.
+simply never read again. Paths travel through signals as Python objects: a Qt string would drop
+the bytes of a file name that is not valid UTF-8.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import os
 from collections import OrderedDict
 from pathlib import Path
 
@@ -37,7 +39,7 @@ def cache_file(folder: Path, photo: Path, size: int) -> Path:
         mtime = photo.stat().st_mtime_ns
     except OSError:
         mtime = 0
-    key = hashlib.sha1(f"{photo}|{size}|{mtime}".encode()).hexdigest()
+    key = hashlib.sha1(os.fsencode(photo) + f"|{size}|{mtime}".encode()).hexdigest()
     return folder / key[:2] / f"{key}.jpg"
 
 
@@ -62,8 +64,8 @@ def make_thumbnail(folder: Path, photo: Path, size: int) -> QImage:
 
 
 class _Signals(QObject):
-    ready = Signal(str, int, QImage)
-    failed = Signal(str, int, str)
+    ready = Signal(object, int, QImage)  # path str, size, image
+    failed = Signal(object, int, str)
 
 
 class _ThumbnailJob(QRunnable):
@@ -86,8 +88,8 @@ class _ThumbnailJob(QRunnable):
 class ThumbnailLoader(QObject):
     """Asks for thumbnails by (path, size); answers through ``ready`` / ``failed`` signals."""
 
-    ready = Signal(str, int)  # path, size: now available through ``get``
-    failed = Signal(str, int, str)
+    ready = Signal(object, int)  # path str, size: now available through ``get``
+    failed = Signal(object, int, str)
 
     def __init__(self, parent: QObject | None = None, folder: Path | None = None) -> None:
         super().__init__(parent)

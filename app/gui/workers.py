@@ -143,6 +143,11 @@ class IndexJob(QObject):
     def is_running(self) -> bool:
         return self._cancel is not None
 
+    @property
+    def last(self) -> IndexProgress | None:
+        """The latest progress of the running or last run (None before its first)."""
+        return self._last
+
     def start(self, library: Library, model: SketchHashModel, searcher: Searcher | None) -> bool:
         if self.is_running():
             return False
