@@ -61,7 +61,8 @@ def test_choosing_a_checkpoint_fills_and_disables_the_architecture(form):
     assert "mine.safetensors" in form.start_note.text()
     config = form.build_config()
     assert config.init_from == mine
-    assert config.model == ARCH | {"backbone": "efficientnet_lite0"}
+    defaults = {"backbone": "efficientnet_lite0", "codes": "sign", "code_fit": "both"}
+    assert config.model == ARCH | defaults  # the checkpoint's whole model config
 
     form.start_combo.setCurrentIndex(0)  # back to a new model: the fields as they were
     assert all(architecture_enabled(form)) and form._architecture() == before
