@@ -31,8 +31,15 @@ log = logging.getLogger(__name__)
 THUMB_SIZE = 160
 PREVIEW_SIZE = 480
 HOVER_PREVIEW_MS = 800
-PathRole = Qt.ItemDataRole.UserRole + 1  # the photo's Path (exact, also a name not in UTF-8)
-ResultRole = Qt.ItemDataRole.UserRole + 2
+PathRole = Qt.ItemDataRole.UserRole + 1  # the path as text to show (escapes for non-UTF-8 bytes)
+ResultRole = Qt.ItemDataRole.UserRole + 2  # the SearchResult: its exact path for the actions
+
+
+def _exact_path(index: QModelIndex) -> Path | None:
+    """The result's path as the file system has it: a Python object passes through Qt
+    unchanged, a str would lose the bytes of a name that is not valid UTF-8."""
+    result = index.data(ResultRole)
+    return result.path if result is not None else None
 
 
 def file_url(path: Path) -> QUrl:
@@ -87,7 +94,7 @@ class ResultsModel(QAbstractListModel):
                 f"{result.distance} of {self.bits} bits{note}"
             )
         if role == PathRole:
-            return result.path  # a Path object passes through Qt unchanged; a str would not
+            return display_path(result.path)
         if role == ResultRole:
             return result
         return None
@@ -183,12 +190,12 @@ class ResultsView(QListView):
 
     # ----------------------------------------------------------------- actions
     def open_index(self, index: QModelIndex) -> None:
-        path = index.data(PathRole)
+        path = _exact_path(index)
         if path and not QDesktopServices.openUrl(file_url(path)):
             self.errorOccurred.emit(f"No application could open {display_path(path)}.")
 
     def reveal_index(self, index: QModelIndex) -> None:
-        path = index.data(PathRole)
+        path = _exact_path(index)
         if not path:
             return
         if sys.platform == "darwin":
@@ -203,7 +210,7 @@ class ResultsView(QListView):
     def copy_path(self, index: QModelIndex) -> None:
         path = index.data(PathRole)
         if path:
-            QGuiApplication.clipboard().setText(display_path(path))
+            QGuiApplication.clipboard().setText(path)
 
     def toggle_preview(self) -> None:
         if self.preview.isVisible():
@@ -257,7 +264,7 @@ class ResultsView(QListView):
     def _show_preview(self, index: QModelIndex) -> None:
         rect = self.visualRect(index)
         anchor = self.viewport().mapToGlobal(rect.topRight() + QPoint(8, 0))
-        self.preview.show_for(str(index.data(PathRole)), anchor)
+        self.preview.show_for(str(_exact_path(index)), anchor)
 
     def _context_menu(self, pos: QPoint) -> None:
         index = self.indexAt(pos)
