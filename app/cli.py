@@ -220,9 +220,8 @@ def cmd_query(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     if response.not_indexed:
-        total = response.indexed + response.not_indexed
         print(
-            f"{response.not_indexed} of the library's {total} photos have no codes for "
+            f"{response.not_indexed} more photos in the library have no codes for "
             f"{response.model_id} yet (indexed with another model) and were not searched. "
             f"To search them too, run: {_index_command(args, spec)}",
             file=sys.stderr,

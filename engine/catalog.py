@@ -526,11 +526,14 @@ class Catalog:
         )
 
     def uncoded_count(self, model_id: str) -> int:
-        """Readable photos with no code for the model: a search with it does not see them."""
+        """Readable photos not indexed with the model yet (no code, and no failed attempt,
+        which ``failures`` lists): a search with the model does not see them."""
         rows = self._query(
-            "SELECT COUNT(*) FROM photos p WHERE p.status = 'ok' AND NOT EXISTS "
-            "(SELECT 1 FROM codes c WHERE c.photo_id = p.id AND c.model_id = ?)",
-            (model_id,),
+            "SELECT COUNT(*) FROM photos p WHERE p.status = 'ok' "
+            "AND NOT EXISTS (SELECT 1 FROM codes c WHERE c.photo_id = p.id AND c.model_id = ?) "
+            "AND NOT EXISTS (SELECT 1 FROM encode_failures f "
+            "WHERE f.photo_id = p.id AND f.model_id = ?)",
+            (model_id, model_id),
         )
         return int(rows[0][0])
 

@@ -123,7 +123,7 @@ def test_query_says_which_photos_the_model_has_not_indexed_and_how(
     assert main(["query", str(sketch), *lib]) == 0  # the library's model: the last one used
     err = capsys.readouterr().err
     assert "8 photos searched" in err
-    assert "4 of the library's 12 photos have no codes for" in err  # before: not a word
+    assert "4 more photos in the library have no codes for" in err  # before: not a word
     command = err.split("To search them too, run: ")[1].strip()
     assert shlex.split(command)[:2] == ["sketch-search", "index"]
     assert str(checkpoints[64]) in command

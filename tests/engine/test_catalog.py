@@ -76,6 +76,21 @@ def test_failed_transaction_rolls_back(tmp_path):
     assert cat.photo_count(None) == 0
 
 
+def test_uncoded_count_is_what_the_model_has_not_tried_yet(tmp_path):
+    cat = Catalog(tmp_path / "c.sqlite")
+    rid = cat.add_root(tmp_path)
+    cat.register_model("m", "baseline", 64)
+    with cat.transaction() as tx:
+        coded, failed, _untried = (
+            cat.upsert_photo(tx, str(tmp_path / f"{i}.jpg"), rid, 10, 1, f"k{i}") for i in range(3)
+        )
+        cat.upsert_photo(tx, str(tmp_path / "bad.jpg"), rid, 1, 1, None, "failed", "unreadable")
+        cat.put_codes(tx, "m", [coded], np.zeros((1, 8), np.uint8))
+        cat.put_encode_failures(tx, "m", [(failed, "the model failed on it")])
+    assert cat.uncoded_count("m") == 1  # untried: an unreadable file or a failed one is listed
+    assert cat.uncoded_count("other") == 3
+
+
 # ------------------------------------------------------------------ on real photos (issue 15)
 LATIN1_NAME = b"caf\xe9.jpg"  # a Latin-1 file name: not valid UTF-8
 
