@@ -51,13 +51,20 @@ def describe_progress(p: IndexProgress) -> str:
         if eta := format_eta(p.eta_s):
             parts.append(eta)
         return "  ·  ".join(parts)
-    failed = f", {p.failed:,} could not be read" if p.failed else ""
+    unread = p.failed + p.skipped
+    failed = f", {unread:,} could not be read" if unread else ""
     if p.phase == "cancelled":
         return (
             f"Cancelled after {p.encoded:,} of {p.to_encode:,}{failed}. "
             "Press Index to continue where it stopped."
         )
-    return f"Up to date: {p.found:,} photos checked, {p.encoded:,} newly indexed{failed}."
+    away = ""
+    if p.unavailable_roots:
+        folders = (
+            "1 folder is" if p.unavailable_roots == 1 else f"{p.unavailable_roots} folders are"
+        )
+        away = f" {folders} not available (a drive not mounted?): their photos are kept."
+    return f"Up to date: {p.found:,} photos checked, {p.encoded:,} newly indexed{failed}.{away}"
 
 
 def describe_failure(path: str | Path, reason: str) -> str:
@@ -118,6 +125,7 @@ class LibraryPanel(QWidget):
         layout.addWidget(self.failures_label)
         layout.addWidget(self.failures, 3)
         self._running = False
+        self._unavailable: dict[str, str] = {}  # root folder -> why, from the last run
         self.reload()
 
     # ----------------------------------------------------------------- folders
@@ -130,8 +138,24 @@ class LibraryPanel(QWidget):
             item.setData(Qt.ItemDataRole.UserRole, root)  # the exact Path (a Qt string is not)
             item.setToolTip(shown if root.is_dir() else f"{shown}\n(not available right now)")
             self.folders.addItem(item)
+        self._mark_unavailable()
         self.refresh_failures()
         self._update_buttons()
+
+    def _mark_unavailable(self) -> None:
+        """Grey out the folders the last run found unavailable, with why in the tooltip."""
+        for row in range(self.folders.count()):
+            item = self.folders.item(row)
+            why = self._unavailable.get(str(item.data(Qt.ItemDataRole.UserRole)))
+            if why is None:
+                if item.data(Qt.ItemDataRole.ForegroundRole) is not None:  # available again
+                    item.setData(Qt.ItemDataRole.ForegroundRole, None)
+                    item.setToolTip(item.text())
+                continue
+            item.setToolTip(
+                f"{item.text()}\nNot available: {why}. Its photos are kept; Remove forgets them."
+            )
+            item.setForeground(self.palette().placeholderText())
 
     def add_folder(self, folder: str | Path) -> Path | None:
         try:
@@ -166,7 +190,18 @@ class LibraryPanel(QWidget):
         self._running = running
         if running:
             self.progress.setRange(0, 0)  # busy until the first count arrives
+        elif self.progress.maximum() == 0:  # ended before any count: never leave it busy
+            self.progress.setRange(0, 1)
+            self.progress.setValue(0)
+            self.progress.setFormat("")
         self._update_buttons()
+
+    def set_failed(self, message: str) -> None:
+        """Indexing stopped with an error: the bar stops, and the label says why."""
+        self.progress.setRange(0, 1)
+        self.progress.setValue(0)
+        self.progress.setFormat("stopped")
+        self.progress_label.setText(f"Indexing stopped: {message} Press Index to try again.")
 
     def set_progress(self, p: IndexProgress) -> None:
         self.progress_label.setText(describe_progress(p))
@@ -179,6 +214,9 @@ class LibraryPanel(QWidget):
             self.progress.setRange(0, total)
             self.progress.setValue(total if p.phase == "done" else p.encoded)
             self.progress.setFormat("%v / %m" if p.to_encode else "up to date")
+            if p.phase == "done":
+                self._unavailable = dict(p.unavailable)
+                self._mark_unavailable()
 
     def refresh_failures(self) -> None:
         self.failures.clear()

@@ -48,6 +48,9 @@ class ModelControl(QObject):
         self._loading: str | None = None
         self._auto_index = True
         self._index_again = False
+        self._index_spec: str | None = None  # the model of the running (or last) indexing run
+        self._index_error: BaseException | None = None  # why the running one stopped
+        self._index_failed: dict[str, str] = {}  # spec -> why its last run stopped
         self.combo = QComboBox()
         self.combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
         self.combo.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Fixed)
@@ -55,7 +58,7 @@ class ModelControl(QObject):
         self.combo.activated.connect(lambda i: self.switch(self.combo.itemData(i)))
         self.index_job.progressed.connect(self._on_index_progress)
         self.index_job.finished.connect(self._on_index_finished)
-        self.index_job.failed.connect(self.errorOccurred)
+        self.index_job.failed.connect(self._on_index_failed)
         panel.indexRequested.connect(self.start_indexing)
         panel.cancelRequested.connect(self.index_job.cancel)
         self.reload_choices()
@@ -143,7 +146,11 @@ class ModelControl(QObject):
         )
         self._select(active.spec)
         self.modelChanged.emit()
-        if self._auto_index:
+        if self._auto_index and active.spec in self._index_failed:
+            # its last run stopped with an error: say so again, but let the user retry (Index)
+            # rather than running into the same error on every switch back to this model
+            self.panel.set_failed(self._index_failed[active.spec])
+        elif self._auto_index:
             self.start_indexing()
         self._auto_index = True  # only the first activation may skip the background refresh
 
@@ -169,6 +176,7 @@ class ModelControl(QObject):
                 self.index_job.cancel()
             return
         self._index_again = False
+        self._index_spec = self.active.spec
         self.index_job.start(self.library, self.active.model, self.active.searcher)
         self.panel.set_running(True)
         self.statusChanged.emit()
@@ -188,10 +196,21 @@ class ModelControl(QObject):
         if update.refreshed is not None:
             self.searchableChanged.emit()
 
+    def _on_index_failed(self, exc: BaseException) -> None:
+        self._index_error = exc  # ``finished`` follows
+        if self._index_spec is not None:
+            self._index_failed[self._index_spec] = str(exc)
+        self.errorOccurred.emit(exc)
+
     def _on_index_finished(self, last) -> None:
         self.panel.set_running(False)
-        if last is not None:
-            self.panel.set_progress(last)
+        error, self._index_error = self._index_error, None
+        if error is not None:
+            self.panel.set_failed(str(error))
+        else:
+            self._index_failed.pop(self._index_spec, None)
+            if last is not None:
+                self.panel.set_progress(last)
         self.panel.refresh_failures()
         self.statusChanged.emit()
         if self._index_again:

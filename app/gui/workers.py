@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from PySide6.QtCore import QObject, QThreadPool, Signal
 from superqt.utils import FunctionWorker, GeneratorWorker, WorkerBase
 
+from engine.errors import SketchSearchError
 from engine.indexer import IndexProgress, index_library
 from engine.library import Library
 from engine.models import SketchHashModel
@@ -115,14 +116,21 @@ def index_and_refresh(
 ) -> Iterator[IndexUpdate]:
     """Index the library for ``model``; refresh ``searcher`` now and then, and at the end."""
     last_refresh = time.monotonic()
-    for progress in index_library(library, model, batch_size=batch_size, cancel=cancel):
-        refreshed = None
-        final = progress.phase in ("done", "cancelled")
-        due = progress.encoded and time.monotonic() - last_refresh > REFRESH_EVERY_S
-        if searcher is not None and (final or due):
-            refreshed = searcher.refresh()
-            last_refresh = time.monotonic()
-        yield IndexUpdate(progress, refreshed)
+    try:
+        for progress in index_library(library, model, batch_size=batch_size, cancel=cancel):
+            refreshed = None
+            final = progress.phase in ("done", "cancelled")
+            due = progress.encoded and time.monotonic() - last_refresh > REFRESH_EVERY_S
+            if searcher is not None and (final or due):
+                refreshed = searcher.refresh()
+                last_refresh = time.monotonic()
+            yield IndexUpdate(progress, refreshed)
+    except RuntimeError as exc:
+        # superqt's generator worker takes a RuntimeError for its own deletion and then emits
+        # neither ``errored`` nor ``finished``: the job would look busy for ever
+        raise SketchSearchError(
+            f"The indexer failed ({exc}); please report this as a SketchSearch bug."
+        ) from exc
 
 
 class IndexJob(QObject):
