@@ -155,9 +155,9 @@ def storage_error(exc: OSError, doing: str, where: str | os.PathLike) -> SketchS
         )
     if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
         return LibraryReadOnlyError(
-            f"{display_path(where)} cannot be written ({exc.strerror}), so {doing} failed. "
-            "The library can still be searched; to change it, make it writable (or mount its "
-            "disk read-write)."
+            f"{display_path(where)} cannot be written ({exc.strerror}), so {doing} failed; "
+            "nothing was changed. Make it writable (check its permissions, or mount its disk "
+            "read-write) or use another place. A library there can still be searched."
         )
     reason = display_text(exc.strerror or str(exc))
     return LibraryError(f"{doing[:1].upper()}{doing[1:]} failed at {display_path(where)}: {reason}")
@@ -275,6 +275,13 @@ class Catalog:
                 f"The disk that holds the library catalog {where} is full ({detail}), so "
                 f"{doing} failed. Free some disk space and try again; everything saved before "
                 "is kept."
+            )
+        if code == sqlite3.SQLITE_CANTOPEN and not (
+            self.path.exists() or os.access(self.path.parent, os.W_OK)
+        ):
+            return LibraryReadOnlyError(
+                f"The library catalog {where} cannot be created ({detail}): its folder cannot "
+                "be written. Choose a library folder you can write to."
             )
         if code in (sqlite3.SQLITE_READONLY, sqlite3.SQLITE_PERM) or (
             code == sqlite3.SQLITE_CANTOPEN and not os.access(self.path.parent, os.W_OK)

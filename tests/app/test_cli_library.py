@@ -182,6 +182,12 @@ def test_a_read_only_library_is_queried_and_indexing_says_why_not(
         assert "can still be searched" in line and "Move it away" not in line
         after = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in read_only.iterdir()}
         assert after == files  # not a byte changed
+
+        new = read_only / "new"  # a new library cannot be made on that disk
+        done = _run("query", str(sketch), "--library", str(new), *model, as_read_only_user=True)
+        [line] = done.stderr.strip().splitlines()
+        assert done.returncode == EXIT_ERROR and "cannot be written" in line
+        assert "creating the library folder" in line and not new.exists()
     finally:
         for path in [read_only, *read_only.rglob("*"), clean, *clean.rglob("*")]:
             path.chmod(stat.S_IMODE(path.stat().st_mode) | stat.S_IWUSR)
