@@ -36,8 +36,8 @@ def add_parser(subparsers) -> None:
         "--fit-on",
         choices=("both", "photos"),
         default=None,
-        help="fit the ITQ rotation on both domains' centred outputs or on photos only "
-        "(default: the checkpoint's code_fit, 'both' unless set)",
+        help="fit PCA and the ITQ rotation on the photos' centred outputs or on both domains' "
+        "(default: the checkpoint's code_fit, 'photos' unless set)",
     )
     p.add_argument("--out", type=Path, help="the fitted checkpoint (default: CKPT-fitted)")
     p.add_argument("--name", help="the fitted model's name (default: the source's, -fitted)")

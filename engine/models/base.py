@@ -42,7 +42,7 @@ class ModelConfig:
     backbone: str = "efficientnet_lite0"
     image_size: int = 224  # square input side of both domains; methods narrow the range
     codes: str = "sign"  # "sign" of the raw output, or "fitted" (engine.models.fitted)
-    code_fit: str = "both"  # fitted codes: ITQ on both domains' centred outputs, or "photos"
+    code_fit: str = "photos"  # fitted codes: PCA + ITQ on the photos' centred outputs, or "both"
 
     def __post_init__(self) -> None:
         check_bits(self.bits)

@@ -61,7 +61,7 @@ def test_choosing_a_checkpoint_fills_and_disables_the_architecture(form):
     assert "mine.safetensors" in form.start_note.text()
     config = form.build_config()
     assert config.init_from == mine
-    defaults = {"backbone": "efficientnet_lite0", "codes": "sign", "code_fit": "both"}
+    defaults = {"backbone": "efficientnet_lite0", "codes": "sign", "code_fit": "photos"}
     assert config.model == ARCH | defaults  # the checkpoint's whole model config
 
     form.start_combo.setCurrentIndex(0)  # back to a new model: the fields as they were

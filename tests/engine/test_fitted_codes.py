@@ -88,7 +88,7 @@ def test_itq_loss_never_increases_and_the_projection_is_orthonormal():
 
 def test_fitting_is_deterministic_and_photos_only_ignores_the_sketches():
     s, p = _outputs(3, n=40), _outputs(4, n=40)
-    a, b = fit_codes(s, p, 4), fit_codes(s.copy(), p.copy(), 4)
+    a, b = fit_codes(s, p, 4, code_fit="both"), fit_codes(s.copy(), p.copy(), 4, code_fit="both")
     assert a.projection.tobytes() == b.projection.tobytes()
     assert a.sketch_mean.tobytes() == b.sketch_mean.tobytes()
     other = fit_codes(_outputs(5, n=40), p, 4, code_fit="photos")

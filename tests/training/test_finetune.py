@@ -18,7 +18,7 @@ from training.evaluate import drain
 from training.finetune import checked_model_config
 
 ARCH = {"bits": 32, "image_size": 96, "pretrained": False, "hidden": 16}
-DEFAULTS = {"backbone": "efficientnet_lite0", "codes": "sign", "code_fit": "both"}  # not in ARCH
+DEFAULTS = {"backbone": "efficientnet_lite0", "codes": "sign", "code_fit": "photos"}  # not in ARCH
 
 
 def log_events(out) -> list[dict]:

@@ -20,7 +20,7 @@ from training.evaluate import drain
 from training.fit_codes import fit_checkpoint
 
 
-def _raw_fit(model, data_dir, split, code_fit="both", drop=()):
+def _raw_fit(model, data_dir, split, code_fit="photos", drop=()):
     """The fit recomputed from scratch: raw outputs of the split's sketches and photos."""
     dataset = load_dataset(data_dir)
     dataset = dataset.subset(split) if split else dataset
@@ -66,10 +66,10 @@ def test_training_fits_the_codes_on_the_training_split(sketchy, tmp_path):
 
 @pytest.fixture
 def with_hidden_class(tmp_path):
-    """Two classes of 6 photos with a sketch each, and a 'Giraffe' class (one of the 21
+    """Two classes of 9 photos with a sketch each, and a 'Giraffe' class (one of the 21
     zero-shot test classes) of 4."""
     root = tmp_path / "cat"
-    for c, (name, n) in enumerate((("cats", 6), ("dogs", 6), ("Giraffe", 4))):
+    for c, (name, n) in enumerate((("cats", 9), ("dogs", 9), ("Giraffe", 4))):
         for i in range(n):
             photo(root / "photos" / name / f"p{i}.jpg", 10 * c + i)
             draw_sketch(root / "sketches" / name / f"p{i}-1.png", 10 * c + i)
@@ -86,8 +86,8 @@ def test_fit_checkpoint_never_sees_the_hidden_classes(with_hidden_class, tmp_pat
     info = read_checkpoint_info(out)
     note = info.metadata["codes_fit"]
     assert note["hidden_classes_dropped"] == ["Giraffe"]
-    assert (note["sketches"], note["photos"]) == (12, 12)
-    assert note["split"] == "all (no split.json)" and note["rotation_fitted_on"] == "both"
+    assert (note["sketches"], note["photos"]) == (18, 18)
+    assert note["split"] == "all (no split.json)" and note["rotation_fitted_on"] == "photos"
     assert info.name == "tiny-fitted" and info.metadata["data"] == {"n": 1}
     assert info.config["codes"] == "fitted"
     want, _, _ = _raw_fit(source, with_hidden_class, None, drop=["Giraffe"])
@@ -103,15 +103,15 @@ def test_fit_codes_command_fits_on_the_train_split_only(shared_data, tmp_path, c
     src = save_checkpoint(source, tmp_path / "shoes.safetensors", weights_dtype="float16")
     source = load_checkpoint(src)  # the rounded weights, as fit-codes reads them
     out = tmp_path / "fitted.safetensors"
-    args = ["fit-codes", str(src), "--data", str(shoes), "--out", str(out), "--fit-on", "photos"]
+    args = ["fit-codes", str(src), "--data", str(shoes), "--out", str(out), "--fit-on", "both"]
     assert main([*args, "--json"]) == 0
     printed = json.loads(capsys.readouterr().out)
     splits = json.loads((shoes / "split.json").read_text())
     assert printed["split"] == "train" and printed["path"] == str(out)
     assert printed["photos"] == len(splits["train"]) < len(splits["train"]) + len(splits["test"])
     info = read_checkpoint_info(out)
-    assert info.metadata["weights_dtype"] == "float16" and info.config["code_fit"] == "photos"
-    want, n_s, n_p = _raw_fit(source, shoes, "train", "photos")
+    assert info.metadata["weights_dtype"] == "float16" and info.config["code_fit"] == "both"
+    want, n_s, n_p = _raw_fit(source, shoes, "train", "both")
     assert (n_s, n_p) == (printed["sketches"], printed["photos"])
     assert torch.equal(
         load_checkpoint(out).fitted_codes.projection, torch.from_numpy(want.projection)
