@@ -115,7 +115,7 @@ class GatedSearcher:
     def __init__(self) -> None:
         self.gate = threading.Event()
 
-    def search(self, query, k=50, *, rerank=False):
+    def search(self, query, k=50, *, rerank=False, expand=0):
         if query == "old":
             assert self.gate.wait(30)
         return SearchResponse((), {"total": 1.0}, query, 64, 0)
