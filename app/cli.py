@@ -3,6 +3,11 @@
 Subcommands: index, remove, query, models, compact, bench, train, evaluate, fit-codes. ``--json``
 makes output machine-readable. Engine errors are shown as one clear line and exit status 2;
 Ctrl+C during long work cancels it cleanly (committed work is kept) and exits with status 130.
+
+Start-up: this module and the parser import nothing heavy. ``--help``, ``--version`` and
+``models`` never import torch (``engine.model_files`` reads checkpoints' headers with json);
+the commands that need a model import it when they load one, after telling a person at a
+terminal what they are doing (``StatusLine``), so something shows at once.
 """
 
 from __future__ import annotations
@@ -17,7 +22,8 @@ import sys
 import threading
 from pathlib import Path
 
-from app.progress import ProgressLine, format_duration
+from app.progress import ProgressLine, StatusLine, format_duration
+from engine import __version__
 from engine.errors import LibraryBusyError, SketchSearchError
 from engine.paths import display_path, display_text
 
@@ -26,6 +32,7 @@ log = logging.getLogger(__name__)
 EXIT_ERROR = 2
 EXIT_CANCELLED = 130
 LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"
+STATUS = StatusLine()  # what a command is doing, on a terminal only; cleared before any output
 
 
 def _library(args: argparse.Namespace):
@@ -36,10 +43,26 @@ def _library(args: argparse.Namespace):
 
 def _model_for(args: argparse.Namespace, library):
     """--model if given, else the model this library was last indexed with, else the default."""
-    from engine.store import load_model
-
     spec = args.model or library.get_setting("model")
+    STATUS.show(f"Loading the model {_spec_name(spec)}…")
+    from engine.store import load_model  # torch and the networks: seconds on a small machine
+
     return load_model(spec, device=args.device), spec
+
+
+def _spec_name(spec) -> str:
+    """The name of the model ``spec`` loads, read without loading it (for the status line)."""
+    from engine.errors import CheckpointError
+    from engine.model_files import default_checkpoint, installed_checkpoints, read_checkpoint_info
+
+    try:
+        if not spec:
+            default = default_checkpoint()
+            return read_checkpoint_info(default).name if default else "(none installed)"
+        shipped = [i for i in installed_checkpoints() if i.method == str(spec)]
+        return shipped[0].name if shipped else read_checkpoint_info(Path(spec).expanduser()).name
+    except CheckpointError:
+        return str(spec)  # loading it says what is wrong
 
 
 def _json_path(path: Path) -> dict:
@@ -61,6 +84,11 @@ def _waiting(holder) -> None:
 
 
 def cmd_index(args: argparse.Namespace) -> int:
+    from engine.library import check_photo_folder
+
+    STATUS.show("Opening the library…")
+    for folder in args.folders:  # a mistyped folder creates no library
+        check_photo_folder(folder)
     library = _library(args)
     try:
         with library.writing("indexing", wait=None if args.wait else 0.0, on_wait=_waiting):
@@ -79,6 +107,7 @@ def _index(args: argparse.Namespace, library) -> int:
     roots = [library.add_root(folder) for folder in args.folders] or library.roots()
     model, spec = _model_for(args, library)
     library.set_setting("model", str(spec) if spec else None)
+    STATUS.show("Looking for photos…")
     cancel = threading.Event()
     bar = ProgressLine()
     last = None
@@ -90,6 +119,7 @@ def _index(args: argparse.Namespace, library) -> int:
             done = progress.encoded + progress.failed
             if args.json:
                 continue
+            STATUS.clear()
             if progress.phase == "scanning":
                 bar.update(progress.found, None, "files found")
             else:
@@ -100,12 +130,14 @@ def _index(args: argparse.Namespace, library) -> int:
                 )
     except KeyboardInterrupt:
         cancel.set()
+        STATUS.clear()
         bar.close()
         print(
             "Cancelled: photos indexed so far are kept; run the command again to resume.",
             file=sys.stderr,
         )
         return EXIT_CANCELLED
+    STATUS.clear()
     bar.close()
     failures = [f for f in library.failures() if any(r in f.path.parents for r in roots)]
     summary = {
@@ -168,15 +200,19 @@ def cmd_remove(args: argparse.Namespace) -> int:
 
 
 def cmd_query(args: argparse.Namespace) -> int:
+    STATUS.show("Reading the sketch…")
     from engine.sketch import load_sketch
 
     load_sketch(args.sketch)  # a bad sketch is one clear line, before torch, library or model load
-    from engine.expansion import DEFAULT_QUERY_WEIGHT
-    from engine.searcher import DEFAULT_EXPAND, Searcher
-
     library = _library(args)
     model, spec = _model_for(args, library)
+    from engine.expansion import DEFAULT_QUERY_WEIGHT
+    from engine.model_files import model_name
+    from engine.searcher import DEFAULT_EXPAND, Searcher
+
+    STATUS.show("Searching…")
     searcher = Searcher(library, model)
+    name = model_name(model)
     if searcher.size == 0:
         how = _index_command(args, spec) if library.roots() else "sketch-search index FOLDER"
         raise SketchSearchError(f"No photos are indexed for this model yet; run '{how}' first.")
@@ -188,6 +224,7 @@ def cmd_query(args: argparse.Namespace) -> int:
         expand=DEFAULT_EXPAND if args.expand is None else args.expand,
         query_weight=DEFAULT_QUERY_WEIGHT if args.query_weight is None else args.query_weight,
     )
+    STATUS.clear()
     if response.rerank_note:
         print(f"Not re-ranked: {response.rerank_note}", file=sys.stderr)
     if args.json:
@@ -201,7 +238,8 @@ def cmd_query(args: argparse.Namespace) -> int:
                         for r in response.results
                     ],
                     "timings_ms": {k: round(v, 3) for k, v in response.timings_ms.items()},
-                    "model": response.model_id,
+                    "model": name,
+                    "model_id": response.model_id,
                     "bits": response.bits,
                     "indexed": response.indexed,
                     "not_indexed": response.not_indexed,
@@ -216,13 +254,13 @@ def cmd_query(args: argparse.Namespace) -> int:
             print(f"{r.rank:4d}  {r.distance:3d}/{response.bits}  {display_path(r.path)}")
         stages = ", ".join(f"{k} {v:.1f} ms" for k, v in response.timings_ms.items())
         print(
-            f"{response.indexed} photos searched with {response.model_id}: {stages}",
+            f"{response.indexed} photos searched with {name} ({response.model_id}): {stages}",
             file=sys.stderr,
         )
     if response.not_indexed:
         print(
             f"{response.not_indexed} more photos in the library have no codes for "
-            f"{response.model_id} yet (indexed with another model) and were not searched. "
+            f"{name} yet (indexed with another model) and were not searched. "
             f"To search them too, run: {_index_command(args, spec)}",
             file=sys.stderr,
         )
@@ -240,8 +278,7 @@ def _index_command(args: argparse.Namespace, spec) -> str:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from engine.models import list_methods
-    from engine.store import default_checkpoint, installed_checkpoints
+    from engine.model_files import METHODS, default_checkpoint, installed_checkpoints
 
     default = default_checkpoint()
     checkpoints = [
@@ -258,9 +295,9 @@ def cmd_models(args: argparse.Namespace) -> int:
         for info in installed_checkpoints()
     ]
     if args.json:
-        print(json.dumps({"methods": list_methods(), "checkpoints": checkpoints}, indent=1))
+        print(json.dumps({"methods": list(METHODS), "checkpoints": checkpoints}, indent=1))
         return 0
-    print("Methods: " + ", ".join(list_methods()))
+    print("Methods: " + ", ".join(METHODS))
     print("Checkpoints:" if checkpoints else "No checkpoints installed.")
     for c in checkpoints:
         mark = " (default)" if c["default"] else ""
@@ -304,11 +341,17 @@ def cmd_compact(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from engine.bench import run_benchmarks
+    from app.startup_bench import bench_startup
 
     def report(line: str) -> None:
         if not args.json:
             print(line, file=sys.stderr, flush=True)
+
+    startup = bench_startup(repeats=args.startup_repeats, report=report)
+    if args.startup_only:
+        print(json.dumps({"startup": startup}, indent=1))
+        return 0
+    from engine.bench import run_benchmarks
 
     results = run_benchmarks(
         photos=args.photos,
@@ -318,7 +361,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         work_dir=args.work_dir,
         report=report,
     )
-    print(json.dumps(results, indent=1))
+    print(json.dumps({"startup": startup} | results, indent=1))
     return 0
 
 
@@ -328,6 +371,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Draw a sketch, find the matching photos. With no command, opens the app.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log more detail")
+    parser.add_argument("--version", action="version", version=f"sketch-search {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     def common(p: argparse.ArgumentParser, model: bool = True) -> None:
@@ -424,6 +468,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="where the generated 12 MP photos are kept between runs",
     )
     p.add_argument("--json", action="store_true", help="only the JSON result on stdout")
+    p.add_argument(
+        "--startup-only",
+        action="store_true",
+        help="only the start-up times of the command line and the app",
+    )
+    p.add_argument(
+        "--startup-repeats", type=int, default=3, help="runs of each start-up measurement"
+    )
     p.set_defaults(run=cmd_bench)
 
     from app.commands import evaluate, fit_codes, train
@@ -455,11 +507,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.run(args) or 0)
     except SketchSearchError as exc:
+        STATUS.clear()
         print(f"error: {display_text(str(exc))}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
+        STATUS.clear()
         print("Cancelled.", file=sys.stderr)
         return EXIT_CANCELLED
+    finally:
+        STATUS.clear()
 
 
 if __name__ == "__main__":

@@ -54,3 +54,33 @@ class ProgressLine:
             self.stream.write("\n")
             self.stream.flush()
         self._drawn = False
+
+
+class StatusLine:
+    """What a command is doing before it has progress to show ("Loading the model…"), on a
+    terminal only: drawn in place and erased by ``clear()``, so output and errors that follow
+    are unchanged, and pipes and logs never see it."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self._stream = stream
+        self._width = 0
+
+    @property
+    def stream(self) -> TextIO:
+        return self._stream or sys.stderr  # looked up late: tests and callers replace stderr
+
+    def show(self, text: str) -> None:
+        stream = self.stream
+        if not stream.isatty():
+            return
+        line = text[:100]
+        stream.write("\r" + line.ljust(self._width))
+        stream.flush()
+        self._width = len(line)
+
+    def clear(self) -> None:
+        if self._width:
+            stream = self.stream
+            stream.write("\r" + " " * self._width + "\r")
+            stream.flush()
+            self._width = 0

@@ -370,8 +370,14 @@ class Catalog:
             # read again under the write lock: another process may have upgraded it meanwhile
             version = int(tx.execute("PRAGMA user_version").fetchone()[0])
             self._check_version(version)
+            new = version == 0 and not tx.execute("SELECT 1 FROM sqlite_master").fetchone()
+            if new:  # every step at once: a new catalog has nothing to upgrade
+                log.info("New catalog %s (schema %d)", display_path(self.path), SCHEMA_VERSION)
             for target in range(version, SCHEMA_VERSION):
-                log.info("Upgrading catalog %s to schema %d", display_path(self.path), target + 1)
+                if not new:
+                    log.info(
+                        "Upgrading catalog %s to schema %d", display_path(self.path), target + 1
+                    )
                 for statement in MIGRATIONS[target].split(";"):
                     if statement.strip():
                         tx.execute(statement)

@@ -37,6 +37,21 @@ class LibraryStats:
     uncoded: int = 0  # readable photos without one: a search with that model does not see them
 
 
+def check_photo_folder(folder: str | os.PathLike) -> Path:
+    """``folder`` as an absolute path if it can be added to a library (it exists, is a folder
+    and can be read); else ``LibraryError`` saying which. Touches no library, so a command can
+    refuse a mistyped folder before it creates anything."""
+    path = Path(folder).expanduser()
+    shown = display_path(path)
+    if not path.exists():
+        raise LibraryError(f"The folder {shown} does not exist.")
+    if not path.is_dir():
+        raise LibraryError(f"{shown} is a file, not a folder; add the folder that holds it.")
+    if not os.access(path, os.R_OK | os.X_OK):
+        raise LibraryError(f"The folder {shown} cannot be read (permission denied).")
+    return path.resolve()
+
+
 class Library:
     """``read_only``: None opens read-only only when the catalog cannot be written."""
 
@@ -101,21 +116,23 @@ class Library:
         return [p for _, p in self.catalog.roots()]
 
     def add_root(self, folder: str | os.PathLike) -> Path:
-        """Add a photo folder; it must exist and be readable. Returns its absolute path."""
-        path = Path(folder).expanduser()
-        if not path.exists():
-            raise LibraryError(f"The folder {path} does not exist.")
-        if not path.is_dir():
-            raise LibraryError(f"{path} is a file, not a folder; add the folder that holds it.")
-        if not os.access(path, os.R_OK | os.X_OK):
-            raise LibraryError(f"The folder {path} cannot be read (permission denied).")
-        path = path.resolve()
-        for existing in self.roots():
-            if path == existing or existing in path.parents:
-                log.info("%s is already covered by %s", path, existing)
-                return existing
+        """Add a photo folder; it must exist and be readable. Returns its absolute path, or the
+        library's folder that already holds it (``covering``)."""
+        path = check_photo_folder(folder)
+        if (existing := self.covering(path)) is not None:
+            log.info("%s is already covered by %s", path, existing)
+            return existing
         self.catalog.add_root(path)
         return path
+
+    def covering(self, folder: str | os.PathLike) -> Path | None:
+        """The library's folder that is ``folder`` or holds it (its photos are indexed with
+        it), or None."""
+        path = Path(folder).expanduser().resolve()
+        for existing in self.roots():
+            if path == existing or existing in path.parents:
+                return existing
+        return None
 
     def remove_root(self, folder: str | os.PathLike) -> int:
         """Forget a folder and everything indexed under it; the files themselves are untouched.

@@ -10,42 +10,19 @@ from pathlib import Path
 
 import torch
 
-import assets
 from engine.devices import pick_device
 from engine.errors import CheckpointError, SketchSearchError
-from engine.models import (
-    CheckpointInfo,
-    SketchHashModel,
-    create,
-    list_methods,
-    load_checkpoint,
-    read_checkpoint_info,
+from engine.model_files import (  # noqa: F401  (SHIPPED_DIR, DEFAULT_NAME: re-exported)
+    DEFAULT_NAME,
+    SHIPPED_DIR,
+    default_checkpoint,
+    installed_checkpoints,
 )
-from engine.paths import models_dir
+from engine.models import SketchHashModel, create, list_methods, load_checkpoint
 
 log = logging.getLogger(__name__)
 
-SHIPPED_DIR = Path(assets.__file__).resolve().parent / "models"
-DEFAULT_NAME = "default.safetensors"
 FRESH_SEED = 0
-
-
-def default_checkpoint() -> Path | None:
-    """The shipped default checkpoint, if this installation has one."""
-    path = SHIPPED_DIR / DEFAULT_NAME
-    return path if path.is_file() else None
-
-
-def installed_checkpoints() -> list[CheckpointInfo]:
-    """Valid checkpoints shipped with the app, then the user's; unreadable ones are logged."""
-    found: list[CheckpointInfo] = []
-    for folder in (SHIPPED_DIR, models_dir()):
-        for path in sorted(folder.glob("*.safetensors")):
-            try:
-                found.append(read_checkpoint_info(path))
-            except CheckpointError as exc:
-                log.warning("Skipping checkpoint %s: %s", path, exc)
-    return found
 
 
 def create_fresh(method: str, **config) -> SketchHashModel:

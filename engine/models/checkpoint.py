@@ -23,7 +23,6 @@ import logging
 import os
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,39 +31,22 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from engine.errors import CheckpointError, ConfigError, UnknownMethodError
+
+# the header side (what a checkpoint says about itself) is torch-free, for a fast start-up
+from engine.model_files import (
+    FORMAT,
+    FORMAT_VERSION,
+    METADATA_KEY,
+    CheckpointInfo,  # noqa: F401  (re-exported by engine.models)
+    read_checkpoint_info,
+)
 from engine.models.base import SketchHashModel
 from engine.models.registry import get_method
 from engine.sketch import SKETCH_FORMAT_VERSION
 
 log = logging.getLogger(__name__)
 
-FORMAT = "sketch-search-checkpoint"
-FORMAT_VERSION = 1
-METADATA_KEY = "sketch_search"
 WEIGHT_DTYPES = ("float32", "float16")
-_PICKLE_MAGIC = (b"PK\x03\x04", b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05")
-
-
-@dataclass(frozen=True)
-class CheckpointInfo:
-    """What a checkpoint says about itself, read without building the model."""
-
-    path: Path
-    method: str
-    bits: int
-    backbone: str
-    config: dict[str, Any]
-    metadata: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def metrics(self) -> dict[str, Any]:
-        """The binary-code retrieval figures of the last stored evaluation (empty if none)."""
-        report = self.metadata.get("metrics") or {}
-        return dict(report.get("metrics", report))
-
-    @property
-    def name(self) -> str:
-        return self.metadata.get("name") or self.path.stem
 
 
 def model_id(model: SketchHashModel) -> str:
@@ -153,55 +135,6 @@ def save_checkpoint(
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
-
-
-def read_checkpoint_info(path: str | os.PathLike) -> CheckpointInfo:
-    """Read and validate a checkpoint's metadata; raises CheckpointError with the reason."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"No checkpoint at {path}.")
-    with open(path, "rb") as fh:
-        head = fh.read(8)
-    if head.startswith(_PICKLE_MAGIC):
-        raise CheckpointError(
-            f"{path.name} is a pickle-based PyTorch file. SketchSearch never unpickles checkpoints "
-            "(a pickle can run any code); use a .safetensors checkpoint saved by sketch-search."
-        )
-    try:
-        with safe_open(str(path), framework="pt") as fh:
-            raw = (fh.metadata() or {}).get(METADATA_KEY)
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise CheckpointError(
-            f"{path.name} is not a readable safetensors checkpoint: {exc}"
-        ) from exc
-    if raw is None:
-        raise CheckpointError(
-            f"{path.name} is a safetensors file without SketchSearch metadata; "
-            "it was not saved by sketch-search."
-        )
-    try:
-        meta = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise CheckpointError(f"{path.name} has corrupt metadata: {exc}") from exc
-    if meta.get("format") != FORMAT:
-        raise CheckpointError(f"{path.name} is not a SketchSearch checkpoint.")
-    version = meta.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise CheckpointError(
-            f"{path.name} has checkpoint format {version}; this version reads up to "
-            f"{FORMAT_VERSION}. Update sketch-search."
-        )
-    try:
-        return CheckpointInfo(
-            path=path,
-            method=str(meta["method"]),
-            bits=int(meta["bits"]),
-            backbone=str(meta["backbone"]),
-            config=dict(meta["config"]),
-            metadata=meta,
-        )
-    except (KeyError, TypeError, ValueError) as exc:
-        raise CheckpointError(f"{path.name} lacks required metadata ({exc}).") from exc
 
 
 def load_checkpoint(

@@ -11,7 +11,7 @@ from app.gui.main_window import MainWindow
 
 def test_run_gui_starts_and_reports_a_missing_model(qtbot, tmp_path, monkeypatch):
     QSettings.setPath(QSettings.Format.NativeFormat, QSettings.Scope.UserScope, str(tmp_path))
-    monkeypatch.setattr("engine.store.SHIPPED_DIR", tmp_path / "no-shipped-models")
+    monkeypatch.setattr("engine.model_files.SHIPPED_DIR", tmp_path / "no-shipped-models")
     seen = {}
     tries = iter(range(400))  # 20 s, then close anyway so a regression fails instead of hanging
 
