@@ -40,6 +40,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from engine.defaults import DEFAULT_EXPAND  # defined without imports, for the app's start-up
 from engine.expansion import DEFAULT_QUERY_WEIGHT, CodeTable, expand_queries
 from engine.index import BinaryIndex
 from engine.library import Library
@@ -74,7 +75,6 @@ class SearchResponse:
 
 
 DEFAULT_SHORTLIST = 100
-DEFAULT_EXPAND = 0  # neighbours voting on the query code by default (app and CLI); 0: off
 
 
 def sketch_input(query: SketchQuery) -> np.ndarray:

@@ -22,11 +22,12 @@ EXIT_CANNOT_START = 3
 
 
 def _report_ready(window, started: float) -> None:
-    """Called by the event loop's first turn, after the window was shown."""
+    """Called by the event loop's first turn, after the window was shown; then the model loads."""
     from app.gui.binding_check import versions
 
     if not window.isVisible():
         log.warning("The main window is not visible after start-up.")
+        window.start_model()
         return
     log.info(
         "%s: main window shown (%dx%d, %.2f s after the app was created; %s)",
@@ -36,6 +37,7 @@ def _report_ready(window, started: float) -> None:
         time.perf_counter() - started,
         versions(),
     )
+    window.start_model()  # torch is imported on a worker thread from here on
 
 
 def _refuse_to_start(problem: str) -> int:
@@ -64,7 +66,7 @@ def run_gui(argv: Sequence[str] | None = None) -> int:
     app.setOrganizationName("SketchSearch")
     if problem := binding_problem():  # a crash after a few sketches otherwise
         return _refuse_to_start(problem)
-    window = MainWindow()
+    window = MainWindow(start_model=False)
     crash_handler = CrashHandler(window.crashReported.emit)
     crash_handler.install()
     window.show()

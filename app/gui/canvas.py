@@ -28,7 +28,7 @@ from PySide6.QtGui import (
 )
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
-from engine.sketch import Point, Stroke
+from engine.strokes import Point, Stroke
 
 log = logging.getLogger(__name__)
 

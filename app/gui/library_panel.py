@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
@@ -20,9 +21,11 @@ from PySide6.QtWidgets import (
 )
 
 from engine.errors import SketchSearchError
-from engine.indexer import IndexProgress
 from engine.library import Library
 from engine.paths import display_path
+
+if TYPE_CHECKING:
+    from engine.indexer import IndexProgress
 
 log = logging.getLogger(__name__)
 

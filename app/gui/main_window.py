@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QSettings, Qt, Signal
 from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QGuiApplication, QKeySequence
@@ -28,13 +29,17 @@ from app.gui.library_panel import LibraryPanel
 from app.gui.model_control import INJECTED, ModelControl
 from app.gui.results import ResultsModel, ResultsView
 from app.gui.search_controller import SearchController
+from app.gui.settings import app_settings
 from app.gui.thumbnails import ThumbnailLoader
-from app.gui.training_panel import TrainingPanel
 from app.gui.workers import JobRunner
+from engine.defaults import DEFAULT_EXPAND
 from engine.errors import SketchSearchError
 from engine.library import Library
-from engine.models import SketchHashModel
-from engine.searcher import DEFAULT_EXPAND, SearchResponse
+
+if TYPE_CHECKING:  # the window is built before torch is imported (start-up time)
+    from app.gui.training_panel import TrainingPanel
+    from engine.models import SketchHashModel
+    from engine.searcher import SearchResponse
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +52,11 @@ def format_timings(timings: dict[str, float]) -> str:
 
 
 class MainWindow(QMainWindow):
-    """``library``/``model``/``settings`` may be injected (tests); otherwise the defaults load."""
+    """``library``/``model``/``settings`` may be injected (tests); otherwise the defaults load.
+
+    ``start_model`` False leaves loading the model to a later ``start_model()`` call: the app
+    shows its window first (``app.gui.run_gui``), since loading imports torch.
+    """
 
     crashReported = Signal(str)  # from any thread; shown on the GUI thread
 
@@ -58,10 +67,11 @@ class MainWindow(QMainWindow):
         settings: QSettings | None = None,
         auto_index: bool = True,
         parent: QWidget | None = None,
+        start_model: bool = True,
     ) -> None:
         super().__init__(parent)
         self.setWindowTitle("SketchSearch")
-        self.settings = settings or QSettings("SketchSearch", "SketchSearch")
+        self.settings = settings or app_settings()
         self._owns_library = library is None
         self.library = library or Library()
         self.runner = JobRunner(self)
@@ -99,6 +109,14 @@ class MainWindow(QMainWindow):
         self.update_empty_state()
         self.training_panel: TrainingPanel | None = None  # made when first opened
         self.imagine_dock = None  # made when first opened (app.gui.imagine_view)
+        self._first_model = (model, auto_index)
+        if start_model:
+            self.start_model()
+
+    def start_model(self) -> None:
+        """Load the injected model, else the saved choice, else the shipped default (off the
+        GUI thread), then index with it."""
+        model, auto_index = self._first_model
         self.models.start(model, self.settings.value("model", "", str), auto_index=auto_index)
 
     # ----------------------------------------------------------------- construction
@@ -374,6 +392,8 @@ class MainWindow(QMainWindow):
 
     def show_training_panel(self) -> TrainingPanel:
         if self.training_panel is None:
+            from app.gui.training_panel import TrainingPanel  # imports torch and training
+
             self.training_panel = TrainingPanel(self.models, self.runner, self)
             self.training_panel.errorOccurred.connect(self.message_bar.show_error)
         self.training_panel.show()

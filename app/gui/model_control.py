@@ -10,16 +10,18 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtWidgets import QComboBox, QSizePolicy
 
 from app.gui.library_panel import LibraryPanel
 from app.gui.workers import ActiveModel, IndexJob, IndexUpdate, JobRunner, activate_model
-from engine.devices import describe_device
 from engine.library import Library
-from engine.models import SketchHashModel
-from engine.store import default_checkpoint, installed_checkpoints
+from engine.model_files import default_checkpoint, installed_checkpoints
+
+if TYPE_CHECKING:
+    from engine.models import SketchHashModel
 
 log = logging.getLogger(__name__)
 
@@ -163,7 +165,11 @@ class ModelControl(QObject):
         return f"{name} ({model.method}, {model.bits}-bit)"
 
     def describe_device(self) -> str:
-        return describe_device(self.active.model.device) if self.active else ""
+        if self.active is None:
+            return ""
+        from engine.devices import describe_device  # torch: loaded with the model already
+
+        return describe_device(self.active.model.device)
 
     # ----------------------------------------------------------------- indexing
     def start_indexing(self) -> None:

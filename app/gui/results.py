@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import (
     QAbstractListModel,
@@ -24,7 +25,9 @@ from PySide6.QtWidgets import QAbstractItemView, QLabel, QListView, QMenu, QWidg
 
 from app.gui.thumbnails import ThumbnailLoader
 from engine.paths import display_path
-from engine.searcher import SearchResponse, SearchResult
+
+if TYPE_CHECKING:
+    from engine.searcher import SearchResponse, SearchResult
 
 log = logging.getLogger(__name__)
 

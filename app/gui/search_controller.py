@@ -11,12 +11,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from functools import partial
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, Signal
 
 from app.gui.newest_job import DEBOUNCE_MS, NewestJob
 from app.gui.workers import JobRunner
-from engine.searcher import DEFAULT_EXPAND, Searcher
+from engine.defaults import DEFAULT_EXPAND
+
+if TYPE_CHECKING:
+    from engine.searcher import Searcher
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from PySide6.QtGui import QClipboard, QImage
 
 from app.gui.canvas import SketchCanvas, array_image, gray_array
 from engine.errors import ImageLoadError, SketchError
-from engine.sketch import load_sketch, load_strokes, normalize_sketch, save_strokes
+from engine.strokes import load_strokes, save_strokes
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +29,8 @@ def open_sketch(canvas: SketchCanvas, path: str | Path) -> None:
             raise SketchError(f"{path.name} holds no strokes; open another sketch.")
         canvas.set_strokes(strokes, f"Open {path.name}")
     else:
+        from engine.sketch import load_sketch  # scikit-image: not needed before the first open
+
         canvas.set_background(array_image(load_sketch(path)), f"Open {path.name}")
 
 
@@ -62,4 +64,6 @@ def paste_sketch(canvas: SketchCanvas, clipboard: QClipboard) -> None:
             open_sketch(canvas, files[0])
             return
         raise SketchError("The clipboard holds no image; copy a sketch or a picture first.")
+    from engine.sketch import normalize_sketch
+
     canvas.set_background(array_image(normalize_sketch(gray_array(image))), "Paste image")

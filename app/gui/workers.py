@@ -13,15 +13,19 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, QThreadPool, Signal
-from superqt.utils import FunctionWorker, GeneratorWorker, WorkerBase
 
 from engine.errors import SketchSearchError
-from engine.indexer import IndexProgress, index_library
 from engine.library import Library
-from engine.models import SketchHashModel
-from engine.searcher import Searcher
+
+if TYPE_CHECKING:  # imported by the work itself, off the GUI thread, after the window shows
+    from superqt.utils import WorkerBase
+
+    from engine.indexer import IndexProgress
+    from engine.models import SketchHashModel
+    from engine.searcher import Searcher
 
 log = logging.getLogger(__name__)
 
@@ -43,10 +47,14 @@ class JobRunner(QObject):
     def run_function(self, func: Callable, *args, on: Slots | None = None, **kwargs) -> None:
         """Run ``func(*args, **kwargs)``; ``on`` maps signal names (returned, errored, finished)
         to slots, connected before the worker starts so that no signal is missed."""
+        from superqt.utils import FunctionWorker  # half a second to import: not before needed
+
         self._start(FunctionWorker(func, *args, **kwargs), on or {})
 
     def run_generator(self, func: Callable, *args, on: Slots | None = None, **kwargs) -> None:
         """Like run_function for a generator function; ``on`` may also name ``yielded``."""
+        from superqt.utils import GeneratorWorker
+
         self._start(GeneratorWorker(func, *args, **kwargs), on or {})
 
     def running(self) -> int:
@@ -94,7 +102,8 @@ def activate_model(
     library: Library, spec: str, model: SketchHashModel | None = None
 ) -> ActiveModel:
     """Load the model (unless given) and build its searcher from the catalog's codes."""
-    from engine.store import load_model  # heavy import, done on the worker thread
+    from engine.searcher import Searcher  # heavy imports (torch), done on the worker thread
+    from engine.store import load_model
 
     if model is None:
         model = load_model(spec or None)
@@ -115,6 +124,8 @@ def index_and_refresh(
     batch_size: int = 32,
 ) -> Iterator[IndexUpdate]:
     """Index the library for ``model``; refresh ``searcher`` now and then, and at the end."""
+    from engine.indexer import index_library
+
     last_refresh = time.monotonic()
     try:
         for progress in index_library(library, model, batch_size=batch_size, cancel=cancel):

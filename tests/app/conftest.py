@@ -16,15 +16,15 @@ from PySide6.QtCore import QSettings, QThreadPool
 
 from engine.library import Library
 from engine.store import create_fresh
+from tests.shared_data import SHARED_DATA, missing_reason
 
-SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 N_PHOTOS = 40
 
 
 def shared_or_skip(*parts: str) -> Path:
     path = SHARED_DATA.joinpath(*parts)
     if not path.exists():
-        pytest.skip(f"real data not found at {path} (see ../shared/data/README.md)")
+        pytest.skip(missing_reason(path))
     return path
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import QSettings, QTimer
+from pathlib import Path
+
+from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication
 
 from app.gui import run_gui
@@ -10,7 +12,6 @@ from app.gui.main_window import MainWindow
 
 
 def test_run_gui_starts_and_reports_a_missing_model(qtbot, tmp_path, monkeypatch):
-    QSettings.setPath(QSettings.Format.NativeFormat, QSettings.Scope.UserScope, str(tmp_path))
     monkeypatch.setattr("engine.model_files.SHIPPED_DIR", tmp_path / "no-shipped-models")
     seen = {}
     tries = iter(range(400))  # 20 s, then close anyway so a regression fails instead of hanging
@@ -28,3 +29,18 @@ def test_run_gui_starts_and_reports_a_missing_model(qtbot, tmp_path, monkeypatch
     assert run_gui(["sketch-search"]) == 0
     assert "No default model is installed" in seen["message"], "the load error was not shown"
     assert "No model could be loaded" in seen["empty"]
+
+
+def test_the_app_keeps_its_settings_where_tests_say(qtbot, isolated_settings, tmp_path):
+    """Tests (and benchmarks) never write the user's ~/.config/SketchSearch: the app's settings
+    file follows SKETCH_SEARCH_SETTINGS (tests/conftest.py sets it for every test)."""
+    home_config = Path.home() / ".config" / "SketchSearch" / "SketchSearch.conf"
+    before = home_config.stat().st_mtime_ns if home_config.exists() else None
+    window = MainWindow(start_model=False)
+    qtbot.addWidget(window)
+    window.count_spin.setValue(77)
+    window.close()  # saves the settings
+    assert window.settings.fileName() == str(isolated_settings)
+    assert "result_count=77" in isolated_settings.read_text()
+    after = home_config.stat().st_mtime_ns if home_config.exists() else None
+    assert after == before
