@@ -3,7 +3,9 @@
 Once the event loop has shown the main window, ``run_gui`` logs one INFO line starting with
 ``READY_MESSAGE`` (with the PySide6, Qt and Python versions): the packaging smoke test (and a
 person timing a cold start) waits for it. A Qt binding known to crash the app
-(``app.gui.binding_check``) is refused before any window opens: exit status ``EXIT_CANNOT_START``.
+(``app.gui.binding_check``) is refused before any window opens: exit status ``EXIT_CANNOT_START``;
+so is a Linux machine where Qt could not open a window (no display, or the X11 plugin's system
+libraries missing: ``app.gui.display_check``), with what to install, before Qt would abort.
 """
 
 from __future__ import annotations
@@ -57,10 +59,14 @@ def run_gui(argv: Sequence[str] | None = None) -> int:
     from PySide6.QtWidgets import QApplication
 
     from app.gui.binding_check import binding_problem
+    from app.gui.display_check import display_problem
     from app.gui.errors import CrashHandler
     from app.gui.main_window import MainWindow
 
     started = time.perf_counter()
+    if QApplication.instance() is None and (problem := display_problem()):
+        log.error("SketchSearch cannot start: %s", problem)  # Qt would abort (core dump)
+        return EXIT_CANNOT_START
     app = QApplication.instance() or QApplication(list(argv or sys.argv[:1]))
     app.setApplicationName("SketchSearch")
     app.setOrganizationName("SketchSearch")
