@@ -2,8 +2,16 @@
 
 Pen and eraser strokes, a pen width, undo/redo through a QUndoStack, and input from a mouse, a
 tablet (pressure; the tablet event is accepted so Qt does not also synthesise a mouse stroke) or a
-touch screen. An opened or pasted image becomes the canvas background and is part of the query.
-Strokes are kept in widget pixels; ``engine`` normalises them, so the canvas size does not matter.
+touch screen. An opened or pasted sketch image becomes the canvas background and is part of the
+query; a photo (``SketchState.photo``) is the query itself: the search looks for photos like it
+(``PhotoQuery``), and the first stroke drawn on it starts a new sketch.
+
+Drawing coordinates: strokes are kept in the coordinates of the canvas as it was when the drawing
+began (``SketchState.frame``, in which an opened image is fitted too); the view scales that frame
+to fit the canvas, centred, so a window made smaller (or larger) shows the whole drawing, and a
+stroke drawn after a resize lands where it was drawn. ``engine`` normalises strokes, so their
+scale does not matter to the search. Widths are in drawing units as well (a pen of 3 screen
+pixels drawn at half scale is 6 units wide), so the eraser erases the same in the search.
 """
 
 from __future__ import annotations
@@ -37,6 +45,7 @@ PAPER = QColor(255, 255, 255)
 HINT = QColor(150, 150, 150)
 ERASER_FACTOR = 4.0  # an eraser is this many times wider than the pen
 FIT_MARGIN = 0.1
+PHOTO_HINT = "Searching for photos like this one. Draw to start a new sketch."
 
 
 @dataclass(frozen=True)
@@ -50,11 +59,46 @@ class DrawnStroke:
 @dataclass(frozen=True)
 class SketchState:
     strokes: tuple[DrawnStroke, ...] = ()
-    background: QImage | None = None  # an opened or pasted sketch image, shown under the strokes
+    background: QImage | None = None  # an opened or pasted image, shown under the strokes
+    frame: QRectF | None = None  # the drawing's area in its coordinates (None: nothing yet)
+    photo: bool = False  # the background is a photo to search by (not a sketch)
 
     @property
     def is_empty(self) -> bool:
         return self.background is None and not any(not d.stroke.eraser for d in self.strokes)
+
+
+@dataclass(frozen=True)
+class PhotoQuery:
+    """A photo to search by ("more like this photo"): RGB uint8 (H, W, 3)."""
+
+    image: np.ndarray
+
+
+@dataclass(frozen=True)
+class View:
+    """How drawing coordinates map to the widget: ``widget = drawing * scale + offset``."""
+
+    scale: float
+    dx: float
+    dy: float
+
+    def to_drawing(self, pos: QPointF) -> tuple[float, float]:
+        return (pos.x() - self.dx) / self.scale, (pos.y() - self.dy) / self.scale
+
+    def to_widget(self, x: float, y: float) -> QPointF:
+        return QPointF(x * self.scale + self.dx, y * self.scale + self.dy)
+
+
+def fit_view(frame: QRectF | None, size: QSize) -> View:
+    """The scale and offset that show ``frame`` whole in ``size``, centred (identity when
+    there is no frame yet)."""
+    if frame is None or frame.isEmpty() or size.isEmpty():
+        return View(1.0, 0.0, 0.0)
+    scale = min(size.width() / frame.width(), size.height() / frame.height())
+    dx = (size.width() - frame.width() * scale) / 2 - frame.x() * scale
+    dy = (size.height() - frame.height() * scale) / 2 - frame.y() * scale
+    return View(scale, dx, dy)
 
 
 class SetSketchCommand(QUndoCommand):
@@ -105,6 +149,14 @@ def gray_array(image: QImage) -> np.ndarray:
     return buffer.reshape(height, stride)[:, :width].copy()
 
 
+def rgb_array(image: QImage) -> np.ndarray:
+    """A QImage as a uint8 (H, W, 3) RGB numpy array."""
+    rgb = image.convertToFormat(QImage.Format.Format_RGB888)
+    width, height, stride = rgb.width(), rgb.height(), rgb.bytesPerLine()
+    buffer = np.frombuffer(rgb.constBits(), dtype=np.uint8, count=stride * height)
+    return buffer.reshape(height, stride)[:, : 3 * width].reshape(height, width, 3).copy()
+
+
 def array_image(array: np.ndarray) -> QImage:
     """A uint8 (H, W) grey or (H, W, 3) RGB array as a QImage that owns its pixels."""
     array = np.ascontiguousarray(array, dtype=np.uint8)
@@ -131,8 +183,9 @@ class SketchCanvas(QWidget):
         self.pen_width = 3.0
         self.eraser = False
         self._state = SketchState()
-        self._live: list[Point] = []
+        self._live: list[Point] = []  # the stroke being drawn, in drawing coordinates
         self._live_eraser = False
+        self._live_view = View(1.0, 0.0, 0.0)  # the view it is drawn in
         self._clock = QElapsedTimer()
         self._ink: QImage | None = None  # committed strokes, re-rendered when the state changes
 
@@ -146,13 +199,21 @@ class SketchCanvas(QWidget):
     def is_empty(self) -> bool:
         return self._state.is_empty
 
-    def query(self) -> list[Stroke] | np.ndarray | None:
-        """What to search with: the strokes, or a grey image when a background image is shown."""
-        if self._state.is_empty:
+    def query(self) -> list[Stroke] | np.ndarray | PhotoQuery | None:
+        """What to search with: the strokes; a grey image when a sketch image is shown; the
+        photo when a photo is."""
+        state = self._state
+        if state.is_empty:
             return None
-        if self._state.background is None:
+        if state.photo and state.background is not None:
+            return PhotoQuery(rgb_array(state.background))
+        if state.background is None:
             return self.strokes()
         return gray_array(self.render_image())
+
+    def is_photo(self) -> bool:
+        """Whether the query is a photo (searched for photos like it)."""
+        return self._state.photo and self._state.background is not None
 
     def set_strokes(self, strokes: list[Stroke], text: str = "Open sketch") -> None:
         fitted = fit_strokes(list(strokes), self.size())
@@ -160,27 +221,45 @@ class SketchCanvas(QWidget):
             DrawnStroke(s, s.width if s.eraser and s.width else self._width_for(s.eraser))
             for s in fitted
         )
-        self._push(SketchState(drawn, None), text)
+        self._push(SketchState(drawn, None, self._widget_frame()), text)
 
-    def set_background(self, image: QImage, text: str = "Open image") -> None:
-        self._push(SketchState((), image), text)
+    def set_background(self, image: QImage, text: str = "Open image", photo: bool = False) -> None:
+        """Show ``image`` (fitted to the canvas); ``photo``: search for photos like it."""
+        self._push(SketchState((), image, self._widget_frame(), photo), text)
+
+    def set_photo_query(self, photo: bool) -> None:
+        """Search by the shown image as a photo (True) or as a sketch (False); undoable."""
+        state = self._state
+        if state.background is not None and state.photo != photo:
+            self._push(replace(state, photo=photo), "Search as photo" if photo else "As sketch")
 
     def clear(self) -> None:
         if self._state != SketchState():
             self._push(SketchState(), "Clear")
 
     def render_image(self, size: QSize | None = None) -> QImage:
-        """The canvas as the user sees it, without hints, on white paper."""
+        """The canvas as the user sees it, without hints, on white paper (``size``: the
+        drawing fitted to that size instead of the canvas's)."""
         size = size or self.size()
         image = QImage(size, QImage.Format.Format_RGB32)
         image.fill(PAPER)
         painter = QPainter(image)
         painter.setRenderHint(QPainter.RenderHint.Antialiasing)
-        scale = size.width() / max(self.width(), 1)
-        painter.scale(scale, scale)
+        view = fit_view(self._state.frame, size)
+        painter.translate(view.dx, view.dy)
+        painter.scale(view.scale, view.scale)
         self._paint_state(painter, self._state)
         painter.end()
         return image
+
+    def view(self) -> View:
+        """How the drawing is shown on the canvas now."""
+        return fit_view(self._state.frame, self.size())
+
+    def _widget_frame(self) -> QRectF:
+        """The canvas's own area: the frame of a drawing that begins now (its coordinates are
+        the canvas's pixels at this size)."""
+        return QRectF(0, 0, max(self.width(), 1), max(self.height(), 1))
 
     # ----------------------------------------------------------------- input
     def mousePressEvent(self, event: QMouseEvent) -> None:
@@ -234,17 +313,23 @@ class SketchCanvas(QWidget):
         if self._state.is_empty or not self._clock.isValid():
             self._clock.start()
         self._live_eraser = eraser
-        self._live = [Point(pos.x(), pos.y(), float(pressure), float(self._clock.elapsed()))]
+        self._live_view = self.view() if self._state.frame is not None else View(1.0, 0.0, 0.0)
+        self._live = [self._point(pos, pressure)]
         self.update()
+
+    def _point(self, pos: QPointF, pressure: float) -> Point:
+        x, y = self._live_view.to_drawing(pos)
+        return Point(x, y, float(pressure), float(self._clock.elapsed()))
 
     def _extend(self, pos: QPointF, pressure: float) -> None:
         last = self._live[-1]
-        if (pos.x(), pos.y()) == (last.x, last.y):
+        point = self._point(pos, pressure)
+        if (point.x, point.y) == (last.x, last.y):
             return
-        self._live.append(Point(pos.x(), pos.y(), float(pressure), float(self._clock.elapsed())))
+        self._live.append(point)
         margin = self._width_for(self._live_eraser) + 2
         self.update(
-            QRectF(QPointF(last.x, last.y), pos)
+            QRectF(self._live_view.to_widget(last.x, last.y), pos)
             .normalized()
             .adjusted(-margin, -margin, margin, margin)
             .toAlignedRect()
@@ -252,11 +337,19 @@ class SketchCanvas(QWidget):
 
     def _finish(self) -> None:
         points, self._live = tuple(self._live), []
-        width = self._width_for(self._live_eraser)
+        width = self._width_for(self._live_eraser) / self._live_view.scale  # in drawing units
         stroke = Stroke(points, self._live_eraser, width if self._live_eraser else None)
         drawn = DrawnStroke(stroke, width)
         text = "Erase" if self._live_eraser else "Stroke"
-        self._push(replace(self._state, strokes=(*self._state.strokes, drawn)), text)
+        state = self._state
+        frame = state.frame if state.frame is not None else self._widget_frame()
+        if state.photo:  # a stroke on a photo query starts a new sketch (undo brings it back)
+            state = SketchState()
+        reach = width / 2
+        xs, ys = [p.x for p in points], [p.y for p in points]
+        ink = QRectF(QPointF(min(xs), min(ys)), QPointF(max(xs), max(ys)))
+        frame = frame.united(ink.adjusted(-reach, -reach, reach, reach))  # keep it all in view
+        self._push(replace(state, strokes=(*state.strokes, drawn), frame=frame), text)
 
     def _width_for(self, eraser: bool) -> float:
         return self.pen_width * (ERASER_FACTOR if eraser else 1.0)
@@ -283,7 +376,17 @@ class SketchCanvas(QWidget):
         painter.setRenderHint(QPainter.RenderHint.Antialiasing)
         if self._live:
             color = PAPER if self._live_eraser else INK
-            _paint_points(painter, self._live, self._width_for(self._live_eraser), color)
+            view = self._live_view
+            painter.translate(view.dx, view.dy)
+            painter.scale(view.scale, view.scale)
+            width = self._width_for(self._live_eraser) / view.scale
+            _paint_points(painter, self._live, width, color)
+        elif self.is_photo():
+            painter.setPen(HINT)
+            box = self.rect().adjusted(8, 8, -8, -8)
+            painter.drawText(
+                box, Qt.AlignmentFlag.AlignBottom | Qt.AlignmentFlag.AlignHCenter, PHOTO_HINT
+            )
         elif self._state.is_empty:
             painter.setPen(HINT)
             painter.drawText(
@@ -295,10 +398,12 @@ class SketchCanvas(QWidget):
         painter.end()
 
     def _paint_state(self, painter: QPainter, state: SketchState) -> None:
-        if state.background is not None:
-            bg = state.background
-            fit = bg.size().scaled(self.size(), Qt.AspectRatioMode.KeepAspectRatio)
-            x, y = (self.width() - fit.width()) / 2, (self.height() - fit.height()) / 2
+        """Paint ``state`` in drawing coordinates (the painter maps them)."""
+        if state.background is not None and state.frame is not None:
+            bg, frame = state.background, state.frame
+            fit = bg.size().toSizeF().scaled(frame.size(), Qt.AspectRatioMode.KeepAspectRatio)
+            x = frame.x() + (frame.width() - fit.width()) / 2
+            y = frame.y() + (frame.height() - fit.height()) / 2
             painter.drawImage(QRectF(x, y, fit.width(), fit.height()), bg)
         for drawn in state.strokes:
             color = PAPER if drawn.stroke.eraser else INK

@@ -225,3 +225,56 @@ def test_drawing_hundreds_of_strokes_keeps_none_refcount(canvas):
         canvas.render_image()
     assert 0 <= sys.getrefcount(None) - painted <= 10 * 10
     assert settle() >= baseline  # everything drawn is freed again
+
+
+def _ink_box(image: QImage) -> tuple[int, int, int, int] | None:
+    """(left, top, right, bottom) of the dark pixels of a rendered canvas."""
+    from app.gui.canvas import gray_array
+
+    grey = gray_array(image)
+    ys, xs = np.nonzero(grey < 128)
+    return (int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max())) if len(xs) else None
+
+
+def test_shrinking_the_canvas_keeps_the_drawing_whole_and_centred(qtbot, canvas):
+    """Strokes are kept in drawing coordinates; the view scales and centres them with the
+    canvas (before: strokes stayed in canvas pixels and a smaller window cut them off)."""
+    canvas.resize(600, 500)
+    qtbot.waitUntil(lambda: canvas.width() == 600)
+    draw_line(canvas, (30, 440), (570, 460))  # near the bottom and both sides
+    before = canvas.strokes()
+    assert _ink_box(canvas.render_image())[2] > 560
+
+    canvas.resize(300, 400)  # half as wide: the drawing is shown at half size, centred
+    qtbot.waitUntil(lambda: canvas.width() == 300)
+    assert canvas.strokes() == before  # the drawing itself does not change
+    left, top, right, bottom = _ink_box(canvas.render_image())
+    assert left >= 0 and right < 300 and bottom < 400
+    assert abs(left - 15) <= 3 and abs(right - 285) <= 3  # 30 and 570 at scale 0.5
+    assert abs(top - (75 + 220)) <= 3  # centred: (400 - 250) / 2 = 75 above the frame
+
+    draw_line(canvas, (150, 100), (200, 100))  # drawn after the resize: lands where drawn
+    points = canvas.strokes()[-1].points
+    assert (points[0].x, points[0].y) == (300, 50)  # (150 - 0) / 0.5, (100 - 75) / 0.5
+    rendered = canvas.render_image()
+    assert rendered.pixelColor(175, 100).lightness() < 128
+
+    canvas.resize(600, 500)  # back to the first size: everything where it was drawn
+    qtbot.waitUntil(lambda: canvas.width() == 600)
+    rendered = canvas.render_image()
+    assert rendered.pixelColor(300, 450).lightness() < 128
+    assert rendered.pixelColor(350, 50).lightness() < 128
+
+
+def test_a_stroke_beyond_the_drawing_widens_its_frame(qtbot, canvas):
+    canvas.resize(400, 400)
+    qtbot.waitUntil(lambda: canvas.width() == 400)
+    draw_line(canvas, (100, 200), (300, 200))
+    canvas.resize(400, 300)  # the frame shows at scale 0.75, from x = 50
+    qtbot.waitUntil(lambda: canvas.height() == 300)
+    draw_line(canvas, (5, 100), (60, 100))  # left of the frame: x < 0 in drawing units
+    assert canvas.strokes()[-1].points[0].x < 0
+    canvas.resize(400, 400)
+    qtbot.waitUntil(lambda: canvas.height() == 400)
+    left, _top, right, _bottom = _ink_box(canvas.render_image())
+    assert left >= 0 and right < 400  # both strokes whole
