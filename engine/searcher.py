@@ -25,6 +25,9 @@ vote weighs ``query_weight``), and the index is searched again with it; results 
 Hamming distances to the expanded code. The searcher keeps a numpy copy of the index's ids and
 codes (``CodeTable``, built with the index on ``refresh``) to read the neighbours' codes without
 a catalog round trip. ``DEFAULT_EXPAND`` is the one default, for the app and the command line.
+
+Photo queries (``search_photo``, "more like this photo"): a photo is encoded with the model's
+photo encoder, exactly as the indexer encodes the library, and searched in the same index.
 """
 
 from __future__ import annotations
@@ -41,7 +44,9 @@ import numpy as np
 from PIL import Image
 
 from engine.defaults import DEFAULT_EXPAND  # defined without imports, for the app's start-up
+from engine.errors import ImageLoadError
 from engine.expansion import DEFAULT_QUERY_WEIGHT, CodeTable, expand_queries
+from engine.images import load_photo, prepare_photo
 from engine.index import BinaryIndex
 from engine.library import Library
 from engine.models import SketchHashModel, model_id
@@ -50,6 +55,7 @@ from engine.sketch import Stroke, load_sketch, normalize_sketch, rasterize
 log = logging.getLogger(__name__)
 
 SketchQuery = Sequence[Stroke] | np.ndarray | Image.Image | str | os.PathLike
+PhotoQuery = Image.Image | np.ndarray | str | os.PathLike  # a photo file, or its pixels
 
 
 @dataclass(frozen=True)
@@ -181,6 +187,51 @@ class Searcher:
             rerank_note=note,
             not_indexed=not_indexed,
             expanded=min(expand, len(index)),
+        )
+
+    def search_photo(self, photo: PhotoQuery, k: int = 50) -> SearchResponse:
+        """The k photos nearest to a photo ("more like this photo"), by the model's photo
+        encoder: a file goes the indexer's own way (decoded upright, ``prepare_photo``), so a
+        photo of the library finds itself first, at distance 0. Searched as it is: no
+        re-ranking, no expansion (both are defined for sketch queries)."""
+        t0 = time.perf_counter()
+        size = self.model.photo_size
+        if isinstance(photo, str | os.PathLike):
+            image = load_photo(photo, target_size=size)
+        elif isinstance(photo, np.ndarray):
+            array = np.asarray(photo)
+            if array.dtype != np.uint8 or array.ndim not in (2, 3):
+                raise ImageLoadError(
+                    f"A photo must be a uint8 grey or RGB image, not {array.dtype} {array.shape}."
+                )
+            image = Image.fromarray(np.ascontiguousarray(array))
+        else:
+            image = photo
+        prepared = prepare_photo(image, size)
+        t1 = time.perf_counter()
+        code = self.model.encode_photos(prepared[None])
+        t2 = time.perf_counter()
+        with self._lock:
+            index, not_indexed = self._index, self.not_indexed
+        matches = index.search(code, k)
+        t3 = time.perf_counter()
+        ids, dists = matches.ids[0], matches.distances[0]
+        paths = self.library.catalog.paths_for(ids)
+        found = [(int(i), int(d)) for i, d in zip(ids, dists, strict=True) if int(i) in paths]
+        results = tuple(
+            SearchResult(rank=r, path=paths[i], distance=d, photo_id=i)
+            for r, (i, d) in enumerate(found[:k], start=1)
+        )
+        t4 = time.perf_counter()
+        timings = {
+            "normalize": (t1 - t0) * 1e3,
+            "encode": (t2 - t1) * 1e3,
+            "search": (t3 - t2) * 1e3,
+            "lookup": (t4 - t3) * 1e3,
+            "total": (t4 - t0) * 1e3,
+        }
+        return SearchResponse(
+            results, timings, self.model_id, self.bits, len(index), not_indexed=not_indexed
         )
 
     def _rerank(
