@@ -14,7 +14,10 @@ Training data beyond the main folder (``training.sources``): ``hold_out`` names 
 named set "unseen20") left out of every source, for a class-disjoint validation;
 ``extra_data`` more category-level folders merged by class name; ``doodles`` a QuickDraw folder
 whose drawings of the training classes are added as sketches (at most ``doodles_per_class`` of
-each). The hidden zero-shot test classes are left out of every source whatever the config says.
+each); ``doodle_classes="imagenet"`` also adds the QuickDraw classes that the data lacks but
+ImageNet has (``training.imagenet``), as classes without photos, for procedures that train on
+them (``TrainingProcedure.photoless_classes``). The hidden zero-shot test classes are left out
+of every source whatever the config says.
 
 Learning-rate schedules (per optimiser step): ``constant``; ``step`` (times ``gamma`` every
 ``step_epochs`` epochs: the papers' schedule, e.g. DSH, DSSA); ``cosine`` (to 1 % of ``lr`` at
@@ -34,6 +37,7 @@ from engine.errors import ConfigError
 from training.data import NAMED_CLASS_SETS, ZERO_SHOT_TEST_CLASSES, class_key, is_hidden_class
 
 SCHEDULES = ("constant", "step", "cosine")
+DOODLE_CLASSES = ("data", "imagenet")
 
 
 @dataclass(frozen=True)
@@ -65,6 +69,7 @@ class TrainConfig:
     extra_data: tuple[str, ...] = ()  # more category-level folders, merged by class name
     doodles: str | None = None  # a QuickDraw folder: drawings of the training classes
     doodles_per_class: int | None = None  # at most this many drawings of each class (None: all)
+    doodle_classes: str = "data"  # doodles of the data's classes, or "imagenet": also ImageNet's
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "model", dict(self.model))
@@ -111,6 +116,14 @@ class TrainConfig:
             (
                 self.doodles is None or (isinstance(self.doodles, str) and self.doodles),
                 "doodles must be a QuickDraw folder (or None)",
+            ),
+            (
+                self.doodle_classes in DOODLE_CLASSES,
+                f"doodle_classes must be one of {DOODLE_CLASSES}",
+            ),
+            (
+                self.doodle_classes == "data" or self.doodles is not None,
+                "doodle_classes 'imagenet' needs a QuickDraw folder (doodles)",
             ),
             (
                 self.doodles_per_class is None or self.doodles_per_class >= 1,

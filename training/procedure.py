@@ -9,6 +9,8 @@ progress; a ``TrainingProcedure`` owns everything method-specific:
 - ``build_optimizers()``: named optimisers (the trainer gives each the configured schedule);
 - ``on_epoch_start`` / ``on_epoch_end``: hooks, e.g. DSH and GDH update their discrete codes B and
   projection D between epochs, fine-grained training mines hard negatives;
+- ``prepare(cancel)``: work before the first step that reports progress (e.g. computing targets
+  with a frozen network), as a generator of ``PrepareProgress``; nothing by default;
 - ``extra_state`` / ``load_extra_state``: whatever of the above must survive a resume (tensors
   and JSON values only; no pickle).
 A method registers its procedure with ``@register_procedure`` (see ``training.methods``).
@@ -17,8 +19,9 @@ A method registers its procedure with ``@register_procedure`` (see ``training.me
 from __future__ import annotations
 
 import contextlib
+import threading
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Generator, Mapping, Sequence
 from typing import Any, ClassVar
 
 import torch
@@ -26,7 +29,7 @@ from torch import nn
 
 from engine.errors import ConfigError
 from engine.models import SketchHashModel
-from training.arrays import PreparedData
+from training.arrays import PreparedData, PrepareProgress
 from training.config import TrainConfig
 from training.samplers import class_balanced_batches, triplets
 
@@ -75,6 +78,9 @@ class StepContext:
 class TrainingProcedure(ABC):
     method: ClassVar[str]
     default_options: ClassVar[Mapping[str, Any]] = {}
+    photoless_classes: ClassVar[bool] = False
+    """True when the procedure trains on classes with sketches but no photos (the doodles of
+    ImageNet classes, ``TrainConfig.doodle_classes="imagenet"``)."""
 
     def __init__(
         self,
@@ -121,6 +127,10 @@ class TrainingProcedure(ABC):
             module.train()
         for module in self.frozen:
             module.eval()
+
+    def prepare(self, cancel: threading.Event) -> Generator[PrepareProgress, None, None]:
+        """Work before the first step, with progress; raises Cancelled once ``cancel`` is set."""
+        yield from ()
 
     def on_epoch_start(self, epoch: int) -> None:  # noqa: B027 - optional hook
         """Called before an epoch's first step (not again when resuming inside the epoch)."""

@@ -86,6 +86,8 @@ def training_dataset(config: TrainConfig, data_dir: str | Path) -> SketchDataset
             extra = extra.restrict_classes(_same_classes(extra.classes, config.classes))
         view = merge(view, _without_main_items(_class_rules(extra, hold_out), main, view))
     if config.doodles is not None:
+        if config.doodle_classes == "imagenet" and not config.classes:
+            view = with_imagenet_doodle_classes(view, config.doodles, hold_out)
         view = with_doodles(view, config.doodles, config.doodles_per_class)
     log.info("Training data: %s", view.summary())
     return view
@@ -237,6 +239,42 @@ def doodle_sketches(
     if blank:
         log.warning("QuickDraw %s: skipped %d drawing(s) without ink", folder, blank)
     return items
+
+
+def with_imagenet_doodle_classes(
+    dataset: SketchDataset, folder: str | Path, hold_out: Sequence[str] = ()
+) -> SketchDataset:
+    """``dataset`` with a class (no photos, no sketches yet) for every QuickDraw word of
+    ``folder`` that the data lacks and ImageNet has (``training.imagenet``), except hidden and
+    held-out classes; ``with_doodles`` then adds their drawings."""
+    from training.imagenet import imagenet_index
+
+    have = {class_key(c) for c in dataset.classes}
+    held = {class_key(c) for c in hold_out}
+    new = []
+    for key, path in quickdraw_files(folder).items():
+        name = _quickdraw_word(path).replace(" ", "_")
+        if key in have or key in held or is_hidden_class(name) or imagenet_index(name) < 0:
+            continue
+        new.append(name)
+    if not new:
+        return dataset
+    classes = tuple(sorted((*dataset.classes, *new)))
+    label = {c: i for i, c in enumerate(classes)}
+    relabel = [label[c] for c in dataset.classes]
+    log.info("QuickDraw %s: %d ImageNet class(es) without photos added", folder, len(new))
+    return replace(
+        dataset,
+        classes=classes,
+        photos=tuple(replace(p, label=relabel[p.label]) for p in dataset.photos),
+        sketches=tuple(replace(s, label=relabel[s.label]) for s in dataset.sketches),
+    )
+
+
+def _quickdraw_word(path: Path) -> str:
+    name = path.name
+    suffix = next(x for x in QUICKDRAW_SUFFIXES if name.endswith(x))
+    return name[: -len(suffix)]
 
 
 def with_doodles(

@@ -145,25 +145,30 @@ def train(
     else:
         model = create(config.method, **config.model).to(device)
 
-    data = None
-    prepare = prepare_arrays(dataset, model.photo_size, model.sketch_size, cancel)
-    try:
-        while True:
-            p: PrepareProgress = next(prepare)
-            yield TrainProgress(
-                "prepare",
-                0,
-                config.epochs,
-                p.done,
-                p.total,
-                0,
-                0,
-                message=f"decoding {p.what} {p.done}/{p.total}",
-            )
-    except StopIteration as stop:  # Cancelled while decoding propagates: nothing to save yet
-        data = stop.value
+    if config.doodle_classes != "data" and not procedure_class.photoless_classes:
+        raise ConfigError(
+            f"'{config.method}' trains on classes with photos only; doodle_classes "
+            f"'{config.doodle_classes}' adds classes without photos."
+        )
 
+    def preparing(steps: Generator[PrepareProgress, None, Any], verb: str):
+        """Relay a preparation generator as "prepare" events; return its value. Cancelled
+        propagates: nothing to save yet."""
+        try:
+            while True:
+                p: PrepareProgress = next(steps)
+                message = f"{verb} {p.what} {p.done}/{p.total}"
+                yield TrainProgress(
+                    "prepare", 0, config.epochs, p.done, p.total, 0, 0, message=message
+                )
+        except StopIteration as stop:
+            return stop.value
+
+    data = yield from preparing(
+        prepare_arrays(dataset, model.photo_size, model.sketch_size, cancel), "decoding"
+    )
     procedure = procedure_class(model, data, config, device)
+    yield from preparing(procedure.prepare(cancel), "computing")
     optimizers = procedure.build_optimizers()
     steps_per_epoch = len(
         procedure.epoch_batches(0, torch.Generator().manual_seed(_seed(config, 0)))

@@ -72,6 +72,12 @@ def add_parser(subparsers) -> None:
         "added as sketches",
     )
     p.add_argument("--doodles-per-class", type=int, metavar="N", help="at most N doodles a class")
+    p.add_argument(
+        "--doodle-classes",
+        choices=("data", "imagenet"),
+        help="doodles of the data's classes only (default), or also of the ImageNet classes the "
+        "data lacks (methods that train on classes without photos: anchor)",
+    )
     p.add_argument("--seed", type=int)
     p.add_argument("--device", default=None, help="cpu, cuda or mps (default: best available)")
     p.add_argument(
@@ -133,6 +139,8 @@ def build_config(args: argparse.Namespace):
         values["doodles"] = str(args.doodles)
     if args.doodles_per_class is not None:
         values["doodles_per_class"] = args.doodles_per_class
+    if args.doodle_classes is not None:
+        values["doodle_classes"] = args.doodle_classes
     if args.split is not None:
         values["split"] = None if args.split == "all" else args.split
     if args.init_from is not None:

@@ -9,6 +9,7 @@ from engine.models import (  # noqa: I001  (registration order, not alphabetical
     semi3,  # noqa: F401  (registers "semi3")
     dsh,  # noqa: F401  (registers "dsh")
     gdh,  # noqa: F401  (registers "gdh")
+    anchor,  # noqa: F401  (registers "anchor")
 )
 from engine.models.base import ModelConfig, SketchHashModel
 from engine.models.checkpoint import (

@@ -60,6 +60,16 @@ def efficientnet_lite0(pretrained: bool = True, num_classes: int = 0) -> nn.Modu
     return model
 
 
+def imagenet_classifier() -> tuple[torch.Tensor, torch.Tensor]:
+    """The pretrained EfficientNet-Lite0's ImageNet classifier: weight (1000, 1280) and bias
+    (1000,), on the pooled features (timm's class order, ``imagenet_synsets.txt``)."""
+    state = _lite0_state_dict()
+    weight, bias = list(state.values())[-2:]
+    if weight.shape != (1000, EFFICIENTNET_LITE0_FEATURES) or bias.shape != (1000,):
+        raise CheckpointError("The EfficientNet-Lite0 weights end in no ImageNet classifier.")
+    return weight.float().clone(), bias.float().clone()
+
+
 class ImageNetNormalize(nn.Module):
     """[0, 1] RGB (or 1-channel, repeated) to ImageNet-normalised 3-channel input."""
 

@@ -14,7 +14,11 @@ config says ``codes="fitted"`` makes them from its raw (B, D) outputs in three f
 
 So ``output = (raw - domain_mean) @ projection`` with ``projection`` (D, K) = PCA basis @ R, and
 the code is its sign. The rotation (and PCA) is fitted on the centred outputs of photos only
-(``code_fit="photos"``, the default) or of both domains stacked (``"both"``). Measured on the
+(``code_fit="photos"``, the default) or of both domains stacked (``"both"``); ``"sketches"``
+takes the PCA basis from the sketches' outputs and fits the rotation on both domains: for a
+model whose sketch side was trained into a fixed photo space (``anchor``), the directions the
+sketches actually reach are the ones worth bits (measured on the unseen20 protocol with one
+such encoder: binary mAP 0.395 against 0.360 for photos, doodles 0.287 against 0.269). Measured on the
 Sketchy test split (64/128-bit codes of the five shipped category-level models, fitted on the
 train split, binary mAP): photos 0.318 / 0.413 / 0.346 / 0.228 / 0.037 against both 0.310 /
 0.414 / 0.350 / 0.223 / 0.032 (default, gdh-128, gdh-64, semi3-64, dsh-64): photos as good or
@@ -46,7 +50,7 @@ from engine.errors import Cancelled, CodesNotFittedError, ConfigError
 log = logging.getLogger(__name__)
 
 CODES = ("sign", "fitted")
-CODE_FIT = ("both", "photos")
+CODE_FIT = ("both", "photos", "sketches")
 DOMAINS = ("sketch", "photo")
 ITQ_ITERATIONS = 50
 ITQ_SEED = 0
@@ -128,14 +132,16 @@ def fit_codes(
         raise ConfigError("The model's outputs are not all finite; its codes cannot be fitted.")
     dim = p.shape[1]
     s_mean, p_mean = s.mean(axis=0), p.mean(axis=0)
-    centred = p - p_mean if code_fit == "photos" else np.concatenate([s - s_mean, p - p_mean])
-    if bits > dim or len(centred) < bits:
+    both = np.concatenate([s - s_mean, p - p_mean])
+    centred = {"photos": p - p_mean, "both": both, "sketches": s - s_mean}[code_fit]
+    if bits > dim or min(len(centred), len(both)) < bits:
         raise ConfigError(
             f"Fitting {bits}-bit codes needs outputs at least {bits} wide and at least {bits} "
             f"rows to fit on; got {len(s)} sketches and {len(p)} photos of width {dim}."
         )
     basis = pca_basis(centred, bits)
-    rotation, losses = itq_rotation(centred @ basis, iterations, seed)
+    rotated = both if code_fit == "sketches" else centred  # "sketches": ITQ on both domains
+    rotation, losses = itq_rotation(rotated @ basis, iterations, seed)
     return CodeFit(
         sketch_mean=s_mean.astype(np.float32),
         photo_mean=p_mean.astype(np.float32),

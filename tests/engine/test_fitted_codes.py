@@ -34,10 +34,11 @@ def naive_fit(sketches, photos, k, code_fit="both", iterations=50, seed=0):
     s_mean = np.array([sum(row[d] for row in s) / len(s) for d in range(dim)])
     p_mean = np.array([sum(row[d] for row in p) / len(p) for d in range(dim)])
     rows = [row - p_mean for row in p]
-    if code_fit == "both":
+    if code_fit in ("both", "sketches"):
         rows = [row - s_mean for row in s] + rows
+    pca_rows = [row - s_mean for row in s] if code_fit == "sketches" else rows
     cov = np.zeros((dim, dim))
-    for row in rows:
+    for row in pca_rows:
         cov += np.outer(row, row)
     values, vectors = np.linalg.eigh(cov)
     basis = vectors[:, np.argsort(-values)[:k]]
@@ -59,7 +60,7 @@ def _outputs(seed, n=12, dim=6):
     return rng.standard_normal((n, dim)) * scales + rng.standard_normal(dim)
 
 
-@pytest.mark.parametrize("code_fit", ["both", "photos"])
+@pytest.mark.parametrize("code_fit", ["both", "photos", "sketches"])
 @pytest.mark.parametrize("dim,bits", [(6, 4), (4, 4)])
 def test_fit_matches_the_naive_reference(code_fit, dim, bits):
     s, p = _outputs(1, dim=dim), _outputs(2, dim=dim) + 2.0
@@ -102,7 +103,7 @@ def test_fit_refuses_too_few_rows_and_unknown_options():
     with pytest.raises(ConfigError, match="sketches and photos"):
         fit_codes(np.empty((0, 6)), _outputs(1), 4)
     with pytest.raises(ConfigError, match="code_fit"):
-        fit_codes(_outputs(0), _outputs(1), 4, code_fit="sketches")
+        fit_codes(_outputs(0), _outputs(1), 4, code_fit="sketch")
     with pytest.raises(ConfigError, match="codes"):
         create("baseline", codes="itq", pretrained=False)
 

@@ -19,6 +19,7 @@ from engine.models import (
     read_checkpoint_info,
     save_checkpoint,
 )
+from engine.models.fitted import fit_codes
 
 SMALL = {
     "baseline": {"image_size": 96, "pretrained": False},
@@ -32,12 +33,19 @@ SMALL = {
         "gi_blocks": 1,
         "gs_blocks": 1,
     },
+    "anchor": {"image_size": 96, "photo_size": 96, "pretrained": False},
 }
 
 
 def small(method: str, **extra):
+    """A small model of ``method``; one whose codes are fitted gets a fit of random outputs."""
     torch.manual_seed(0)
-    return create(method, **{**SMALL.get(method, {}), **extra})
+    model = create(method, **{**SMALL.get(method, {}), **extra})
+    if model.fitted_codes is not None:
+        rng = np.random.default_rng(0)
+        rows = rng.standard_normal((2, 2 * model.bits, model.raw_dim))
+        model.fitted_codes.load(fit_codes(rows[0], rows[1], model.bits))
+    return model
 
 
 def test_registry_lists_methods_and_refuses_unknown():
@@ -60,7 +68,7 @@ def test_forward_backward_encode(method, bits):
     model.train()
     out_s = model.sketch_forward(sketches)
     out_p = model.photo_forward(photos, model.edge_maps(photos))
-    assert out_s.shape == (2, bits) and out_p.shape == (2, bits)
+    assert out_s.shape == (2, model.raw_dim) and out_p.shape == (2, model.raw_dim)
     (out_s.pow(2).mean() + out_p.pow(2).mean()).backward()
     grads = [p.grad for p in model.parameters() if p.requires_grad]
     assert any(g is not None and g.abs().sum() > 0 for g in grads)

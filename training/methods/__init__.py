@@ -41,6 +41,7 @@ from training.methods import (  # noqa: E402, I001  (registration order, not alp
     semi3,  # noqa: F401  (registers "semi3")
     dsh,  # noqa: F401  (registers "dsh")
     gdh,  # noqa: F401  (registers "gdh")
+    anchor,  # noqa: F401  (registers "anchor")
 )
 
 __all__ = ["get_procedure", "list_procedures", "register_procedure"]
