@@ -416,6 +416,14 @@ class Catalog:
         photos = (PhotoRow(r[0], decode_path(r[1]), *r[2:]) for r in rows)
         return {p.path: p for p in photos}
 
+    def root_photo_count(self, path: Path) -> int:
+        """The photos recorded under the root folder ``path`` (readable or not)."""
+        rows = self._query(
+            "SELECT count(*) FROM photos WHERE root_id = (SELECT id FROM roots WHERE path = ?)",
+            (encode_path(path),),
+        )
+        return int(rows[0][0])
+
     def photo_count(self, status: str | None = "ok") -> int:
         if status is None:
             return int(self._query("SELECT COUNT(*) FROM photos")[0][0])

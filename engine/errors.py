@@ -13,6 +13,10 @@ class SketchError(SketchSearchError):
     """A sketch or stroke file is empty, malformed or unreadable."""
 
 
+class EmptySketchError(SketchError):
+    """A sketch without ink: nothing drawn, or everything drawn erased (nothing to search)."""
+
+
 class CheckpointError(SketchSearchError):
     """A checkpoint is missing, malformed, untrusted, or of another method/format/bit count."""
 

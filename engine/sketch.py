@@ -39,7 +39,7 @@ import numpy as np
 from PIL import Image, ImageDraw, UnidentifiedImageError
 from skimage.morphology import skeletonize
 
-from engine.errors import SketchError
+from engine.errors import EmptySketchError, SketchError
 from engine.strokes import (
     STROKES_FORMAT,
     STROKES_VERSION,
@@ -98,7 +98,7 @@ def _canonical(ink: Image.Image, size: int) -> np.ndarray:
     """Ink mask ('L', 255 = ink) of any size to the canonical sketch (see the module docstring)."""
     bbox = ink.getbbox()
     if bbox is None:
-        raise SketchError(_BLANK_MESSAGE)
+        raise EmptySketchError(_BLANK_MESSAGE)
     inner = size * (1.0 - 2.0 * MARGIN_FRACTION)
     box = tuple(float(v) for v in bbox)
     skel, origin, scale = _skeleton(ink, box, inner, size)
@@ -111,7 +111,7 @@ def _canonical(ink: Image.Image, size: int) -> np.ndarray:
         if span > 0 and abs(span * scale - inner) > 1.0:
             skel, _, _ = _skeleton(ink, (lo_x, lo_y, hi_x, hi_y), inner, size)
     if not skel.any():
-        raise SketchError(_BLANK_MESSAGE)
+        raise EmptySketchError(_BLANK_MESSAGE)
     return _draw_lines(skel, 0.5 * STROKE_WIDTH_FRACTION * size)
 
 
@@ -166,7 +166,7 @@ def normalize_sketch(image: Image.Image | np.ndarray, size: int = SKETCH_SIZE) -
         grey = 255 - grey
     paper, darkest = float(np.median(grey)), float(grey.min())
     if paper - darkest < _MIN_CONTRAST:
-        raise SketchError(_BLANK_MESSAGE)
+        raise EmptySketchError(_BLANK_MESSAGE)
     threshold = paper - (paper - darkest) / 3.0
     ink = Image.fromarray(np.where(grey < threshold, 255, 0).astype(np.uint8), "L")
     return _canonical(ink, size)
@@ -216,7 +216,7 @@ def rasterize(
     strokes, xy = check_strokes(strokes)
     is_ink = np.repeat([not s.eraser for s in strokes], [len(s.points) for s in strokes])
     if not is_ink.any():
-        raise SketchError(_BLANK_MESSAGE)
+        raise EmptySketchError(_BLANK_MESSAGE)
     if eraser_width is not None and not (math.isfinite(eraser_width) and eraser_width > 0):
         raise SketchError(f"An eraser width must be a positive number, not {eraser_width!r}.")
     lo, hi = xy[is_ink].min(axis=0), xy[is_ink].max(axis=0)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import itertools
 import logging
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 from PySide6.QtCore import QElapsedTimer, QEvent, QPointF, QRectF, QSize, Qt, Signal
@@ -62,6 +63,7 @@ class SketchState:
     background: QImage | None = None  # an opened or pasted image, shown under the strokes
     frame: QRectF | None = None  # the drawing's area in its coordinates (None: nothing yet)
     photo: bool = False  # the background is a photo to search by (not a sketch)
+    source: Path | None = None  # the file the background was read from, if any
 
     @property
     def is_empty(self) -> bool:
@@ -70,9 +72,11 @@ class SketchState:
 
 @dataclass(frozen=True)
 class PhotoQuery:
-    """A photo to search by ("more like this photo"): RGB uint8 (H, W, 3)."""
+    """A photo to search by ("more like this photo"): RGB uint8 (H, W, 3), and its file when
+    it came from one (searched from the file, as the indexer reads it)."""
 
     image: np.ndarray
+    path: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -206,7 +210,7 @@ class SketchCanvas(QWidget):
         if state.is_empty:
             return None
         if state.photo and state.background is not None:
-            return PhotoQuery(rgb_array(state.background))
+            return PhotoQuery(rgb_array(state.background), state.source)
         if state.background is None:
             return self.strokes()
         return gray_array(self.render_image())
@@ -223,9 +227,16 @@ class SketchCanvas(QWidget):
         )
         self._push(SketchState(drawn, None, self._widget_frame()), text)
 
-    def set_background(self, image: QImage, text: str = "Open image", photo: bool = False) -> None:
-        """Show ``image`` (fitted to the canvas); ``photo``: search for photos like it."""
-        self._push(SketchState((), image, self._widget_frame(), photo), text)
+    def set_background(
+        self,
+        image: QImage,
+        text: str = "Open image",
+        photo: bool = False,
+        source: Path | None = None,
+    ) -> None:
+        """Show ``image`` (fitted to the canvas); ``photo``: search for photos like it;
+        ``source``: the file it was read from."""
+        self._push(SketchState((), image, self._widget_frame(), photo, source), text)
 
     def set_photo_query(self, photo: bool) -> None:
         """Search by the shown image as a photo (True) or as a sketch (False); undoable."""

@@ -39,7 +39,12 @@ def user_message(exc: BaseException) -> str:
 
 
 class MessageBar(QWidget):
-    """A strip above the main area that shows one message at a time and never blocks."""
+    """A strip above the main area that shows one message at a time and never blocks.
+
+    An error may name its ``owner``: the state that caused it (the sketch, a model, the library
+    folders). ``dismiss_owned`` takes it away when that state goes (the sketch changed, another
+    model is active), so an error never stays beside results it does not belong to.
+    """
 
     closed = Signal()
 
@@ -65,15 +70,24 @@ class MessageBar(QWidget):
         self._hide_timer = QTimer(self, singleShot=True, interval=INFO_HIDE_MS)
         self._hide_timer.timeout.connect(self.dismiss)
         self.kind = ""
+        self.owner: object = None  # what the error shown belongs to (None: nothing in particular)
         self.hide()
 
     def text(self) -> str:
         return self._label.text()
 
-    def show_error(self, text: str) -> None:
+    def show_error(self, text: str, owner: object = None) -> None:
         log.info("Shown to the user: %s", text)
         self._show("error", text)
+        self.owner = owner
         self._hide_timer.stop()
+
+    def dismiss_owned(self, gone: Callable[[object], bool]) -> bool:
+        """Dismiss the error shown if its owner is gone (``gone(owner)`` is true); True if so."""
+        if self.isHidden() or self.kind != "error" or self.owner is None or not gone(self.owner):
+            return False
+        self.dismiss()
+        return True
 
     def show_info(self, text: str) -> None:
         self._show("info", text)
@@ -100,6 +114,7 @@ class MessageBar(QWidget):
             action()
 
     def _show(self, kind: str, text: str) -> None:
+        self.owner = None
         self._action = None
         self.action_button.hide()
         self.kind = kind

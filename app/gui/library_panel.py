@@ -1,4 +1,9 @@
-"""The library panel: photo folders, indexing progress with Cancel, and files that failed."""
+"""The library panel: photo folders, indexing progress with Cancel, and files that failed.
+
+Add folder opens in the folder chosen last, else the user's Pictures folder, else home (never
+the working directory). A folder inside one of the library's folders is already covered, and
+says so. Remove asks first, naming how many photos it forgets.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QSettings, QStandardPaths, Qt, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QFileDialog,
@@ -14,6 +19,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QListWidget,
     QListWidgetItem,
+    QMessageBox,
     QProgressBar,
     QPushButton,
     QVBoxLayout,
@@ -76,6 +82,22 @@ def describe_failure(path: str | Path, reason: str) -> str:
     return reason if reason.startswith(name) else f"{name}: {reason}"
 
 
+LAST_FOLDER_KEY = "photo_dir"
+
+
+def start_folder(settings: QSettings | None) -> str:
+    """Where the folder dialog opens: where the last folder was added, else the user's Pictures
+    folder, else home."""
+    last = settings.value(LAST_FOLDER_KEY, "", str) if settings is not None else ""
+    if last and Path(last).is_dir():
+        return last
+    pictures = QStandardPaths.standardLocations(QStandardPaths.StandardLocation.PicturesLocation)
+    for folder in pictures:
+        if Path(folder).is_dir():
+            return folder
+    return str(Path.home())
+
+
 class LibraryPanel(QWidget):
     """Folders are added and removed here directly; indexing is asked for by signal."""
 
@@ -83,15 +105,29 @@ class LibraryPanel(QWidget):
     cancelRequested = Signal()
     foldersChanged = Signal()
     errorOccurred = Signal(str)
+    infoOccurred = Signal(str)
 
-    def __init__(self, library: Library, parent: QWidget | None = None) -> None:
+    def __init__(
+        self,
+        library: Library,
+        parent: QWidget | None = None,
+        settings: QSettings | None = None,
+    ) -> None:
         super().__init__(parent)
         self.library = library
+        self.settings = settings
+        self.folder_dialog: QFileDialog | None = None  # while Add folder's dialog is open
+        self.confirm_box: QMessageBox | None = None  # while Remove asks
         self.folders = QListWidget()
         self.folders.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.folders.setTextElideMode(Qt.TextElideMode.ElideMiddle)
         self.folders.setToolTip("Folders whose photos are searched")
         self.add_button = QPushButton("Add folder…")
+        self.add_button.setToolTip("Add a folder of photos: it is indexed right away")
         self.remove_button = QPushButton("Remove")
+        self.remove_button.setToolTip(
+            "Forget the selected folder and its photos' codes (the files stay where they are)"
+        )
         self.index_button = QPushButton("Index")
         self.index_button.setToolTip("Index new and changed photos in these folders")
         self.cancel_button = QPushButton("Cancel")
@@ -161,32 +197,89 @@ class LibraryPanel(QWidget):
             item.setForeground(self.palette().placeholderText())
 
     def add_folder(self, folder: str | Path) -> Path | None:
+        """Add a folder (None if it cannot be); one inside a library folder is covered already
+        and is not added again: the panel says so."""
         try:
+            covering = self.library.covering(folder) if Path(folder).is_dir() else None
             added = self.library.add_root(folder)
         except SketchSearchError as exc:
             self.errorOccurred.emit(str(exc))
             return None
+        if self.settings is not None:
+            self.settings.setValue(LAST_FOLDER_KEY, str(Path(folder).expanduser().parent))
+        if covering is not None:
+            shown, holder = (
+                display_path(Path(folder).expanduser().resolve()),
+                display_path(covering),
+            )
+            self.infoOccurred.emit(
+                f"{shown} is already in the library."
+                if shown == holder
+                else f"{shown} is already covered: it is inside {holder}, whose photos (those in "
+                "its subfolders too) are indexed."
+            )
+            return added
         self.reload()
         self.foldersChanged.emit()
         return added
 
-    def remove_selected(self) -> None:
+    def remove_selected(self) -> QMessageBox | None:
+        """Ask whether to forget the selected folder, naming how many photos go; it is removed
+        when the person says so (the box does not block: ``confirm_box`` while it asks)."""
         item = self.folders.currentItem()
         if item is None or self._running:
+            return None
+        root = item.data(Qt.ItemDataRole.UserRole)
+        try:
+            count = self.library.catalog.root_photo_count(root)
+        except SketchSearchError as exc:
+            self.errorOccurred.emit(str(exc))
+            return None
+        photos = "1 photo" if count == 1 else f"{count:,} photos"
+        box = QMessageBox(
+            QMessageBox.Icon.Question,
+            "Remove the folder",
+            f"Remove {item.text()} from the library?\n\nSketchSearch forgets its {photos} and "
+            "their codes; searches will not find them until it is added and indexed again. "
+            "The files themselves stay where they are.",
+            QMessageBox.StandardButton.Cancel,
+            self,
+        )
+        remove = box.addButton("Remove", QMessageBox.ButtonRole.DestructiveRole)
+        box.setDefaultButton(QMessageBox.StandardButton.Cancel)
+        box.finished.connect(lambda _r: self._confirmed(box, box.clickedButton() is remove, root))
+        self.confirm_box = box
+        box.open()
+        return box
+
+    def _confirmed(self, box: QMessageBox, remove: bool, root: Path) -> None:
+        self.confirm_box = None
+        box.deleteLater()
+        if not remove or self._running:
             return
         try:
-            removed = self.library.remove_root(item.data(Qt.ItemDataRole.UserRole))
+            removed = self.library.remove_root(root)
         except SketchSearchError as exc:
             self.errorOccurred.emit(str(exc))
             return
-        log.info("Removed %s (%d photos forgotten)", item.text(), removed)
+        log.info("Removed %s (%d photos forgotten)", display_path(root), removed)
         self.reload()
         self.foldersChanged.emit()
 
-    def _choose_folder(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Add a folder of photos")
-        if folder:
-            self.add_folder(folder)
+    def _choose_folder(self) -> QFileDialog:
+        """Open the folder dialog (not blocking: ``folder_dialog`` while it is open)."""
+        dialog = QFileDialog(self, "Add a folder of photos", start_folder(self.settings))
+        dialog.setFileMode(QFileDialog.FileMode.Directory)
+        dialog.setOption(QFileDialog.Option.ShowDirsOnly, True)
+        dialog.fileSelected.connect(self.add_folder)
+        dialog.finished.connect(lambda _r: self._dialog_closed(dialog))
+        self.folder_dialog = dialog
+        dialog.open()
+        return dialog
+
+    def _dialog_closed(self, dialog: QFileDialog) -> None:
+        self.folder_dialog = None
+        dialog.deleteLater()
 
     # ----------------------------------------------------------------- indexing
     def set_running(self, running: bool) -> None:

@@ -1,5 +1,19 @@
-"""The main window: canvas on the left, results on the right, the library in a dock, the model
-picker and sketch tools in the toolbar, and the search/model/index state in the status bar."""
+"""The main window: canvas on the left, results on the right, the library in a dock (View ▸
+Library, Ctrl+L, hides it), the menus and the Sketch and Search toolbars
+(``app.gui.window_actions``), and the search/model/index state in the status bar.
+
+What the window shows belongs to the state it describes:
+- an error names its owner (``MessageBar.show_error(owner=...)``): "sketch" for a search or an
+  open that failed, ("model", spec) and ("index", spec) for a model's load or indexing, "library"
+  for the folders; it goes when its state goes: any change of the sketch (a stroke, undo, clear,
+  open), another model, a change of folders. A failed search clears the results beside it, and
+  a drawing whose ink was all erased is an empty sketch, not an error;
+- results of a search that only newly indexed photos caused (``SearchController.refresh_only``)
+  wait while the pointer is over the grid, so tiles do not move under it; they are shown when
+  it leaves (the status bar says so meanwhile);
+- Re-rank is enabled only for a model that can re-rank (``rerank_features``), its tooltip
+  says why not, and a search that could not re-rank says why in the status bar.
+"""
 
 from __future__ import annotations
 
@@ -8,16 +22,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QSettings, Qt, Signal
-from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QGuiApplication, QKeySequence
+from PySide6.QtGui import QCloseEvent, QGuiApplication, QKeySequence, QShowEvent
 from PySide6.QtWidgets import (
-    QComboBox,
     QDockWidget,
     QFileDialog,
     QLabel,
     QMainWindow,
-    QSpinBox,
     QSplitter,
-    QToolBar,
     QVBoxLayout,
     QWidget,
 )
@@ -31,9 +42,10 @@ from app.gui.results import ResultsModel, ResultsView
 from app.gui.search_controller import SearchController
 from app.gui.settings import app_settings
 from app.gui.thumbnails import ThumbnailLoader
+from app.gui.window_actions import RERANK_TIP, WindowActions
 from app.gui.workers import JobRunner
 from engine.defaults import DEFAULT_EXPAND
-from engine.errors import SketchSearchError
+from engine.errors import EmptySketchError, SketchSearchError
 from engine.library import Library
 
 if TYPE_CHECKING:  # the window is built before torch is imported (start-up time)
@@ -44,6 +56,9 @@ if TYPE_CHECKING:  # the window is built before torch is imported (start-up time
 log = logging.getLogger(__name__)
 
 TIMING_STAGES = ("normalize", "encode", "search", "lookup")
+DOCK_SHARE = 0.2  # of the window's width, for the Library dock at first (then as left)
+DOCK_WIDTH = (190, 300)  # its bounds in pixels
+HELD_NOTE = "New photos were indexed: the results update when the pointer leaves them."
 
 
 def format_timings(timings: dict[str, float]) -> str:
@@ -51,7 +66,7 @@ def format_timings(timings: dict[str, float]) -> str:
     return f"Query {timings.get('total', 0):.0f} ms ({stages})"
 
 
-class MainWindow(QMainWindow):
+class MainWindow(WindowActions, QMainWindow):
     """``library``/``model``/``settings`` may be injected (tests); otherwise the defaults load.
 
     ``start_model`` False leaves loading the model to a later ``start_model()`` call: the app
@@ -78,6 +93,8 @@ class MainWindow(QMainWindow):
         self.thumbnails = ThumbnailLoader(self)
         self.message_bar = MessageBar()
         self._offered: tuple[str, int] | None = None  # the not-indexed offer last shown
+        self._held: SearchResponse | None = None  # results waiting for the pointer to leave
+        self._erased = False  # the last search found no ink left: everything was erased
         self.crashReported.connect(self.message_bar.show_error)
 
         self.canvas = SketchCanvas()
@@ -85,25 +102,31 @@ class MainWindow(QMainWindow):
         self.results_view = ResultsView(self.thumbnails)
         self.results_view.setModel(self.results_model)
         self.results_view.errorOccurred.connect(self.message_bar.show_error)
+        self.results_view.moreLikeRequested.connect(self.more_like)
+        self.results_view.pointerLeft.connect(self._release_held)
         self.search = SearchController(self.runner, self.canvas.query, self)
-        self.canvas.sketchChanged.connect(self.search.sketch_changed)
-        self.canvas.sketchChanged.connect(self.update_empty_state)
-        self.search.resultsReady.connect(self._show_results)
-        self.search.searchFailed.connect(self.show_error)
+        self.canvas.sketchChanged.connect(self._on_sketch_changed)
+        self.search.resultsReady.connect(self._on_results)
+        self.search.searchFailed.connect(self._on_search_failed)
         self.search.cleared.connect(lambda: self._show_results(None))
 
-        self.library_panel = LibraryPanel(self.library)
-        self.library_panel.errorOccurred.connect(self.message_bar.show_error)
+        self.library_panel = LibraryPanel(self.library, settings=self.settings)
+        self.library_panel.errorOccurred.connect(
+            lambda text: self.message_bar.show_error(text, owner="library")
+        )
+        self.library_panel.infoOccurred.connect(self.message_bar.show_info)
         self.models = ModelControl(self.library, self.runner, self.library_panel, self)
         self.models.modelChanged.connect(self._on_model_changed)
         self.models.searchableChanged.connect(self._on_searchable_changed)
-        self.models.errorOccurred.connect(self.show_error)
+        self.models.errorOccurred.connect(
+            lambda exc: self.show_error(exc, owner=self.models.error_owner)
+        )
         self.models.statusChanged.connect(self.update_empty_state)
         self.models.statusChanged.connect(self._offer_indexing)
         self.library_panel.foldersChanged.connect(self._on_folders_changed)
 
         self._build_layout()
-        self._build_toolbar()
+        self._build_actions()
         self._build_status_bar()
         self._restore_settings()
         self.update_empty_state()
@@ -139,129 +162,66 @@ class MainWindow(QMainWindow):
         dock.setFeatures(
             QDockWidget.DockWidgetFeature.DockWidgetMovable
             | QDockWidget.DockWidgetFeature.DockWidgetFloatable
+            | QDockWidget.DockWidgetFeature.DockWidgetClosable
         )
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
-
-    def _action(self, text: str, slot, shortcut=None, tip: str = "") -> QAction:
-        action = QAction(text, self)
-        if isinstance(shortcut, QKeySequence.StandardKey):
-            action.setShortcuts(shortcut)  # every binding the platform has
-        elif shortcut is not None:
-            action.setShortcut(QKeySequence(shortcut))
-        keys = action.shortcut().toString(QKeySequence.SequenceFormat.NativeText)
-        action.setToolTip(f"{tip or text} ({keys})" if keys else tip or text)
-        action.triggered.connect(slot)
-        self.addAction(action)
-        return action
-
-    def _build_toolbar(self) -> None:
-        bar = QToolBar("Sketch", self)
-        bar.setObjectName("sketchToolbar")
-        self.addToolBar(bar)
-        stack = self.canvas.undo_stack
-        self.undo_action = self._action("Undo", stack.undo, QKeySequence.StandardKey.Undo)
-        self.redo_action = self._action("Redo", stack.redo)
-        stack.canUndoChanged.connect(self.undo_action.setEnabled)
-        stack.canRedoChanged.connect(self.redo_action.setEnabled)
-        self.undo_action.setEnabled(False)
-        self.redo_action.setEnabled(False)
-        redo_keys = QKeySequence.keyBindings(QKeySequence.StandardKey.Redo)
-        for extra in ("Ctrl+Shift+Z", "Ctrl+Y"):  # both, whatever the platform's standard is
-            if QKeySequence(extra) not in redo_keys:
-                redo_keys.append(QKeySequence(extra))
-        self.redo_action.setShortcuts(redo_keys)
-        self.redo_action.setToolTip(f"Redo ({redo_keys[0].toString()})")
-        self.open_action = self._action("Open…", self._choose_sketch, QKeySequence.StandardKey.Open)
-        self.save_png_action = self._action("Save PNG…", self._choose_png, "Ctrl+S")
-        self.save_strokes_action = self._action(
-            "Save strokes…", self._choose_strokes, "Ctrl+Shift+S"
-        )
-        self.paste_action = self._action(
-            "Paste", self.paste, QKeySequence.StandardKey.Paste, "Search with the clipboard's image"
-        )
-        self.clear_action = self._action("Clear", self.canvas.clear, "Ctrl+Backspace")
-        self.pen_action = self._action("Pen", lambda: self._set_eraser(False), "P")
-        self.eraser_action = self._action("Eraser", lambda: self._set_eraser(True), "E")
-        tools = QActionGroup(self)
-        for action in (self.pen_action, self.eraser_action):
-            action.setCheckable(True)
-            tools.addAction(action)
-        self.pen_action.setChecked(True)
-        self.width_spin = QSpinBox(minimum=1, maximum=40, value=3, suffix=" px")
-        self.width_spin.setToolTip("Pen width")
-        self.width_spin.valueChanged.connect(lambda v: setattr(self.canvas, "pen_width", float(v)))
-        self.count_spin = QSpinBox(minimum=1, maximum=1000, value=50, singleStep=10)
-        self.count_spin.setToolTip("How many results to show")
-        self.count_spin.valueChanged.connect(self.search.set_count)
-        self.rerank_action = self._action(
-            "Re-rank",
-            self.search.set_rerank,
-            tip="Re-order the top 100 by the model's exact distance (models that have one: DSSA)",
-        )
-        self.rerank_action.setCheckable(True)
-        self.expand_spin = QSpinBox(minimum=0, maximum=50, value=DEFAULT_EXPAND)
-        self.expand_spin.setSpecialValueText("off")
-        self.expand_spin.setToolTip(
-            "Query expansion: search again with the code your sketch and its N nearest photos "
-            "vote on (off: search with the sketch's own code)"
-        )
-        self.expand_spin.valueChanged.connect(self.search.set_expand)
-        self.model_combo: QComboBox = self.models.combo
-        self.train_action = self._action(
-            "Train…", self.show_training_panel, "Ctrl+T", "Train a model on a data set folder"
-        )
-        self.imagine_action = self._action(
-            "Imagine", self.show_imagine_view, "Ctrl+I", "Show the photo the model imagines (GDH)"
-        )
-        for item in (
-            self.open_action,
-            self.save_png_action,
-            self.save_strokes_action,
-            self.paste_action,
-            None,
-            self.pen_action,
-            self.eraser_action,
-            "Width",
-            self.width_spin,
-            self.undo_action,
-            self.redo_action,
-            self.clear_action,
-            None,
-            "Model",
-            self.model_combo,
-            self.train_action,
-            self.imagine_action,
-            "Results",
-            self.count_spin,
-            self.rerank_action,
-            "Expand",
-            self.expand_spin,
-        ):
-            if item is None:
-                bar.addSeparator()
-            elif isinstance(item, str):
-                bar.addWidget(QLabel(f" {item} "))
-            elif isinstance(item, QAction):
-                bar.addAction(item)
-            else:
-                bar.addWidget(item)
+        self.library_dock = dock
+        self._dock_sized = False
+        self.library_action = dock.toggleViewAction()
+        self.library_action.setText("Library panel")
+        self.library_action.setShortcut(QKeySequence("Ctrl+L"))
+        self.library_action.setToolTip("Show or hide the Library panel (Ctrl+L)")
+        self.addAction(self.library_action)
 
     def _build_status_bar(self) -> None:
         self.model_label = QLabel("No model")
         self.device_label = QLabel("")
         self.photos_label = QLabel("")
         self.query_label = QLabel("")
+        self.note_label = QLabel("")  # results held back, or why a search was not re-ranked
         status = self.statusBar()
+        status.addWidget(self.note_label, 1)
         for label in (self.query_label, self.photos_label, self.model_label, self.device_label):
             status.addPermanentWidget(label)
 
+    def showEvent(self, event: QShowEvent) -> None:
+        super().showEvent(event)
+        if not self._dock_sized:  # a share of the window, not the panel's natural 270 px
+            self._dock_sized = True
+            if not self.settings.value("window_state"):
+                low, high = DOCK_WIDTH
+                width = int(min(max(self.width() * DOCK_SHARE, low), high))
+                self.resizeDocks([self.library_dock], [width], Qt.Orientation.Horizontal)
+
     # ----------------------------------------------------------------- state shown to the user
-    def show_error(self, error: BaseException | str) -> None:
+    def show_error(self, error: BaseException | str, owner: object = None) -> None:
+        """Show an error; ``owner``: the state it belongs to, which takes it away when it goes
+        (see the module docstring)."""
         if isinstance(error, BaseException):
             if not isinstance(error, SketchSearchError):
                 write_crash_log(type(error), error, error.__traceback__)
             error = user_message(error)
-        self.message_bar.show_error(error)
+        self.message_bar.show_error(error, owner=owner)
+
+    def _on_sketch_changed(self) -> None:
+        """A stroke, undo, redo, clear, open or paste: errors of the sketch before go, and held
+        results are of the sketch before too."""
+        self.message_bar.dismiss_owned(lambda owner: owner == "sketch")
+        self._erased = False
+        self._held = None
+        self.note_label.setText("")
+        self.photo_action.setVisible(self.canvas.state().background is not None)
+        self.photo_action.setChecked(self.canvas.is_photo())
+        self.search.sketch_changed()
+        self.update_empty_state()
+
+    def _on_search_failed(self, exc: BaseException) -> None:
+        self._show_results(None)  # results of another sketch must not stay beside the error
+        if isinstance(exc, EmptySketchError):  # all ink erased: nothing to search, no error
+            self._erased = True
+            self.update_empty_state()
+            return
+        self.show_error(exc, owner="sketch")
 
     def update_empty_state(self) -> None:
         """Tell the user, in the results area, what to do next."""
@@ -281,28 +241,74 @@ class MainWindow(QMainWindow):
             )
         elif self.canvas.is_empty():
             text = "Draw something on the left:\nmatching photos appear here as you draw."
+        elif self._erased:
+            text = "Everything drawn was erased.\nDraw something to search again."
         else:
             text = "No matches yet."
         self.results_view.set_empty_text(text)
 
+    def _on_results(self, response: SearchResponse) -> None:
+        if self.search.refresh_only and self.results_view.hovered and self.results_model.rowCount():
+            self._held = response  # only new photos: keep the tiles under the pointer still
+            self.note_label.setText(HELD_NOTE)
+            return
+        self._show_results(response)
+
+    def _release_held(self) -> None:
+        if self._held is not None:
+            held, self._held = self._held, None
+            self._show_results(held)
+
     def _show_results(self, response: SearchResponse | None) -> None:
+        self._held = None
         self.results_model.set_response(response)
+        note = ""
         if response is not None:
             self.query_label.setText(format_timings(response.timings_ms))
             if self.results_model.rowCount():
                 self.results_view.setCurrentIndex(self.results_model.index(0))
+            if response.rerank_note:
+                note = f"Not re-ranked: {response.rerank_note}"
+        self.note_label.setText(note)
         self.update_empty_state()
 
     def _on_model_changed(self) -> None:
         active = self.models.active
         self.model_label.setText(f"Model: {self.models.describe_active()}")
         self.device_label.setText(self.models.describe_device())
+        spec = active.spec if active else None
+        self.message_bar.dismiss_owned(  # errors of the sketch's search or of other models
+            lambda owner: (
+                owner == "sketch"
+                or (isinstance(owner, tuple) and (owner[0] == "model" or owner[1] != spec))
+            )
+        )
+        self._update_model_actions()
         if active is None or active.spec != INJECTED:  # an injected model cannot be reloaded
             self.settings.setValue("model", active.spec if active else "")
         self.search.set_searcher(active.searcher if active else None)
-        self._on_searchable_changed()
+        self._on_searchable_changed(search=False)
 
-    def _on_searchable_changed(self) -> None:
+    def _update_model_actions(self) -> None:
+        """Re-rank only where the model has an exact distance; Imagine only where it can."""
+        active = self.models.active
+        model = active.model if active else None
+        can_rerank = bool(model is not None and model.rerank_features)
+        self.rerank_action.setEnabled(can_rerank)
+        if can_rerank:
+            self.rerank_action.setToolTip(f"{RERANK_TIP} ({self.models.describe_active()})")
+        else:
+            name = self.models.describe_active() if model is not None else "No model"
+            self.rerank_action.setToolTip(
+                f"{RERANK_TIP}: not available for {name}, which has no exact distance to "
+                "re-rank by (DSSA models have one)."
+            )
+        # in the toolbar only for a model that can imagine; the View menu always has it
+        self._imagine_button.setVisible(bool(model is not None and model.can_imagine))
+
+    def _on_searchable_changed(self, search: bool = True) -> None:
+        """The photos the active model can search changed (indexing made more searchable, a
+        folder went): search again; ``search`` False: the caller searches itself."""
         active = self.models.active
         size = active.searcher.size if active else 0
         missing = active.searcher.not_indexed if active else 0
@@ -310,8 +316,8 @@ class MainWindow(QMainWindow):
         self.photos_label.setText(f"{size:,} photos indexed{more}")
         self.update_empty_state()
         self._offer_indexing()
-        if active is not None:
-            self.search.sketch_changed(debounce=False)
+        if active is not None and search:
+            self.search.library_changed()
 
     def _offer_indexing(self) -> None:
         """Say how many photos the active model cannot search yet (e.g. the library was indexed
@@ -338,6 +344,7 @@ class MainWindow(QMainWindow):
         )
 
     def _on_folders_changed(self) -> None:
+        self.message_bar.dismiss_owned(lambda owner: owner == "library")
         self.models.refresh_searchable()
         self.models.start_indexing()
         self.update_empty_state()
@@ -350,7 +357,7 @@ class MainWindow(QMainWindow):
         try:
             return action(self.canvas, *args)
         except SketchSearchError as exc:
-            self.show_error(exc)
+            self.show_error(exc, owner="sketch")
             return None
 
     def open_sketch(self, path: str | Path) -> None:
@@ -369,6 +376,11 @@ class MainWindow(QMainWindow):
 
     def paste(self) -> None:
         self._run_sketch_action(sketch_io.paste_sketch, QGuiApplication.clipboard())
+
+    def more_like(self, path: Path) -> None:
+        """Search for photos like the photo at ``path`` (a result's Similar): it becomes the
+        query, by the model's photo encoder."""
+        self._run_sketch_action(sketch_io.open_photo, path)
 
     def _ask_path(self, save: bool, title: str, filters: str) -> str:
         folder = self.settings.value("sketch_dir", str(Path.home()), str)

@@ -9,7 +9,6 @@ catalog and loaded models stay in memory, so switching back is instant.
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, Qt, Signal
@@ -18,7 +17,7 @@ from PySide6.QtWidgets import QComboBox, QSizePolicy
 from app.gui.library_panel import LibraryPanel
 from app.gui.workers import ActiveModel, IndexJob, IndexUpdate, JobRunner, activate_model
 from engine.library import Library
-from engine.model_files import default_checkpoint, installed_checkpoints
+from engine.model_files import default_checkpoint, installed_checkpoints, model_name
 
 if TYPE_CHECKING:
     from engine.models import SketchHashModel
@@ -28,6 +27,7 @@ log = logging.getLogger(__name__)
 MODEL_READY_MESSAGE = "Model ready"  # logged when a model becomes the active one
 INJECTED = "@injected"  # spec of a model handed to the window (tests, embedding)
 KEEP_LOADED = 4
+COMBO_CHARACTERS = 22
 
 
 class ModelControl(QObject):
@@ -53,8 +53,14 @@ class ModelControl(QObject):
         self._index_spec: str | None = None  # the model of the running (or last) indexing run
         self._index_error: BaseException | None = None  # why the running one stopped
         self._index_failed: dict[str, str] = {}  # spec -> why its last run stopped
+        self.error_owner: tuple[str, str] | None = None  # of the error being emitted
         self.combo = QComboBox()
-        self.combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
+        # a fixed width, so a long checkpoint name cannot push the toolbar into its overflow;
+        # the list that drops down is as wide as its longest entry
+        self.combo.setSizeAdjustPolicy(
+            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
+        )
+        self.combo.setMinimumContentsLength(COMBO_CHARACTERS)
         self.combo.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Fixed)
         self.combo.setToolTip("The model that encodes sketches and photos")
         self.combo.activated.connect(lambda i: self.switch(self.combo.itemData(i)))
@@ -70,13 +76,18 @@ class ModelControl(QObject):
         current = self.active.spec if self.active else None
         self.combo.clear()
         for info in installed_checkpoints():
-            text = f"{info.name} ({info.method}, {info.bits}-bit)"
+            text = f"{model_name(info)} ({info.method}, {info.bits}-bit)"
             self.combo.addItem(text, str(info.path))
             self.combo.setItemData(
                 self.combo.count() - 1, str(info.path), Qt.ItemDataRole.ToolTipRole
             )
         if current is not None:
             self._select(current)
+        self._fit_popup()
+
+    def _fit_popup(self) -> None:
+        view = self.combo.view()
+        view.setMinimumWidth(view.sizeHintForColumn(0) + 2 * view.frameWidth() + 8)
 
     def _select(self, spec: str) -> None:
         index = self.combo.findData(spec)
@@ -84,7 +95,11 @@ class ModelControl(QObject):
             label = self.describe_active() if self.active else spec
             self.combo.insertItem(0, label, spec)
             index = 0
+            self._fit_popup()
         self.combo.setCurrentIndex(index)
+        self.combo.setToolTip(
+            f"The model that encodes sketches and photos: {self.combo.itemText(index)}"
+        )
 
     # ----------------------------------------------------------------- activation
     def start(self, model: SketchHashModel | None, spec: str, auto_index: bool = True) -> None:
@@ -137,7 +152,7 @@ class ModelControl(QObject):
         )
         if self.active is not None:
             self._select(self.active.spec)
-        self.errorOccurred.emit(exc)
+        self._emit_error(exc, ("model", spec))
         self.statusChanged.emit()
 
     def _set_active(self, active: ActiveModel) -> None:
@@ -157,12 +172,20 @@ class ModelControl(QObject):
         self._auto_index = True  # only the first activation may skip the background refresh
 
     def describe_active(self) -> str:
+        """The active model as the chooser lists it: its name, method and code length."""
         if self.active is None:
             return "No model"
         model = self.active.model
-        name = Path(self.active.spec).stem if self.active.spec.endswith(".safetensors") else ""
-        name = name or model.method
-        return f"{name} ({model.method}, {model.bits}-bit)"
+        return f"{model_name(model)} ({model.method}, {model.bits}-bit)"
+
+    def _emit_error(self, exc: BaseException, owner: tuple[str, str]) -> None:
+        """``errorOccurred`` with ``error_owner`` saying what it belongs to while it is
+        delivered: ("model", spec) for a load, ("index", spec) for that model's indexing."""
+        self.error_owner = owner
+        try:
+            self.errorOccurred.emit(exc)
+        finally:
+            self.error_owner = None
 
     def describe_device(self) -> str:
         if self.active is None:
@@ -191,9 +214,10 @@ class ModelControl(QObject):
         """Reload the active searcher's codes (e.g. a folder was removed), off the GUI thread."""
         if self.active is None:
             return
+        spec = self.active.spec
         slots = {
             "returned": lambda _n: self.searchableChanged.emit(),
-            "errored": self.errorOccurred.emit,
+            "errored": lambda exc: self._emit_error(exc, ("index", spec)),
         }
         self.runner.run_function(self.active.searcher.refresh, on=slots)
 
@@ -206,7 +230,7 @@ class ModelControl(QObject):
         self._index_error = exc  # ``finished`` follows
         if self._index_spec is not None:
             self._index_failed[self._index_spec] = str(exc)
-        self.errorOccurred.emit(exc)
+        self._emit_error(exc, ("index", self._index_spec or ""))
 
     def _on_index_finished(self, last) -> None:
         self.panel.set_running(False)

@@ -1,5 +1,13 @@
 """The results grid: a list model of search results, thumbnails that arrive lazily, and the
-actions on a result (open, reveal in the file manager, copy path, larger preview)."""
+actions on a result (open, reveal in the file manager, more like this photo, copy path, larger
+preview).
+
+Each tile shows the thumbnail, the file name (elided in the middle; the full path in the
+tooltip) and its rank and Hamming distance; the tile under the pointer shows buttons for Open,
+Folder (reveal in the file manager) and Similar (search for photos like it). The view tells
+when the pointer enters and leaves it (``hovered``, ``pointerLeft``), so the window can hold
+back new results while a person is looking at the grid.
+"""
 
 from __future__ import annotations
 
@@ -10,18 +18,40 @@ from typing import TYPE_CHECKING
 
 from PySide6.QtCore import (
     QAbstractListModel,
+    QEvent,
     QModelIndex,
     QPersistentModelIndex,
     QPoint,
     QProcess,
+    QRect,
     QSize,
     Qt,
     QTimer,
     QUrl,
     Signal,
 )
-from PySide6.QtGui import QAction, QColor, QDesktopServices, QGuiApplication, QKeyEvent, QPixmap
-from PySide6.QtWidgets import QAbstractItemView, QLabel, QListView, QMenu, QWidget
+from PySide6.QtGui import (
+    QAction,
+    QColor,
+    QDesktopServices,
+    QGuiApplication,
+    QIcon,
+    QKeyEvent,
+    QMouseEvent,
+    QPainter,
+    QPixmap,
+)
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QApplication,
+    QLabel,
+    QListView,
+    QMenu,
+    QStyle,
+    QStyledItemDelegate,
+    QStyleOptionViewItem,
+    QWidget,
+)
 
 from app.gui.thumbnails import ThumbnailLoader
 from engine.paths import display_path
@@ -36,6 +66,13 @@ PREVIEW_SIZE = 480
 HOVER_PREVIEW_MS = 800
 PathRole = Qt.ItemDataRole.UserRole + 1  # the path as text to show (escapes for non-UTF-8 bytes)
 ResultRole = Qt.ItemDataRole.UserRole + 2  # the SearchResult: its exact path for the actions
+MetaRole = Qt.ItemDataRole.UserRole + 3  # "#3 · d 25/64": rank and Hamming distance
+TILE_PADDING = 6
+TILE_ACTIONS = (  # (name, button text, tooltip) of the buttons on the tile under the pointer
+    ("open", "Open", "Open the photo"),
+    ("reveal", "Folder", "Show it in its folder"),
+    ("similar", "Similar", "More like this photo: search with it as the query"),
+)
 
 
 def _exact_path(index: QModelIndex) -> Path | None:
@@ -86,6 +123,8 @@ class ResultsModel(QAbstractListModel):
             return None
         result = self._results[index.row()]
         if role == Qt.ItemDataRole.DisplayRole:
+            return display_path(result.path.name)
+        if role == MetaRole:
             return f"#{result.rank}  ·  d {result.distance}/{self.bits}"
         if role == Qt.ItemDataRole.DecorationRole:
             return self._pixmap(str(result.path))
@@ -94,7 +133,8 @@ class ResultsModel(QAbstractListModel):
             note = f"\nCannot show a preview: {error}" if error else ""
             return (
                 f"{display_path(result.path)}\nRank {result.rank}, Hamming distance "
-                f"{result.distance} of {self.bits} bits{note}"
+                f"{result.distance} of {self.bits} bits{note}\n"
+                "Double-click or Enter: open · Space: larger preview · right-click: more"
             )
         if role == PathRole:
             return display_path(result.path)
@@ -116,6 +156,104 @@ class ResultsModel(QAbstractListModel):
         if row is not None and size == THUMB_SIZE:
             index = self.index(row)
             self.dataChanged.emit(index, index, [Qt.ItemDataRole.DecorationRole])
+
+
+def tile_height(view: QWidget) -> int:
+    line = view.fontMetrics().height()
+    return TILE_PADDING + THUMB_SIZE + 4 + 2 * line + TILE_PADDING
+
+
+def action_rects(tile: QRect, view: QWidget) -> dict[str, QRect]:
+    """Where the buttons of a tile are: a row along the bottom of its thumbnail."""
+    metrics = view.fontMetrics()
+    height = metrics.height() + 6
+    widths = [metrics.horizontalAdvance(text) + 12 for _, text, _ in TILE_ACTIONS]
+    x = tile.center().x() - (sum(widths) + 4 * (len(widths) - 1)) // 2
+    y = tile.top() + TILE_PADDING + THUMB_SIZE - height - 4
+    rects = {}
+    for (name, _, _), width in zip(TILE_ACTIONS, widths, strict=True):
+        rects[name] = QRect(x, y, width, height)
+        x += width + 4
+    return rects
+
+
+class ResultDelegate(QStyledItemDelegate):
+    """Paints a tile (thumbnail, elided file name, rank and distance, and the action buttons
+    under the pointer) and turns clicks on its buttons into ``actionTriggered``."""
+
+    actionTriggered = Signal(str, QModelIndex)  # the TILE_ACTIONS name, the tile's index
+
+    def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: QModelIndex) -> None:
+        view = option.widget
+        style = view.style() if view is not None else QApplication.style()
+        background = QStyleOptionViewItem(option)
+        self.initStyleOption(background, index)
+        background.text, background.icon = "", QIcon()  # painted below, in their places
+        style.drawPrimitive(QStyle.PrimitiveElement.PE_PanelItemViewItem, background, painter, view)
+        rect = option.rect
+        pixmap = index.data(Qt.ItemDataRole.DecorationRole)
+        if isinstance(pixmap, QPixmap) and not pixmap.isNull():
+            x = rect.center().x() - pixmap.width() // 2
+            y = rect.top() + TILE_PADDING + (THUMB_SIZE - pixmap.height()) // 2
+            painter.drawPixmap(x, y, pixmap)
+        metrics = option.fontMetrics
+        text_rect = QRect(
+            rect.left() + TILE_PADDING,
+            rect.top() + TILE_PADDING + THUMB_SIZE + 4,
+            rect.width() - 2 * TILE_PADDING,
+            metrics.height(),
+        )
+        selected = bool(option.state & QStyle.StateFlag.State_Selected)
+        role = (
+            option.palette.ColorRole.HighlightedText if selected else option.palette.ColorRole.Text
+        )
+        painter.save()
+        painter.setPen(option.palette.color(role))
+        name = metrics.elidedText(
+            str(index.data(Qt.ItemDataRole.DisplayRole) or ""),
+            Qt.TextElideMode.ElideMiddle,
+            text_rect.width(),
+        )
+        painter.drawText(text_rect, Qt.AlignmentFlag.AlignHCenter, name)
+        if not selected:
+            painter.setPen(option.palette.color(option.palette.ColorRole.PlaceholderText))
+        painter.drawText(
+            text_rect.translated(0, metrics.height()),
+            Qt.AlignmentFlag.AlignHCenter,
+            str(index.data(MetaRole) or ""),
+        )
+        if option.state & QStyle.StateFlag.State_MouseOver and view is not None:
+            self._paint_buttons(painter, rect, view)
+        painter.restore()
+
+    def _paint_buttons(self, painter: QPainter, rect: QRect, view: QWidget) -> None:
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        texts = {name: text for name, text, _ in TILE_ACTIONS}
+        for name, button in action_rects(rect, view).items():
+            painter.setPen(QColor(255, 255, 255, 230))
+            painter.setBrush(QColor(30, 30, 30, 190))
+            painter.drawRoundedRect(button, 4, 4)
+            painter.drawText(button, Qt.AlignmentFlag.AlignCenter, texts[name])
+
+    def sizeHint(self, option: QStyleOptionViewItem, index: QModelIndex) -> QSize:
+        view = option.widget
+        return QSize(THUMB_SIZE + 2 * TILE_PADDING, tile_height(view) if view else THUMB_SIZE + 40)
+
+    def editorEvent(self, event, model, option: QStyleOptionViewItem, index: QModelIndex) -> bool:
+        kind = event.type()
+        if kind not in (QEvent.Type.MouseButtonPress, QEvent.Type.MouseButtonRelease):
+            return super().editorEvent(event, model, option, index)
+        if not isinstance(event, QMouseEvent) or event.button() != Qt.MouseButton.LeftButton:
+            return super().editorEvent(event, model, option, index)
+        if option.widget is None:
+            return False
+        pos = event.position().toPoint()
+        for name, button in action_rects(option.rect, option.widget).items():
+            if button.contains(pos):
+                if kind == QEvent.Type.MouseButtonRelease:
+                    self.actionTriggered.emit(name, QModelIndex(index))
+                return True  # a click on a button neither selects nor opens the tile
+        return super().editorEvent(event, model, option, index)
 
 
 class PreviewPopup(QLabel):
@@ -150,12 +288,15 @@ class PreviewPopup(QLabel):
 
 
 class ResultsView(QListView):
-    """Grid of results; Enter/double-click opens, Space previews, the context menu does the rest.
+    """Grid of results; Enter/double-click opens, Space previews, the tile's buttons and the
+    context menu do the rest.
 
     When there is nothing to show, ``empty_text`` tells the user what to do.
     """
 
     errorOccurred = Signal(str)
+    moreLikeRequested = Signal(object)  # the exact Path of a result to search by
+    pointerLeft = Signal()  # the pointer left the grid (and no menu or preview holds it)
 
     def __init__(self, thumbnails: ThumbnailLoader, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -164,10 +305,14 @@ class ResultsView(QListView):
         self.setMovement(QListView.Movement.Static)
         self.setUniformItemSizes(True)
         self.setIconSize(QSize(THUMB_SIZE, THUMB_SIZE))
-        self.setGridSize(QSize(THUMB_SIZE + 16, THUMB_SIZE + 30))
+        self.delegate = ResultDelegate(self)
+        self.delegate.actionTriggered.connect(self._on_tile_action)
+        self.setItemDelegate(self.delegate)
+        self.setGridSize(QSize(THUMB_SIZE + 16, tile_height(self) + 4))
         self.setSpacing(4)
-        self.setWordWrap(True)
         self.setMouseTracking(True)
+        self.viewport().setAttribute(Qt.WidgetAttribute.WA_Hover, True)
+        self.hovered = False  # the pointer is over the grid
         self.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.customContextMenuRequested.connect(self._context_menu)
@@ -185,7 +330,7 @@ class ResultsView(QListView):
         cell = THUMB_SIZE + 16
         width = self.viewport().width() - 2 * self.spacing()
         columns = max(1, width // cell)
-        self.setGridSize(QSize(max(cell, width // columns), THUMB_SIZE + 30))
+        self.setGridSize(QSize(max(cell, width // columns), tile_height(self) + 4))
 
     def set_empty_text(self, text: str) -> None:
         self.empty_text = text
@@ -209,6 +354,16 @@ class ResultsView(QListView):
             ok = QDesktopServices.openUrl(file_url(Path(path).parent))
         if not ok:
             self.errorOccurred.emit(f"Could not open the folder of {display_path(path)}.")
+
+    def more_like(self, index: QModelIndex) -> None:
+        path = _exact_path(index)
+        if path:
+            self.moreLikeRequested.emit(path)
+
+    def _on_tile_action(self, name: str, index: QModelIndex) -> None:
+        {"open": self.open_index, "reveal": self.reveal_index, "similar": self.more_like}[name](
+            index
+        )
 
     def copy_path(self, index: QModelIndex) -> None:
         path = index.data(PathRole)
@@ -237,17 +392,21 @@ class ResultsView(QListView):
             if self.preview.isVisible() and self.currentIndex().isValid():
                 self._show_preview(self.currentIndex())  # the preview follows the arrow keys
 
+    def enterEvent(self, event) -> None:
+        self.hovered = True
+        super().enterEvent(event)
+
     def leaveEvent(self, event) -> None:
         self._hover_timer.stop()
         if self.preview.isVisible() and not self.hasFocus():
             self.preview.hide()
         super().leaveEvent(event)
+        self.hovered = False
+        self.pointerLeft.emit()
 
     def paintEvent(self, event) -> None:
         super().paintEvent(event)
         if self.model() is not None and self.model().rowCount() == 0 and self.empty_text:
-            from PySide6.QtGui import QPainter
-
             painter = QPainter(self.viewport())
             painter.setPen(QColor(110, 110, 110))
             rect = self.viewport().rect().adjusted(24, 24, -24, -24)
@@ -277,6 +436,7 @@ class ResultsView(QListView):
         for text, slot in (
             ("Open", self.open_index),
             ("Show in folder", self.reveal_index),
+            ("More like this photo", self.more_like),
             ("Copy path", self.copy_path),
         ):
             action = QAction(text, menu)

@@ -3,7 +3,8 @@
 The newest-request-wins job is ``app.gui.newest_job.NewestJob``: a search is started (debounced)
 for the newest sketch only; at most one search runs at a time, and when it returns, its answer is
 shown only if no newer sketch exists, otherwise the newest sketch is searched next. So results of
-an older sketch never overwrite those of a newer one, however long a search takes.
+an older sketch never overwrite those of a newer one, however long a search takes. A photo
+query (``PhotoQuery``) is searched with ``Searcher.search_photo``.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, Signal
 
+from app.gui.canvas import PhotoQuery
 from app.gui.newest_job import DEBOUNCE_MS, NewestJob
 from app.gui.workers import JobRunner
 from engine.defaults import DEFAULT_EXPAND
@@ -43,6 +45,7 @@ class SearchController(QObject):
         self.count = 50
         self.rerank = False  # re-order the Hamming shortlist by the model's exact distance
         self.expand = DEFAULT_EXPAND  # query expansion: nearest photos voting on the code
+        self.refresh_only = False  # nothing but the library changed since the results shown
         self._job = NewestJob(runner, self._search_call, self, debounce_ms)
         self._job.returned.connect(self.resultsReady)
         self._job.errored.connect(self.searchFailed)
@@ -79,7 +82,16 @@ class SearchController(QObject):
 
     def sketch_changed(self, debounce: bool = True) -> None:
         """The sketch (or what to search it in) changed: search again soon."""
+        self.refresh_only = False
         self._job.request(debounce)
+
+    def library_changed(self) -> None:
+        """Only the photos changed (newly indexed ones became searchable): search again; the
+        answer comes with ``refresh_only`` true, so the window may hold it back while a person
+        is looking at the results."""
+        if not self.is_busy():  # a search for a new sketch pending: its answer is new anyway
+            self.refresh_only = True
+        self._job.request(False)
 
     def _search_call(self) -> Callable[[], object] | None:
         query = self._query_source()
@@ -88,6 +100,9 @@ class SearchController(QObject):
             return None
         if self._searcher is None:
             return None
+        if isinstance(query, PhotoQuery):  # "more like this photo": the photo encoder
+            photo = query.path if query.path is not None and query.path.is_file() else query.image
+            return partial(self._searcher.search_photo, photo, self.count)
         return partial(
             self._searcher.search, query, self.count, rerank=self.rerank, expand=self.expand
         )

@@ -18,11 +18,12 @@ the code is its sign. The rotation (and PCA) is fitted on the centred outputs of
 takes the PCA basis from the sketches' outputs and fits the rotation on both domains: for a
 model whose sketch side was trained into a fixed photo space (``anchor``), the directions the
 sketches actually reach are the ones worth bits (measured on the unseen20 protocol with one
-such encoder: binary mAP 0.395 against 0.360 for photos, doodles 0.287 against 0.269). Measured on the
-Sketchy test split (64/128-bit codes of the five shipped category-level models, fitted on the
-train split, binary mAP): photos 0.318 / 0.413 / 0.346 / 0.228 / 0.037 against both 0.310 /
-0.414 / 0.350 / 0.223 / 0.032 (default, gdh-128, gdh-64, semi3-64, dsh-64): photos as good or
-better on 3 of 5, by margins within noise; and the photo codes are what a library holds.
+such encoder: binary mAP 0.395 against 0.360 for photos, doodles 0.287 against 0.269).
+Measured on the Sketchy test split (64/128-bit codes of the five shipped category-level
+models, fitted on the train split, binary mAP): photos 0.318 / 0.413 / 0.346 / 0.228 / 0.037
+against both 0.310 / 0.414 / 0.350 / 0.223 / 0.032 (default, gdh-128, gdh-64, semi3-64,
+dsh-64): photos as good or better on 3 of 5, by margins within noise; and the photo codes are
+what a library holds.
 
 ``fit_codes`` is the pure numpy fit (float64 inside, float32 out); ``fit_model_codes`` runs a
 model over uint8 sketches and photos (raw outputs, eval mode, no augmentation) and fits it, as a
