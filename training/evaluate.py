@@ -39,7 +39,9 @@ from typing import Any
 import numpy as np
 
 from engine.codes import pack_codes
+from engine.defaults import DEFAULT_EXPAND
 from engine.errors import Cancelled, ConfigError, ImageLoadError
+from engine.expansion import expand_against_gallery
 from engine.index import BinaryIndex
 from engine.indexer import walk_photos
 from engine.models import SketchHashModel, model_id
@@ -69,8 +71,11 @@ class EvalConfig:
     protocol: str = STANDARD  # or a named class set ("unseen20"): those classes, no split
     doodles: Path | None = None  # a QuickDraw folder: its drawings are the queries
     doodles_per_class: int | None = None  # at most this many drawings a class (None: all)
+    expand: int = DEFAULT_EXPAND  # also rank with query expansion over this many photos (0: no)
 
     def __post_init__(self) -> None:
+        if self.expand < 0:
+            raise ConfigError("expand must be 0 (off) or a number of photos.")
         if self.protocol not in PROTOCOLS:
             raise ConfigError(f"Unknown protocol '{self.protocol}'; choose one of {PROTOCOLS}.")
         if self.protocol != STANDARD and self.classes:
@@ -101,6 +106,7 @@ class EvalReport:
     real_valued: dict[str, float] = field(default_factory=dict)
     baseline: dict[str, Any] = field(default_factory=dict)
     protocol: dict[str, Any] = field(default_factory=dict)
+    expanded: dict[str, float] = field(default_factory=dict)  # binary, with query expansion
 
     @property
     def key(self) -> str | None:
@@ -113,6 +119,8 @@ class EvalReport:
         out: dict[str, Any] = {"metrics": self.metrics, "random": self.random}
         if self.real_valued:
             out["real_valued"] = self.real_valued
+        if self.expanded:
+            out["expanded"] = self.expanded
         if self.baseline:
             out["baseline"] = self.baseline
         out["protocol"] = self.protocol
@@ -224,10 +232,19 @@ def evaluate(
         )
     else:
         g_emb = yield from embed_in_batches(model.embed_photos, photos, bs, "photos", cancel)
-    ids = binary_ranking(pack_codes(q_emb), pack_codes(g_emb), model.bits, model_id(model))
+    q_codes, g_codes, mid = pack_codes(q_emb), pack_codes(g_emb), model_id(model)
+    ids = binary_ranking(q_codes, g_codes, model.bits, mid)
     figures, random = ranking_metrics(
         np.take_along_axis(relevant, ids, axis=1), n_relevant, dataset.layout, config.k
     )
+    expanded: dict[str, float] = {}
+    if config.expand:
+        q_expanded = expand_against_gallery(q_codes, g_codes, model.bits, config.expand)
+        ids = binary_ranking(q_expanded, g_codes, model.bits, mid)
+        expanded, _ = ranking_metrics(
+            np.take_along_axis(relevant, ids, axis=1), n_relevant, dataset.layout, config.k
+        )
+        expanded = {"m": config.expand, **expanded}
     real = {}
     if config.real_valued:
         order = cosine_ranking(q_emb, g_emb)
@@ -250,6 +267,12 @@ def evaluate(
         "distractors_skipped": skipped,
         "hit": "same class" if dataset.layout == CATEGORY else "the sketch's own photo",
         "binary": f"{model.bits}-bit codes, Hamming distance, engine BinaryIndex (Faiss)",
+        "expanded": (
+            f"the query code expanded by its {config.expand} nearest photos (engine.expansion, "
+            "as a search with that expansion), then ranked again"
+            if config.expand
+            else "not measured"
+        ),
         "real_valued": "cosine similarity of the model outputs before binarisation",
         "ties": TIES,
         "edges": config.edges if model.needs_edges else "not used",
@@ -267,7 +290,7 @@ def evaluate(
     if config.protocol != STANDARD:
         protocol["split"] = f"none (every sketch and photo of the {config.protocol} classes)"
         protocol["class_names"] = list(dataset.classes)
-    return EvalReport(figures, random, real, baseline, protocol)
+    return EvalReport(figures, random, real, baseline, protocol, expanded)
 
 
 def protocol_key(config: EvalConfig) -> str | None:

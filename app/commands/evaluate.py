@@ -58,6 +58,14 @@ def add_parser(subparsers) -> None:
     p.add_argument(
         "--doodles-per-class", type=int, metavar="N", help="at most N drawings a class (all)"
     )
+    p.add_argument(
+        "--expand",
+        type=int,
+        metavar="M",
+        default=None,
+        help="also rank with query expansion over the M nearest photos, as `query --expand M` "
+        "(default: the app's default expansion; 0: not measured)",
+    )
     p.add_argument("--no-baseline", action="store_true", help="skip the classical HOG baseline")
     p.add_argument("--device", default=None, help="cpu, cuda or mps (default: best available)")
     p.add_argument(
@@ -104,6 +112,7 @@ def run(args: argparse.Namespace) -> int:
         protocol=args.protocol,
         doodles=args.doodles,
         doodles_per_class=args.doodles_per_class,
+        **({} if args.expand is None else {"expand": args.expand}),
     )
     cancel = threading.Event()
     previous = signal.signal(signal.SIGINT, lambda *_: cancel.set())
@@ -154,12 +163,15 @@ def format_report(result: dict[str, Any]) -> str:
         lines.append(f"Binary: {proto['binary']}; ties: {proto['ties']}.")
     real = result.get("real_valued", {})
     base = result.get("baseline", {})
+    expanded = result.get("expanded", {})
+    qe = f"QE m={expanded['m']}" if expanded else "QE"
     lines.append(
-        f"{'metric':<10}{'binary':>10}{'random':>10}{'real':>10}{'HOG':>10}{'HOG real':>10}"
+        f"{'metric':<10}{'binary':>10}{qe:>10}{'random':>10}{'real':>10}{'HOG':>10}{'HOG real':>10}"
     )
     for key, value in result["metrics"].items():
         cells = [
             value,
+            expanded.get(key),
             result["random"].get(key),
             real.get(key),
             base.get(key),
