@@ -356,10 +356,11 @@ class SketchCanvas(QWidget):
         frame = state.frame if state.frame is not None else self._widget_frame()
         if state.photo:  # a stroke on a photo query starts a new sketch (undo brings it back)
             state = SketchState()
-        reach = width / 2
-        xs, ys = [p.x for p in points], [p.y for p in points]
-        ink = QRectF(QPointF(min(xs), min(ys)), QPointF(max(xs), max(ys)))
-        frame = frame.united(ink.adjusted(-reach, -reach, reach, reach))  # keep it all in view
+        if not stroke.eraser:  # ink beyond the frame widens it, so all of it stays in view
+            reach = width / 2  # (an eraser never does: erasing beside the drawing adds nothing)
+            xs, ys = [p.x for p in points], [p.y for p in points]
+            ink = QRectF(QPointF(min(xs), min(ys)), QPointF(max(xs), max(ys)))
+            frame = frame.united(ink.adjusted(-reach, -reach, reach, reach))
         self._push(replace(state, strokes=(*state.strokes, drawn), frame=frame), text)
 
     def _width_for(self, eraser: bool) -> float:

@@ -26,9 +26,11 @@ from PySide6.QtGui import QCloseEvent, QGuiApplication, QKeySequence, QShowEvent
 from PySide6.QtWidgets import (
     QDockWidget,
     QFileDialog,
+    QHBoxLayout,
     QLabel,
     QMainWindow,
     QSplitter,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
@@ -127,6 +129,7 @@ class MainWindow(WindowActions, QMainWindow):
 
         self._build_layout()
         self._build_actions()
+        self.picture_button.setDefaultAction(self.photo_action)
         self._build_status_bar()
         self._restore_settings()
         self.update_empty_state()
@@ -145,7 +148,7 @@ class MainWindow(WindowActions, QMainWindow):
     # ----------------------------------------------------------------- construction
     def _build_layout(self) -> None:
         splitter = QSplitter(Qt.Orientation.Horizontal)
-        splitter.addWidget(self.canvas)
+        splitter.addWidget(self._canvas_column())
         splitter.addWidget(self.results_view)
         splitter.setStretchFactor(0, 2)
         splitter.setStretchFactor(1, 3)
@@ -172,6 +175,25 @@ class MainWindow(WindowActions, QMainWindow):
         self.library_action.setShortcut(QKeySequence("Ctrl+L"))
         self.library_action.setToolTip("Show or hide the Library panel (Ctrl+L)")
         self.addAction(self.library_action)
+
+    def _canvas_column(self) -> QWidget:
+        """The canvas, with a line above it while a picture is open: searched as a photo or
+        as a sketch (the "As photo" switch)."""
+        column = QWidget()
+        layout = QVBoxLayout(column)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(2)
+        self.picture_bar = QWidget()
+        row = QHBoxLayout(self.picture_bar)
+        row.setContentsMargins(4, 0, 4, 0)
+        self.picture_label = QLabel()
+        self.picture_button = QToolButton()
+        row.addWidget(self.picture_label, 1)
+        row.addWidget(self.picture_button)
+        self.picture_bar.hide()
+        layout.addWidget(self.picture_bar)
+        layout.addWidget(self.canvas, 1)
+        return column
 
     def _build_status_bar(self) -> None:
         self.model_label = QLabel("No model")
@@ -210,8 +232,13 @@ class MainWindow(WindowActions, QMainWindow):
         self._erased = False
         self._held = None
         self.note_label.setText("")
-        self.photo_action.setVisible(self.canvas.state().background is not None)
-        self.photo_action.setChecked(self.canvas.is_photo())
+        picture, photo = self.canvas.state().background is not None, self.canvas.is_photo()
+        self.photo_action.setEnabled(picture)
+        self.photo_action.setChecked(photo)
+        self.picture_bar.setVisible(picture)
+        self.picture_label.setText(
+            "Searching for photos like this photo." if photo else "Searching with this sketch."
+        )
         self.search.sketch_changed()
         self.update_empty_state()
 

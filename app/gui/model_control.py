@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 MODEL_READY_MESSAGE = "Model ready"  # logged when a model becomes the active one
 INJECTED = "@injected"  # spec of a model handed to the window (tests, embedding)
 KEEP_LOADED = 4
-COMBO_CHARACTERS = 22
+COMBO_CHARACTERS = 16
 
 
 class ModelControl(QObject):

@@ -28,6 +28,24 @@ def shared_or_skip(*parts: str) -> Path:
     return path
 
 
+def answer_remove(panel, remove: bool = True) -> str:
+    """Answer the Library panel's Remove question (its non-blocking box) with a click; return
+    the question asked."""
+    from PySide6.QtCore import Qt
+    from PySide6.QtTest import QTest
+    from PySide6.QtWidgets import QMessageBox
+
+    box = panel.confirm_box
+    assert box is not None and box.isVisible(), "Remove did not ask"
+    question = box.text()
+    if remove:
+        button = next(b for b in box.buttons() if b.text() == "Remove")
+    else:
+        button = box.button(QMessageBox.StandardButton.Cancel)
+    QTest.mouseClick(button, Qt.MouseButton.LeftButton)
+    return question
+
+
 @pytest.fixture(autouse=True)
 def sketch_home(tmp_path, monkeypatch) -> Path:
     home = tmp_path / "home"

@@ -14,6 +14,7 @@ from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication
 
 from app.gui.canvas import ERASER_FACTOR, SketchCanvas
+from engine.errors import EmptySketchError
 from engine.sketch import rasterize
 from tests.app.conftest import shared_or_skip
 
@@ -278,3 +279,19 @@ def test_a_stroke_beyond_the_drawing_widens_its_frame(qtbot, canvas):
     qtbot.waitUntil(lambda: canvas.height() == 400)
     left, _top, right, _bottom = _ink_box(canvas.render_image())
     assert left >= 0 and right < 400  # both strokes whole
+
+
+def test_erasing_beyond_the_drawing_does_not_shrink_it(qtbot, canvas):
+    """Sweeping a wide eraser past the edges erases; it does not widen the frame (before this
+    was caught, each sweep shrank the view and sent the next one further out)."""
+    draw_line(canvas, (100, 200), (300, 200))
+    canvas.eraser = True
+    canvas.pen_width = 40.0
+    for y in range(0, 480, 60):
+        draw_line(canvas, (-80, y), (480, y), steps=6)
+    assert canvas.view().scale == 1.0
+    assert all(
+        -100 <= p.x <= 500 and -100 <= p.y <= 500 for s in canvas.strokes() for p in s.points
+    )
+    with pytest.raises(EmptySketchError):
+        rasterize(canvas.strokes())

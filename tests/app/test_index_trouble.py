@@ -16,6 +16,7 @@ from engine.library import Library
 from engine.models import save_checkpoint
 from engine.paths import models_dir
 from engine.store import create_fresh
+from tests.app.conftest import answer_remove
 
 
 def test_a_failed_run_stops_the_bar_and_is_not_repeated_on_switching_back(
@@ -81,8 +82,9 @@ def test_skipped_paths_and_an_unmounted_folder_in_the_panel(
     assert "Not available: it is empty" in item.toolTip()
     assert window.models.active.searcher.size == good  # still searchable
 
-    panel.folders.setCurrentRow(0)  # Remove forgets it, asking nothing
+    panel.folders.setCurrentRow(0)  # Remove forgets it, once asked
+    QTest.mouseClick(panel.remove_button, Qt.MouseButton.LeftButton)
     with qtbot.waitSignal(window.models.searchableChanged, timeout=30_000):
-        QTest.mouseClick(panel.remove_button, Qt.MouseButton.LeftButton)
+        assert f"forgets its {good} photos" in answer_remove(panel)
     assert panel.folders.count() == 0 and window.models.active.searcher.size == 0
     assert library.roots() == [] and library.stats().photos == 0

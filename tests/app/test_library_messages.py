@@ -18,6 +18,7 @@ from app.gui.results import THUMB_SIZE, PathRole, ResultRole
 from engine.indexer import index_library
 from engine.library import Library
 from engine.store import create_fresh
+from tests.app.conftest import answer_remove
 from tests.engine.processes import hold_writer
 
 CTX = multiprocessing.get_context("spawn")
@@ -94,8 +95,9 @@ def test_names_that_are_not_utf8_are_shown_escaped_with_their_thumbnails(
     )
 
     panel.folders.setCurrentRow(0)
+    QTest.mouseClick(panel.remove_button, Qt.MouseButton.LeftButton)
     with qtbot.waitSignal(panel.foldersChanged, timeout=10_000):
-        QTest.mouseClick(panel.remove_button, Qt.MouseButton.LeftButton)
+        assert "F\\xf6tos from the library" in answer_remove(panel)
     assert library.roots() == [] and library.stats().photos == 0  # the right folder went
     wait_for_index(window)
 

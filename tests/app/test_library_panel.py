@@ -9,6 +9,7 @@ from PySide6.QtTest import QTest
 from app.gui.library_panel import describe_progress, format_eta
 from engine.indexer import IndexProgress
 from engine.models import model_id
+from tests.app.conftest import answer_remove
 
 
 def test_index_cancel_resume_and_failures(
@@ -73,8 +74,13 @@ def test_remove_folder_forgets_its_photos(
     assert window.models.active.searcher.size > 0
     panel = window.library_panel
     panel.folders.setCurrentRow(0)
+    good = window.models.active.searcher.size
+    QTest.mouseClick(panel.remove_button, Qt.MouseButton.LeftButton)
+    question = answer_remove(panel, remove=False)  # before: removed at once, on one click
+    assert f"forgets its {good} photos" in question and panel.folders.count() == 1
+    QTest.mouseClick(panel.remove_button, Qt.MouseButton.LeftButton)
     with qtbot.waitSignal(window.models.searchableChanged, timeout=30_000):
-        QTest.mouseClick(panel.remove_button, Qt.MouseButton.LeftButton)
+        answer_remove(panel)
     assert panel.folders.count() == 0
     assert window.models.active.searcher.size == 0
     assert "Add one in the Library panel" in window.results_view.empty_text
