@@ -27,7 +27,7 @@ from engine.paths import models_dir
 
 log = logging.getLogger(__name__)
 
-METHODS = ("baseline", "dssa", "semi3", "dsh", "gdh")
+METHODS = ("baseline", "dssa", "semi3", "dsh", "gdh", "anchor")
 SHIPPED_DIR = Path(assets.__file__).resolve().parent / "models"
 DEFAULT_NAME = "default.safetensors"
 FORMAT = "sketch-search-checkpoint"
