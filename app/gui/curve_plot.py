@@ -1,5 +1,8 @@
 """A small line plot drawn with QPainter (QtCharts is not in PySide6-Essentials): named series
-of (x, y) points, axes with their ranges, a legend, and the latest value of each series."""
+of (x, y) points, axes with their ranges, a legend, and the latest value of each series.
+
+The legend sits beside the plot area (below it when the widget is narrow), never over the
+curves (``plot_layout()`` says where each goes)."""
 
 from __future__ import annotations
 
@@ -14,6 +17,8 @@ log = logging.getLogger(__name__)
 
 COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf")
 MARGIN_LEFT, MARGIN_RIGHT, MARGIN_TOP, MARGIN_BOTTOM = 52, 12, 24, 22
+MIN_AREA_WIDTH = 160  # narrower than this beside the legend: the legend goes below
+LEGEND_LINE = 14
 
 
 def format_number(value: float) -> str:
@@ -64,6 +69,35 @@ class CurvePlot(QWidget):
             y1 = y0 + 1
         return x0, x1, y0, y1
 
+    def _labels(self) -> list[str]:
+        return [f"{name} {format_number(points[-1][1])}" for name, points in self.series.items()]
+
+    def plot_layout(self) -> tuple[QRectF, list[QRectF]]:
+        """The plot area and each series' legend box, side by side or the legend below."""
+        metrics = self.fontMetrics()
+        labels = self._labels()
+        legend = max((metrics.horizontalAdvance(label) + 8 for label in labels), default=0)
+        width, height = self.width(), self.height()
+        beside = width - MARGIN_LEFT - MARGIN_RIGHT - legend >= MIN_AREA_WIDTH
+        if not labels:
+            beside, legend = True, 0
+        below = 0 if beside else len(labels) * LEGEND_LINE + 4
+        area = QRectF(
+            MARGIN_LEFT,
+            MARGIN_TOP,
+            max(1, width - MARGIN_LEFT - MARGIN_RIGHT - (legend if beside else 0)),
+            max(1, height - MARGIN_TOP - MARGIN_BOTTOM - below),
+        )
+        if beside:
+            left, top = area.right() + 6, area.top()
+        else:
+            left, top = area.left(), area.bottom() + MARGIN_BOTTOM
+        boxes = [
+            QRectF(left, top + i * LEGEND_LINE, max(legend - 6, 1), LEGEND_LINE)
+            for i in range(len(labels))
+        ]
+        return area, boxes
+
     def paintEvent(self, event: QPaintEvent) -> None:
         painter = QPainter(self)
         painter.setRenderHint(QPainter.RenderHint.Antialiasing)
@@ -73,12 +107,7 @@ class CurvePlot(QWidget):
         painter.drawText(
             QRectF(0, 2, self.width(), MARGIN_TOP - 4), Qt.AlignmentFlag.AlignCenter, self.title
         )
-        area = QRectF(
-            MARGIN_LEFT,
-            MARGIN_TOP,
-            max(1, self.width() - MARGIN_LEFT - MARGIN_RIGHT),
-            max(1, self.height() - MARGIN_TOP - MARGIN_BOTTOM),
-        )
+        area, boxes = self.plot_layout()
         painter.setPen(QPen(QColor("#999999"), 1))
         painter.drawRect(area)
         if not self.point_count():
@@ -113,15 +142,7 @@ class CurvePlot(QWidget):
             painter.drawPath(path)
             if len(points) == 1:
                 painter.drawEllipse(to_screen(*points[0]), 2.5, 2.5)
-        backdrop = self.palette().base().color()
-        backdrop.setAlpha(210)
-        legend_y = area.top() + 4
-        for color, (name, points) in zip(colors, self.series.items(), strict=True):
-            label = f"{name} {format_number(points[-1][1])}"
-            width = painter.fontMetrics().horizontalAdvance(label) + 6
-            box = QRectF(area.right() - 4 - width, legend_y, width, 14)
-            painter.fillRect(box, backdrop)  # after every curve, so it stays readable
+        for color, label, box in zip(colors, self._labels(), boxes, strict=True):
             painter.setPen(color)
-            painter.drawText(box, Qt.AlignmentFlag.AlignRight, label)
-            legend_y += 14
+            painter.drawText(box, Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter, label)
         painter.end()

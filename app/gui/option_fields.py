@@ -11,9 +11,10 @@ checkpoint's, while the fields are disabled) and ``restore()`` gives back what w
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from PySide6.QtWidgets import QCheckBox, QFormLayout, QGroupBox, QLineEdit, QWidget
+from PySide6.QtWidgets import QCheckBox, QFormLayout, QGroupBox, QLabel, QLineEdit, QWidget
 
 from engine.errors import ConfigError
 
@@ -30,8 +31,9 @@ class OptionFields(QGroupBox):
         self.defaults: dict[str, Any] = {}
         self._saved: dict[str, Any] | None = None  # the person's values while show() is on
 
-    def fill(self, defaults: dict[str, Any]) -> None:
-        """One field per option, set to its default; the group is hidden when there are none."""
+    def fill(self, defaults: dict[str, Any], help_text: Callable[[str], str] | None = None) -> None:
+        """One field per option, set to its default; the group is hidden when there are none.
+        ``help_text(name)``: the option's tooltip (on its label and its field)."""
         while self.layout_.rowCount():
             self.layout_.removeRow(0)
         self.widgets, self.defaults, self._saved = {}, dict(defaults), None
@@ -42,7 +44,13 @@ class OptionFields(QGroupBox):
                 widget = QLineEdit()
             self.widgets[name] = widget
             self._set(name, value)
-            self.layout_.addRow(name, widget)
+            label = QLabel(name)
+            tip = help_text(name) if help_text else ""
+            if tip:
+                shown = f"{tip} Default: {_text(value)}."
+                label.setToolTip(shown)
+                widget.setToolTip(shown)
+            self.layout_.addRow(label, widget)
         self.setVisible(bool(defaults))
 
     def _set(self, name: str, value: Any) -> None:

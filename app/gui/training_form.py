@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.gui.option_fields import OptionFields
+from app.gui.option_help import option_help
 from engine.codes import SUPPORTED_BITS
 from engine.errors import CheckpointError, ConfigError, DatasetError
 from engine.models import (
@@ -226,7 +228,8 @@ class TrainingForm(QWidget):
             int(model_defaults.get("image_size", 224)),
         )
         self.model_options.fill(
-            {k: v for k, v in model_defaults.items() if k not in ARCHITECTURE_FIELDS}
+            {k: v for k, v in model_defaults.items() if k not in ARCHITECTURE_FIELDS},
+            partial(option_help, method),
         )
         self._reload_start_choices()
         values = train_defaults(method, self.dataset.layout if self.dataset else None)
@@ -238,7 +241,9 @@ class TrainingForm(QWidget):
         self.freeze_spin.setValue(values["freeze_blocks"])
         self.max_steps_spin.setValue(values["max_steps_per_epoch"] or 0)
         self.seed_spin.setValue(values["seed"])
-        self.options_box.fill(dict(get_procedure(method).default_options))
+        self.options_box.fill(
+            dict(get_procedure(method).default_options), partial(option_help, method)
+        )
 
     # ----------------------------------------------------------------- start from
     def start_checkpoint(self) -> CheckpointInfo | None:

@@ -1,5 +1,8 @@
-"""The list of training runs (method, data, date, status, metrics, checkpoint) with Use, Resume
-and Delete for the selected one; the training panel decides what each button does."""
+"""The list of training runs (run name, date, method, status, data, metrics) with Use, Resume
+and Delete for the selected one; the training panel decides what each button does.
+
+The run's name comes first and is never cut (its column fits it); the data folder shows its
+last part (the whole path in the tooltip) and the metrics take what is left."""
 
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QHBoxLayout,
+    QHeaderView,
     QPushButton,
     QTableWidget,
     QTableWidgetItem,
@@ -17,11 +21,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.gui.training_report import metric_name
 from app.gui.training_runs import RunRecord, list_runs
 
 log = logging.getLogger(__name__)
 
-COLUMNS = ("Date", "Method", "Data", "Status", "Metrics", "Checkpoint")
+COLUMNS = ("Run", "Date", "Method", "Status", "Data", "Metrics")
 
 
 class RunHistory(QWidget):
@@ -38,7 +43,11 @@ class RunHistory(QWidget):
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.table.horizontalHeader().setStretchLastSection(True)
+        header = self.table.horizontalHeader()
+        for column in range(len(COLUMNS) - 1):  # every column fits its text...
+            header.setSectionResizeMode(column, QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(len(COLUMNS) - 1, QHeaderView.ResizeMode.Stretch)  # but this
+        self.table.setWordWrap(False)
         self.table.itemSelectionChanged.connect(self.update_buttons)
         self.use_button = QPushButton("Use")
         self.resume_button = QPushButton("Resume")
@@ -66,13 +75,16 @@ class RunHistory(QWidget):
         self.runs = list_runs(running)
         self.table.setRowCount(len(self.runs))
         for row, run in enumerate(self.runs):
-            metrics = ", ".join(f"{k} {v:.3f}" for k, v in list(run.metrics.items())[:2])
-            cells = (run.date_text(), run.method, run.data_dir, run.status, metrics, run.name)
+            metrics = ", ".join(
+                f"{metric_name(k)} {v:.3f}" for k, v in list(run.metrics.items())[:2]
+            )
+            data = Path(run.data_dir).name or run.data_dir
+            cells = (run.name, run.date_text(), run.method, run.status, data, metrics)
             for column, text in enumerate(cells):
                 item = QTableWidgetItem(text)
-                item.setToolTip(run.message or str(run.checkpoint))
+                tip = run.data_dir if COLUMNS[column] == "Data" else str(run.checkpoint)
+                item.setToolTip(f"{tip}\n{run.message}" if run.message else tip)
                 self.table.setItem(row, column, item)
-        self.table.resizeColumnsToContents()
         self.update_buttons()
 
     def row_count(self) -> int:

@@ -73,6 +73,7 @@ class TrainingPanel(QWidget):
         self.record: RunRecord | None = None  # the run shown (running or last)
         self.child_info: dict[str, Any] = {}
         self._using: Path | None = None
+        self._last_progress: TrainProgress | None = None
         self._timer = QTimer(self, interval=POLL_MS)
         self._timer.timeout.connect(self.poll)
 
@@ -182,6 +183,7 @@ class TrainingPanel(QWidget):
         self.loss_plot.clear()
         self.metric_plot.clear()
         self.report_view.clear()
+        self._last_progress = None
         self.imagine_strip.clear()
         self.imagine_strip.setVisible(can_imagine(record.config.get("method", "")))
         if resume:
@@ -211,6 +213,15 @@ class TrainingPanel(QWidget):
         if self.process is not None:
             self.process.cancel()
             self.status_label.setText("Cancelling: the run stops after this step…")
+            self.progress_label.setText(self._stopped_line("stopping after this step"))
+
+    def _stopped_line(self, note: str) -> str:
+        """Where the run is, with ``note`` instead of a rate and a time left (it is stopping
+        or stopped: an ETA would be a promise nothing keeps)."""
+        p = self._last_progress
+        if p is None or p.phase == "prepare":
+            return note
+        return f"Epoch {p.epoch}/{p.epochs}  ·  step {p.global_step}/{p.total_steps}  ·  {note}"
 
     # ----------------------------------------------------------------- events from the child
     def poll(self) -> None:
@@ -233,7 +244,11 @@ class TrainingPanel(QWidget):
 
     def _on_progress(self, values: dict[str, Any]) -> None:
         p = TrainProgress(**values)
-        self.progress_label.setText(describe_training(p))
+        self._last_progress = p
+        if self.process is not None and self.process.cancel_event.is_set():
+            self.progress_label.setText(self._stopped_line("stopping after this step"))
+        else:
+            self.progress_label.setText(describe_training(p))
         if p.phase == "prepare":
             self.progress_bar.setRange(0, max(1, p.steps_per_epoch))
             self.progress_bar.setValue(p.step)
@@ -270,6 +285,7 @@ class TrainingPanel(QWidget):
                 "kept. Press Resume to continue."
             )
             self.status_label.setText(self.record.message)
+            self.progress_label.setText(self._stopped_line("cancelled, checkpoint saved"))
         else:
             self.status_label.setText("Training done; evaluating the new model…")
         self.record.save()
@@ -325,6 +341,8 @@ class TrainingPanel(QWidget):
             self.record.save()
         if self.record.status != "done":
             self.progress_bar.setRange(0, 1)
+            if self.record.status != "cancelled":  # died or failed: no time left to promise
+                self.progress_label.setText(self._stopped_line(f"stopped ({self.record.status})"))
         self.refresh_history()
         self.runEnded.emit(self.record)
 

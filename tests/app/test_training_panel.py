@@ -71,6 +71,8 @@ def test_train_cancel_resume_evaluate_use_and_search(
         panel.cancel()
     record = panel.record
     assert record.status == "cancelled" and record.can_resume
+    assert "cancelled" in panel.progress_label.text()
+    assert " left" not in panel.progress_label.text()  # no ETA once nothing runs any more
     assert record.checkpoint.is_file() and "Resume" in panel.status_label.text()
     cut_at = steps[-1].global_step
     assert cut_at < steps[-1].total_steps
@@ -83,10 +85,13 @@ def test_train_cancel_resume_evaluate_use_and_search(
     assert any(s.global_step > cut_at for s in steps)
     assert panel.metric_plot.series["val map_all"][-1][0] == 2  # one validation point per epoch
     report = panel.record.report
-    assert set(report["metrics"]) == {"map_all", "map_200", "p_200"}
+    gallery = report["protocol"]["gallery"]
+    assert gallery < 200  # two classes' test photos: P@k with k no larger than the gallery
+    assert set(report["metrics"]) == {"map_all", f"map_{gallery}", f"p_{gallery}"}
     assert report["protocol"]["classes"] == ["airplane", "apple"]
     html = panel.report_view.toHtml()
     assert "new model" in html and "baseline, 64-bit" in html and "Measuring" not in html
+    assert f"a gallery of {gallery} photos" in html and "A small test set" in html
     assert panel.history.row_count() == 1 and panel.history.status_of(0) == "done"
 
     with qtbot.waitSignal(window.models.modelChanged, timeout=RUN_MS):
