@@ -46,7 +46,7 @@ PAPER = QColor(255, 255, 255)
 HINT = QColor(150, 150, 150)
 ERASER_FACTOR = 4.0  # an eraser is this many times wider than the pen
 FIT_MARGIN = 0.1
-PHOTO_HINT = "Searching for photos like this one. Draw to start a new sketch."
+PHOTO_HINT = "Draw on it to start a new sketch."
 
 
 @dataclass(frozen=True)
@@ -396,9 +396,8 @@ class SketchCanvas(QWidget):
         elif self.is_photo():
             painter.setPen(HINT)
             box = self.rect().adjusted(8, 8, -8, -8)
-            painter.drawText(
-                box, Qt.AlignmentFlag.AlignBottom | Qt.AlignmentFlag.AlignHCenter, PHOTO_HINT
-            )
+            bottom = Qt.AlignmentFlag.AlignBottom | Qt.AlignmentFlag.AlignHCenter
+            painter.drawText(box, bottom | Qt.TextFlag.TextWordWrap, PHOTO_HINT)
         elif self._state.is_empty:
             painter.setPen(HINT)
             painter.drawText(

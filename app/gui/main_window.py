@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QSettings, Qt, Signal
-from PySide6.QtGui import QCloseEvent, QGuiApplication, QKeySequence, QShowEvent
+from PySide6.QtGui import QCloseEvent, QGuiApplication, QKeySequence, QResizeEvent, QShowEvent
 from PySide6.QtWidgets import (
     QDockWidget,
     QFileDialog,
@@ -206,14 +206,26 @@ class MainWindow(WindowActions, QMainWindow):
         for label in (self.query_label, self.photos_label, self.model_label, self.device_label):
             status.addPermanentWidget(label)
 
+    def _dock_width(self) -> int:
+        low, high = DOCK_WIDTH
+        return int(min(max(self.width() * DOCK_SHARE, low), high))
+
     def showEvent(self, event: QShowEvent) -> None:
         super().showEvent(event)
         if not self._dock_sized:  # a share of the window, not the panel's natural 270 px
             self._dock_sized = True
             if not self.settings.value("window_state"):
-                low, high = DOCK_WIDTH
-                width = int(min(max(self.width() * DOCK_SHARE, low), high))
+                width = self._dock_width()
                 self.resizeDocks([self.library_dock], [width], Qt.Orientation.Horizontal)
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        """A smaller window narrows a wide Library dock too (Qt would take it all from the
+        canvas and the results)."""
+        super().resizeEvent(event)
+        dock, width = self.library_dock, self._dock_width()
+        docked = self._dock_sized and dock.isVisible() and not dock.isFloating()
+        if docked and dock.width() > width:
+            self.resizeDocks([dock], [width], Qt.Orientation.Horizontal)
 
     # ----------------------------------------------------------------- state shown to the user
     def show_error(self, error: BaseException | str, owner: object = None) -> None:

@@ -12,7 +12,13 @@ import logging
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, Qt, Signal
-from PySide6.QtWidgets import QComboBox, QSizePolicy
+from PySide6.QtWidgets import (
+    QComboBox,
+    QSizePolicy,
+    QStyle,
+    QStyleOptionComboBox,
+    QStylePainter,
+)
 
 from app.gui.library_panel import LibraryPanel
 from app.gui.workers import ActiveModel, IndexJob, IndexUpdate, JobRunner, activate_model
@@ -28,6 +34,19 @@ MODEL_READY_MESSAGE = "Model ready"  # logged when a model becomes the active on
 INJECTED = "@injected"  # spec of a model handed to the window (tests, embedding)
 KEEP_LOADED = 4
 COMBO_CHARACTERS = 16
+
+
+class ModelCombo(QComboBox):
+    """The model chooser: its items read "name (method, K-bit)"; closed, it shows the name,
+    the part that tells models apart (the status bar has the rest)."""
+
+    def paintEvent(self, event) -> None:
+        painter = QStylePainter(self)
+        option = QStyleOptionComboBox()
+        self.initStyleOption(option)
+        option.currentText = option.currentText.split(" (")[0]
+        painter.drawComplexControl(QStyle.ComplexControl.CC_ComboBox, option)
+        painter.drawControl(QStyle.ControlElement.CE_ComboBoxLabel, option)
 
 
 class ModelControl(QObject):
@@ -54,7 +73,7 @@ class ModelControl(QObject):
         self._index_error: BaseException | None = None  # why the running one stopped
         self._index_failed: dict[str, str] = {}  # spec -> why its last run stopped
         self.error_owner: tuple[str, str] | None = None  # of the error being emitted
-        self.combo = QComboBox()
+        self.combo = ModelCombo()
         # a fixed width, so a long checkpoint name cannot push the toolbar into its overflow;
         # the list that drops down is as wide as its longest entry
         self.combo.setSizeAdjustPolicy(

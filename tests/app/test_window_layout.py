@@ -43,10 +43,12 @@ def test_every_toolbar_control_is_in_view_at_1024x700(qtbot, make_window):
 
 def test_the_library_dock_is_narrower_and_can_be_hidden(qtbot, make_window, settings):
     window = make_window(auto_index=False)
-    window.resize(1024, 700)
+    window.resize(1400, 860)
     window.show()
     qtbot.waitExposed(window)
     dock = window.library_dock
+    qtbot.waitUntil(lambda: 250 < dock.width() <= 300)  # a fifth of the window
+    window.resize(1024, 700)  # a smaller window narrows it too, not only the canvas
     qtbot.waitUntil(lambda: dock.width() < 240)  # was 274 px at 1024
     assert dock.width() >= 190 and window.canvas.width() > 300
     assert window.library_action.text() == "Library panel" and window.library_action.isChecked()
