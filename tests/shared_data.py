@@ -17,7 +17,7 @@ def missing_reason(path: Path) -> str:
     return (
         f"needs real data at {path}, which this checkout does not have: a folder ../shared/data "
         "beside the checkout with the research data sets the tests use (Sketchy photos and "
-        "sketches, QMUL shoes and chairs, QuickDraw strokes, PACS; their sources are listed "
-        "in DEVELOPERS.md). It is never part of the repository; the tests that do not need it "
-        "run without it."
+        "sketches, QMUL shoes and chairs, QuickDraw strokes, PACS; see the README's 'Run the "
+        "tests'). It is never part of the repository; the tests that do not need it run "
+        "without it."
     )
