@@ -71,3 +71,7 @@ class DatasetError(SketchSearchError):
 
 class Cancelled(SketchSearchError):
     """Long work was cancelled by the user."""
+
+
+class DistributedError(SketchSearchError):
+    """The processes of a distributed (torchrun) training run disagree, or cannot work together."""

@@ -11,6 +11,7 @@ cut off mid-save leaves the previous state readable.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -59,6 +60,20 @@ def _decode(value: Any, tensors: dict[str, torch.Tensor]) -> Any:
             return {k: _decode(v, tensors) for k, v in value["__dict__"]}
         raise CheckpointError("The resume state has an unknown entry; it was not written by us.")
     return value
+
+
+def state_digest(state: Any) -> str:
+    """A SHA-256 (16 hex digits) of a state as ``save_state`` stores it: its structure and the
+    bytes, dtype and shape of every tensor. A state and the same state read back from disk have
+    the same digest; the distributed trainer compares its ranks' digests."""
+    tensors: dict[str, torch.Tensor] = {}
+    body = _encode(state, tensors, "")
+    digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode())
+    for key in sorted(tensors):
+        t = tensors[key]
+        digest.update(f"{key}:{t.dtype}:{tuple(t.shape)}".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:16]
 
 
 def state_paths(path: str | os.PathLike) -> tuple[Path, Path]:
