@@ -13,6 +13,14 @@ progress; a ``TrainingProcedure`` owns everything method-specific:
   with a frozen network), as a generator of ``PrepareProgress``; nothing by default;
 - ``extra_state`` / ``load_extra_state``: whatever of the above must survive a resume (tensors
   and JSON values only; no pickle).
+
+Distributed training (``training.distributed``): the trainer sets ``dist`` (``SINGLE`` unless
+the run has several processes) before ``prepare``. ``step`` needs nothing: the trainer shards
+the batches and ``ctx.update`` averages the gradients. Work outside backprop (passes over the
+training set, closed-form code updates, fitted projections, mined negatives) must leave every
+rank with the same state: split a pass with ``dist.chunk`` / ``dist.gather_rows``, and
+broadcast rank 0's result (``dist.broadcast_tensors`` / ``broadcast_object``). After every epoch
+the trainer compares the ranks' ``extra_state`` digests and stops on a difference.
 A method registers its procedure with ``@register_procedure`` (see ``training.methods``).
 """
 
@@ -21,7 +29,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Generator, Mapping, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from typing import Any, ClassVar
 
 import torch
@@ -31,11 +39,16 @@ from engine.errors import ConfigError
 from engine.models import SketchHashModel
 from training.arrays import PreparedData, PrepareProgress
 from training.config import TrainConfig
+from training.distributed import SINGLE, Distributed
 from training.samplers import class_balanced_batches, triplets
 
 
 class StepContext:
-    """Per-step services of the trainer: autocast and a clipped optimiser update."""
+    """Per-step services of the trainer: autocast and a clipped optimiser update.
+
+    ``sync``: in a distributed run, the DistributedDataParallel that each loss passes through
+    before its backward, so that the backward averages the gradients across the processes
+    (``Distributed.gradient_sync``); None in one process."""
 
     def __init__(
         self,
@@ -43,11 +56,13 @@ class StepContext:
         optimizers: Mapping[str, torch.optim.Optimizer],
         grad_clip: float,
         amp: bool,
+        sync: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> None:
         self.device = device
         self.optimizers = optimizers
         self.grad_clip = grad_clip
         self.use_bf16 = amp and device.type == "cuda"
+        self.sync = sync
 
     def autocast(self):
         """bf16 autocast on CUDA; a no-op elsewhere (CPU bf16 is slow and changes results)."""
@@ -62,6 +77,8 @@ class StepContext:
         """
         opt = self.optimizers[optimizer]
         opt.zero_grad(set_to_none=True)
+        if self.sync is not None:
+            loss = self.sync(loss)
         loss.backward()
         params = [p for g in opt.param_groups for p in g["params"] if p.grad is not None]
         if self.grad_clip > 0:
@@ -81,6 +98,8 @@ class TrainingProcedure(ABC):
     photoless_classes: ClassVar[bool] = False
     """True when the procedure trains on classes with sketches but no photos (the doodles of
     ImageNet classes, ``TrainConfig.doodle_classes="imagenet"``)."""
+    dist: Distributed = SINGLE
+    """This process's place in a distributed run; the trainer sets it before ``prepare``."""
 
     def __init__(
         self,

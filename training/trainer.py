@@ -26,6 +26,19 @@ Determinism: the batches of epoch e come from a generator seeded with (seed, e),
 global RNG (augmentation, dropout) is re-seeded from (seed, global step) before every step. The
 whole random state is so a function of the loop position, and ``resume`` continues bit for bit
 on CPU. On CUDA, bf16 autocast and cuDNN make runs close, not identical.
+
+Several processes (``distributed``, from ``training.distributed.join_from_environment`` under
+torchrun): every process decodes the data and builds the same model and the same epoch batches;
+each trains on its share of them (``Distributed.shard``: an epoch of B batches is ceil(B / N)
+steps of every process, and the schedule counts those steps), with its gradients averaged by
+DistributedDataParallel, so a step trains on N batches at once (the learning rate is not scaled
+for it). The step seeds add the rank. At every epoch end rank 0's buffers (BatchNorm statistics)
+are copied to all before the procedure's hook, the fitted codes are fitted by rank 0 alone, the
+processes check that they hold the same weights and procedure state, and rank 0 alone writes the
+checkpoint, resume state and log (``processes`` records how many there were). A cancel seen by
+any process stops all at the same step. A resume state saved at an epoch end continues with any
+number of processes (its step count is converted); one saved mid-epoch only with as many as
+saved it. With no ``distributed``, or one process, the loop is the single-process one above.
 """
 
 from __future__ import annotations
@@ -47,12 +60,13 @@ from engine.models import create, load_checkpoint, model_id, save_checkpoint
 from engine.models.fitted import fit_model_codes
 from training.arrays import PrepareProgress, prepare_arrays
 from training.config import TrainConfig, lr_factor
+from training.distributed import SINGLE, Distributed
 from training.finetune import load_start_model
 from training.fit_codes import INTERIM_LIMIT, fit_summary, training_arrays
 from training.methods import get_procedure
 from training.procedure import StepContext
 from training.sources import training_dataset
-from training.state import load_state, save_state
+from training.state import load_state, save_state, state_digest
 
 log = logging.getLogger(__name__)
 
@@ -85,12 +99,37 @@ class TrainResult:
     cancelled: bool
     losses: dict[str, float]
     model_id: str
+    state_digest: str = ""  # of the procedure's state (training.state.state_digest)
 
 
 def run_files(out: str | Path) -> tuple[Path, Path, Path]:
     """(checkpoint, resume state base, log) paths of a run writing ``out``."""
     out = Path(out)
     return out, out.with_name(out.stem + ".resume"), out.with_name(out.stem + ".log.jsonl")
+
+
+def _rank_part(dist: Distributed) -> tuple[int, ...]:
+    """What sets a process's step seeds apart: nothing in one process (as before distributed
+    training existed), the rank in a distributed run."""
+    return (dist.rank,) if dist.active else ()
+
+
+def _move_schedules(
+    schedulers: dict[str, torch.optim.lr_scheduler.LambdaLR],
+    optimizers: dict[str, torch.optim.Optimizer],
+    config: TrainConfig,
+    global_step: int,
+    steps_per_epoch: int,
+) -> None:
+    """Set every schedule to ``global_step`` of this run (a resume with another number of
+    processes, whose steps per epoch differ from those that the saved state counted)."""
+    factor = lr_factor(config, global_step, steps_per_epoch)
+    for name, sched in schedulers.items():
+        sched.last_epoch = global_step
+        groups = optimizers[name].param_groups
+        for group, base in zip(groups, sched.base_lrs, strict=True):
+            group["lr"] = base * factor
+        sched._last_lr = [group["lr"] for group in groups]
 
 
 def _seed(config: TrainConfig, *parts: int) -> int:
@@ -101,11 +140,15 @@ def _seed(config: TrainConfig, *parts: int) -> int:
 
 
 class _RunLog:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, enabled: bool = True) -> None:
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
+        self.enabled = enabled  # a distributed run's rank 0 writes the log, the others nothing
+        if enabled:
+            path.parent.mkdir(parents=True, exist_ok=True)
 
     def write(self, event: str, **values: Any) -> None:
+        if not self.enabled:
+            return
         with self.path.open("a", encoding="utf-8") as fh:
             fh.write(json.dumps({"event": event, "time": time.time(), **values}) + "\n")
 
@@ -117,9 +160,14 @@ def train(
     *,
     resume: str | Path | None = None,
     cancel: threading.Event | None = None,
+    distributed: Distributed | None = None,
 ) -> Generator[TrainProgress, None, TrainResult]:
-    """Train ``config.method`` on ``data_dir``, writing ``out``; see the module docstring."""
+    """Train ``config.method`` on ``data_dir``, writing ``out``; see the module docstring.
+
+    ``distributed``: this process's place in a torchrun run (``training.distributed``); None
+    (or ``SINGLE``) trains in this process alone."""
     cancel = cancel or threading.Event()
+    dist = distributed or SINGLE
     ckpt_path, state_base, log_path = run_files(out)
     state: dict[str, Any] | None = None
     if resume is not None:
@@ -130,12 +178,20 @@ def train(
                 f"{resume} was trained with '{saved.method}', not '{config.method}'."
             )
         config = saved.replace(epochs=config.epochs, device=config.device, workers=config.workers)
+        saved_processes = int(state.get("processes", 1))  # states before distributed training: 1
+        if saved_processes != dist.world_size and state["step"]:
+            raise CheckpointError(
+                f"{resume} was saved in the middle of epoch {state['epoch'] + 1} by "
+                f"{saved_processes} training process(es); resume it with {saved_processes} "
+                "(torchrun --nproc_per_node ...), or resume from a checkpoint saved at the end "
+                "of an epoch, which any number of processes can continue."
+            )
 
     dataset = training_dataset(config, data_dir)  # every source, the class rules applied
     if not dataset.sketches:
         raise ConfigError(f"The '{config.split}' split of {data_dir} has no sketches to train on.")
     procedure_class = get_procedure(config.method)  # unknown method: fail before decoding
-    device = pick_device(config.device)
+    device = dist.device(pick_device(config.device))
     torch.manual_seed(config.seed)
     start: dict[str, Any] = {}  # a fine-tune's starting checkpoint, for the log
     if resume is not None:  # a fine-tune resumes from its own state too, not from init_from
@@ -168,10 +224,11 @@ def train(
         prepare_arrays(dataset, model.photo_size, model.sketch_size, cancel), "decoding"
     )
     procedure = procedure_class(model, data, config, device)
+    procedure.dist = dist
     yield from preparing(procedure.prepare(cancel), "computing")
     optimizers = procedure.build_optimizers()
-    steps_per_epoch = len(
-        procedure.epoch_batches(0, torch.Generator().manual_seed(_seed(config, 0)))
+    steps_per_epoch = len(  # this process's steps: its share of the epoch's batches
+        dist.shard(procedure.epoch_batches(0, torch.Generator().manual_seed(_seed(config, 0))))
     )
     schedulers = {
         name: torch.optim.lr_scheduler.LambdaLR(
@@ -187,17 +244,24 @@ def train(
         procedure.load_extra_state(state["procedure"])
         start_epoch, start_step = state["epoch"], state["step"]
         global_step = state["global_step"]
+        if int(state.get("processes", 1)) != dist.world_size:  # at an epoch end (see above)
+            global_step = start_epoch * steps_per_epoch  # counted in this run's steps
+            _move_schedules(schedulers, optimizers, config, global_step, steps_per_epoch)
 
-    run_log = _RunLog(log_path)
+    # gradients averaged across the processes (DistributedDataParallel); None alone
+    trained = {"model": model, **procedure.training_modules()}
+    sync = dist.gradient_sync(trained, device)
+    run_log = _RunLog(log_path, enabled=dist.is_main)
     run_log.write(
         "config" if state is None else "resume",
         config=config.to_dict(),
         data=dataset.summary(),
         device=str(device),
         start=[start_epoch, start_step],
+        processes=dist.world_size,
         **({"init_from": start} if start else {}),
     )
-    ctx = StepContext(device, optimizers, config.grad_clip, config.amp)
+    ctx = StepContext(device, optimizers, config.grad_clip, config.amp, sync=sync)
     total_steps = steps_per_epoch * config.epochs
     started, run_steps, run_samples = time.monotonic(), 0, 0
     last_losses: dict[str, float] = {}
@@ -233,6 +297,7 @@ def train(
                 "step": step,
                 "global_step": global_step,
                 "losses": last_losses,
+                "processes": dist.world_size,
             },
             **({"codes_fit": codes_fit} if codes_fit else {}),
         )
@@ -243,6 +308,7 @@ def train(
                 "epoch": epoch,
                 "step": step,
                 "global_step": global_step,
+                "processes": dist.world_size,
                 "optimizers": {n: o.state_dict() for n, o in optimizers.items()},
                 "schedulers": {n: s.state_dict() for n, s in schedulers.items()},
                 "procedure": procedure.extra_state(),
@@ -259,11 +325,12 @@ def train(
             cancelled,
             dict(last_losses),
             model_id(model),
+            state_digest(procedure.extra_state()),
         )
 
     def progress(phase: str, epoch: int, step: int, **extra: Any) -> TrainProgress:
         elapsed = time.monotonic() - started
-        rate = run_samples / elapsed if elapsed > 0 else 0.0
+        rate = run_samples * dist.world_size / elapsed if elapsed > 0 else 0.0  # all processes
         eta = (total_steps - global_step) * elapsed / run_steps if run_steps else None
         lr = optimizers["main"].param_groups[0]["lr"] if "main" in optimizers else 0.0
         return TrainProgress(
@@ -282,20 +349,34 @@ def train(
             **extra,
         )
 
+    def save_on_main(epoch: int, step: int) -> None:
+        """Rank 0 writes the checkpoint and resume state; first every rank takes rank 0's
+        buffers (BatchNorm statistics, which each process updated on its own batches, and
+        whatever rank 0 alone fitted) and checks that all of them hold the same weights and
+        procedure state; every rank goes on once the files are written. Alone: ``save``."""
+        if dist.active:
+            dist.broadcast_module_buffers(list(trained.values()))
+            dist.check_identical(model_id(model), "weights")
+            dist.check_identical(state_digest(procedure.extra_state()), "procedure state")
+        if dist.is_main:
+            save(epoch, step)
+        dist.barrier()
+
     for epoch in range(start_epoch, config.epochs):
-        batches = procedure.epoch_batches(
-            epoch, torch.Generator().manual_seed(_seed(config, epoch))
+        batches = dist.shard(
+            procedure.epoch_batches(epoch, torch.Generator().manual_seed(_seed(config, epoch)))
         )
         first = start_step if epoch == start_epoch else 0
         if first == 0:
             procedure.on_epoch_start(epoch)
         for step in range(first, len(batches)):
-            if cancel.is_set():
-                save(epoch, step)
+            if dist.any(cancel.is_set()):  # every process stops at the same step
+                save_on_main(epoch, step)
                 run_log.write("cancelled", epoch=epoch, step=step, global_step=global_step)
                 yield progress("cancelled", epoch, step, message="cancelled; checkpoint saved")
                 return result(True, epoch)
-            torch.manual_seed(_seed(config, 1_000_000 + global_step))
+            # the seed of the step's augmentation and dropout; each process its own
+            torch.manual_seed(_seed(config, 1_000_000 + global_step, *_rank_part(dist)))
             procedure.train_mode()
             last_losses = procedure.step(batches[step], ctx)
             for sched in schedulers.values():
@@ -314,11 +395,12 @@ def train(
                 samples_per_s=event.samples_per_s,
             )
             yield event
+        dist.broadcast_module_buffers(list(trained.values()))  # BatchNorm statistics: rank 0's
         metrics = procedure.on_epoch_end(epoch)
-        if model.fitted_codes is not None:
+        if model.fitted_codes is not None and dist.is_main:  # fitted once, then broadcast
             codes_fit.update((yield from fit_codes(epoch, epoch + 1 == config.epochs)))
             run_log.write("fit", epoch=epoch + 1, codes_fit=codes_fit)
-        save(epoch + 1, 0)
+        save_on_main(epoch + 1, 0)
         run_log.write(
             "epoch", epoch=epoch + 1, global_step=global_step, losses=last_losses, metrics=metrics
         )
