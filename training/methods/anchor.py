@@ -23,6 +23,9 @@ its subject are in that photo space. Choices (measured on the class-disjoint val
   rest and the head, the trunk at ``backbone_lr_scale`` x lr.
 - Codes: the trainer fits the model's PCA + ITQ projection on the training data after each epoch
   (``engine.models.fitted``), as for any ``codes="fitted"`` model.
+- Across processes (``training.distributed``): each process computes the targets of its own
+  share of the photos and all of them are gathered (every process holds every target); the
+  sketch side's gradients are averaged; the trainer's code fit runs on rank 0 and is broadcast.
 """
 
 from __future__ import annotations
@@ -104,18 +107,21 @@ class AnchorProcedure(TrainingProcedure):
     # ------------------------------------------------------------------ targets
     def prepare(self, cancel: threading.Event) -> Generator[PrepareProgress, None, None]:
         """The frozen photo features of every training photo, their mean and the prototypes."""
-        photos, n = self.data.photos, len(self.data.photos)
+        photos = self.data.photos
+        rows = self.dist.chunk(len(photos))  # this process's photos (all of them alone)
+        first, n = rows.start, len(rows)
         feats = []
         with torch.no_grad():
-            for i in range(0, n, TARGET_BATCH):
+            for i in range(first, rows.stop, TARGET_BATCH):
                 if cancel.is_set():
                     raise Cancelled("Training was cancelled.")
-                batch = photo_tensor(
-                    photos[i : i + TARGET_BATCH], self.model.photo_size, self.device
-                )
+                end = min(i + TARGET_BATCH, rows.stop)
+                batch = photo_tensor(photos[i:end], self.model.photo_size, self.device)
                 feats.append(self.model.photo_forward(batch).float())
-                yield PrepareProgress("photo targets", min(i + TARGET_BATCH, n), n)
-        feats = torch.cat(feats)
+                yield PrepareProgress("photo targets", end - first, n)
+        feats = self.dist.gather_rows(
+            torch.cat(feats) if feats else torch.empty(0, device=self.device)
+        )
         self.photo_mean = feats.mean(0)
         self.targets = F.normalize(feats - self.photo_mean, dim=1)
         labels = torch.from_numpy(self.data.photo_labels).to(self.device)

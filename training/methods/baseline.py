@@ -14,6 +14,8 @@ Not a paper method; choices, so that a few CPU epochs already give a useful mode
   squared Euclidean distance of u (for +-1 codes, 4 x Hamming), + quantisation + bit balance.
 - AdamW; the pretrained trunk learns at ``backbone_lr_scale`` x lr; ``freeze_blocks`` stages of it
   (and their BatchNorm statistics) stay frozen.
+- Across processes (``training.distributed``): plain backprop, and the hard negatives
+  (``hard_negatives``, fine-grained) are mined by rank 0 and broadcast.
 """
 
 from __future__ import annotations
@@ -94,11 +96,13 @@ class BaselineProcedure(TrainingProcedure):
 
     def on_epoch_start(self, epoch: int) -> None:
         if self.fine_grained and self.config.hard_negatives and epoch > 0:
-            s = self.model.embed_sketches(self.data.sketches, raw=True)
-            p = self.model.embed_photos(self.data.photos, raw=True)
-            self.negatives = hard_negative_candidates(
-                np.tanh(s), np.tanh(p), self.data.sketch_photo
-            )
+            if self.dist.is_main:
+                s = self.model.embed_sketches(self.data.sketches, raw=True)
+                p = self.model.embed_photos(self.data.photos, raw=True)
+                self.negatives = hard_negative_candidates(
+                    np.tanh(s), np.tanh(p), self.data.sketch_photo
+                )
+            self.negatives = self.dist.broadcast_object(self.negatives)
 
     # ------------------------------------------------------------------ step
     def _inputs(self, sketch_idx, photo_idx) -> torch.Tensor:

@@ -55,6 +55,13 @@ Choices where the paper is vague:
   batch, so constant outputs cannot be reached, and the warm-up avoids the blow-up.
 - B, D and whether they were initialised are procedure state: ``extra_state`` carries them, so
   a resumed run keeps its codes.
+
+Across processes (``training.distributed``): the pass over the training set is split, each
+process running the nets over its own contiguous rows of the photos and sketches (and computing
+their token maps), and the outputs are all-gathered, so every process holds all of them in
+order; the D/B alternation then runs on every process on the same inputs, and rank 0's B and D
+are broadcast, so floating-point differences between machines cannot leave the processes with
+different codes.
 """
 
 from __future__ import annotations
@@ -82,6 +89,13 @@ _CHUNK = 64
 def code_regression(outputs: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
     """Mean over entries of (B - u)^2: relaxed outputs u regress their binary codes B."""
     return (codes.to(outputs.dtype) - outputs).pow(2).mean()
+
+
+def _rows(parts: list[np.ndarray], width: int) -> torch.Tensor:
+    """The concatenated float32 output rows of a pass (none: an empty (0, width))."""
+    if not parts:
+        return torch.empty(0, width)
+    return torch.from_numpy(np.concatenate(parts))
 
 
 def class_codes(num_classes: int, bits: int, seed: int) -> torch.Tensor:
@@ -174,25 +188,31 @@ class DSHProcedure(TrainingProcedure):
 
     # ------------------------------------------------------------------ discrete steps
     def network_outputs(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """tanh of the nets' outputs on every training photo and sketch (eval mode)."""
-        model, data = self.model, self.data
+        """tanh of the nets' outputs on every training photo and sketch (eval mode); each
+        process runs its ``dist.chunk`` of them, and all of them are gathered."""
+        model, data, dist = self.model, self.data, self.dist
+        rows_p, rows_s = dist.chunk(len(data.photos)), dist.chunk(len(data.sketches))
+        first = rows_p.start
         if self._edges is None and model.config.sketch_tokens:
             maps = []
             with torch.no_grad():
-                for i in range(0, len(data.photos), _CHUNK):
-                    e = model.edge_maps(photo_batch(data.photos[i : i + _CHUNK], self.device))
+                for i in range(first, rows_p.stop, _CHUNK):
+                    end = min(i + _CHUNK, rows_p.stop)
+                    e = model.edge_maps(photo_batch(data.photos[i:end], self.device))
                     maps.append(e[:, 0].mul(255.0).round().to(torch.uint8).cpu().numpy())
             self._edges = np.concatenate(maps) if maps else None
         photos = []
-        for i in range(0, len(data.photos), _CHUNK):
-            edges = None if self._edges is None else self._edges[i : i + _CHUNK]
-            photos.append(model.embed_photos(data.photos[i : i + _CHUNK], edges, raw=True))
+        for i in range(first, rows_p.stop, _CHUNK):
+            end = min(i + _CHUNK, rows_p.stop)
+            edges = None if self._edges is None else self._edges[i - first : end - first]
+            photos.append(model.embed_photos(data.photos[i:end], edges, raw=True))
         sketches = [
-            model.embed_sketches(data.sketches[i : i + _CHUNK], raw=True)
-            for i in range(0, len(data.sketches), _CHUNK)
+            model.embed_sketches(data.sketches[i : min(i + _CHUNK, rows_s.stop)], raw=True)
+            for i in range(rows_s.start, rows_s.stop, _CHUNK)
         ]
-        return torch.tanh(torch.from_numpy(np.concatenate(photos))), torch.tanh(
-            torch.from_numpy(np.concatenate(sketches))
+        return (
+            torch.tanh(dist.gather_rows(_rows(photos, model.bits))),
+            torch.tanh(dist.gather_rows(_rows(sketches, model.bits))),
         )
 
     def update_codes(self) -> dict[str, float]:
@@ -211,6 +231,7 @@ class DSHProcedure(TrainingProcedure):
             num_classes=self.num_classes,
             iterations=int(o["alternations"]),
         )
+        self.dist.broadcast_tensors([codes, d])  # rank 0's solve (docstring)
         n = len(fp)
         self.photo_codes, self.sketch_codes, self.projection = codes[:n], codes[n:], d
         self.codes_ready = True

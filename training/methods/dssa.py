@@ -40,6 +40,9 @@ Choices, where the paper is vague or where the hash layer (not in the paper) nee
 - AdamW (the paper used SGD from Sketch-a-Net weights that cannot be had here); the pretrained
   trunk at ``backbone_lr_scale`` x lr; W (``holef_weight``) at lr without weight decay (decay
   would pull W to 0, not to I: its regulariser is the paper's L1 + Frobenius term).
+- Across processes (``training.distributed``): plain backprop (W's gradient averaged with the
+  rest); hard negatives are mined by rank 0 and broadcast. Each process builds its own trunk
+  cache of every drawing (``cache_trunk``), as one process does.
 Re-ranking (``rerank_shortlist``, ``evaluate_reranking``): the top ``shortlist`` photos of the
 binary ranking (Hamming through the engine index) are re-ordered by the exact HOLEF distance on
 features stored as float16, as a catalog would keep them; the rest keeps its Hamming order.
@@ -205,9 +208,11 @@ class DSSAProcedure(TrainingProcedure):
 
     def on_epoch_start(self, epoch: int) -> None:
         if self.config.hard_negatives and epoch > 0:
-            s = self.model.sketch_features(self.data.sketches)
-            p = self._photo_features()
-            self.negatives = hard_negative_candidates(s, p, self.data.sketch_photo)
+            if self.dist.is_main:  # mined once, by rank 0, and broadcast
+                s = self.model.sketch_features(self.data.sketches)
+                p = self._photo_features()
+                self.negatives = hard_negative_candidates(s, p, self.data.sketch_photo)
+            self.negatives = self.dist.broadcast_object(self.negatives)
 
     @torch.no_grad()
     def _photo_features(self) -> np.ndarray:

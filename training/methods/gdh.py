@@ -52,6 +52,12 @@ with a third of its ResBlocks, a narrower discriminator, H's lr x5, and the resi
 skip, 0.316 with; 128 px 0.248 without, 0.545 with. Without the skip H must learn to hash
 what a random generator makes of a sketch, and at this budget it did not.
 
+Across processes (``training.distributed``): each step's u of the photos and sketches of every
+process's batch are all-gathered and written into F in the order of the batches in the epoch, so
+every process holds the F one process would have; the pass over the training set that starts B
+(``init_codes="features"``) is split between the processes and its outputs gathered; the D and
+B steps then run on every process on the same inputs, and rank 0's D and B are broadcast.
+
 Ablations (Table 5): ``use_unification`` (L_c), ``use_quantisation`` (L_q), ``use_gan`` (no
 adversarial terms; the discriminators are then not trained) and the model's ``attention=False``.
 """
@@ -199,8 +205,13 @@ class GDHProcedure(TrainingProcedure):
         m, data, o = self.model, self.data, self.options
 
         def outputs(embed, arrays) -> torch.Tensor:
-            parts = [embed(arrays[i : i + batch]) for i in range(0, len(arrays), batch)]
-            return torch.tanh(torch.from_numpy(np.concatenate(parts)))
+            rows = self.dist.chunk(len(arrays))  # this process's rows, then all of them
+            parts = [
+                embed(arrays[i : min(i + batch, rows.stop)])
+                for i in range(rows.start, rows.stop, batch)
+            ]
+            mine = torch.from_numpy(np.concatenate(parts)) if parts else torch.empty(0, m.bits)
+            return torch.tanh(self.dist.gather_rows(mine))
 
         self.feat_p = outputs(partial(m.embed_photos, raw=True), data.photos)
         self.feat_s = outputs(partial(m.embed_sketches, raw=True), data.sketches)
@@ -213,6 +224,7 @@ class GDHProcedure(TrainingProcedure):
             float(o["mu"]),
             num_classes=self.num_classes,
         )
+        self.dist.broadcast_tensors([codes, self.d])  # rank 0's solve (docstring)
         self.b_p, self.b_s = codes[: len(data.photos)], codes[len(data.photos) :]
         self.codes_ready = True
 
@@ -229,6 +241,7 @@ class GDHProcedure(TrainingProcedure):
         self.d = d_step(old, torch.cat([yp, ys]), float(o["reg"]), num_classes=self.num_classes)
         self.b_p = b_step(self.d, yp, self.feat_p, float(o["mu"]))
         self.b_s = b_step(self.d, ys, self.feat_s, float(o["mu"]))
+        self.dist.broadcast_tensors([self.d, self.b_p, self.b_s])  # rank 0's solve (docstring)
         changed = float((torch.cat([self.b_p, self.b_s]) != old).float().mean())
         return {"codes_changed": changed}
 
@@ -270,8 +283,11 @@ class GDHProcedure(TrainingProcedure):
             terms["sem"] = gdh_nets.semantic_regression(u_p, b_p) + gdh_nets.semantic_regression(
                 u_g, b_s
             )
-            self.feat_p[torch.as_tensor(p_idx)] = u_p.detach().cpu()
-            self.feat_s[torch.as_tensor(s_idx)] = u_g.detach().cpu()
+            # every process's rows, in the order of their batches (the docstring)
+            for rows, values in self.dist.gather_indexed(torch.as_tensor(p_idx), u_p.detach()):
+                self.feat_p[rows] = values.cpu()
+            for rows, values in self.dist.gather_indexed(torch.as_tensor(s_idx), u_g.detach()):
+                self.feat_s[rows] = values.cpu()
         if self.lam > 0 and self.fine_grained:
             terms["triplet"] = losses.triplet(u_g, u_p[:n], u_p[n:], m.bits / 2)
         weights = {

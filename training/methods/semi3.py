@@ -25,6 +25,8 @@ binary codes (not in the paper) need them:
   is refitted at each epoch end on the joint embeddings of up to 500 training sketches and 500
   photos when the model's ``binarize`` is ``itq`` (the default: it measured better, see
   ``engine.models.semi3``); ``evaluate_binarisations`` measures both on the same data.
+  Across processes (``training.distributed``) rank 0 fits ITQ and broadcasts it; the rest is
+  plain backprop (the classifier's gradients averaged with the model's).
 - AdamW; the pretrained trunk at ``backbone_lr_scale`` x lr; ``freeze_blocks`` freezes the stem
   and lowest stages of BOTH bottom trunks.
 - Defaults measured, not taken from the paper (its optimiser settings could not be checked in this
@@ -244,7 +246,9 @@ class Semi3Procedure(TrainingProcedure):
         """With ``binarize="itq"``, refit ITQ on the training embeddings, so every saved
         checkpoint's codes come from its own weights."""
         if self.model.config.binarize == "itq":
-            fit_model_itq(self.model, self.data.sketches, self.data.photos)
+            if self.dist.is_main:
+                fit_model_itq(self.model, self.data.sketches, self.data.photos)
+            self.dist.broadcast_tensors([self.model.itq_mean, self.model.itq_projection])
         return {}
 
     # ------------------------------------------------------------------ step
