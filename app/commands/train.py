@@ -18,6 +18,13 @@ leaves classes out of every source, for ``evaluate --protocol unseen20``; ``--ex
 merges more category-level folders (PACS) by class name; ``--doodles DIR`` adds the QuickDraw
 drawings of the training classes (``--doodles-per-class N`` of each). The 21 hidden zero-shot
 test classes are left out of every source whatever the flags say.
+
+Several processes (GPUs or machines): run the same command under torchrun, e.g.
+``torchrun --standalone --nproc_per_node 4 -m app.cli train ...``. Each process joins the
+process group from torchrun's environment (``training.distributed``); rank 0 alone draws the
+progress bar, writes the checkpoint, log and resume state, evaluates and prints the result; the
+others print nothing and exit 0 (130 when cancelled). Ctrl+C, or the SIGTERM with which torchrun
+stops its workers, asks every process to stop at the same step, with a checkpoint.
 """
 
 from __future__ import annotations
@@ -156,18 +163,25 @@ def build_config(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     from training import EvalConfig, evaluate, store_metrics, train
+    from training.distributed import join_from_environment
 
     config = build_config(args)
     out = args.out or args.resume or Path("runs") / f"{config.method}.safetensors"
+    dist = join_from_environment(config.device)  # one process unless run under torchrun
     cancel = threading.Event()
-    previous = signal.signal(signal.SIGINT, lambda *_: cancel.set())
+    stops = (signal.SIGINT, signal.SIGTERM) if dist.active else (signal.SIGINT,)
+    previous = {sig: signal.signal(sig, lambda *_: cancel.set()) for sig in stops}
     bar = ProgressLine()
     try:
-        events = train(config, args.data, out, resume=args.resume, cancel=cancel)
-        result = yield_all(events, bar, args.json)
+        events = train(config, args.data, out, resume=args.resume, cancel=cancel, distributed=dist)
+        result = yield_all(events, bar, args.json or not dist.is_main)
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         bar.close()
+        dist.close()  # rank 0 evaluates alone, outside the process group
+    if not dist.is_main:
+        return 130 if result.cancelled else 0
     summary = {
         "checkpoint": str(result.checkpoint),
         "model_id": result.model_id,
