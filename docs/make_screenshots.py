@@ -5,8 +5,9 @@
 It uses the app as a person would, in a private SKETCH_SEARCH_HOME and settings file: adds a
 folder of real Sketchy photos (copied to ``--photos``, never into the repository), waits for it
 to be indexed with the shipped model, draws a real QuickDraw drawing with mouse events, shrinks
-the window to 1024x700, then searches by one of the results ("Similar"). Each picture is what
-the X server shows of the window (``QScreen.grabWindow``), not a rendering of the widgets.
+the window to 1024x700, then searches by one of the results ("Similar"); with ``--train``, a
+short real training run in the Train panel (a few minutes). Each picture is what the X server
+shows where the window is (``QScreen.grabWindow``), not a rendering of the widgets.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=REPO / "docs")
     parser.add_argument("--word", default="airplane", help="the QuickDraw drawing to draw")
     parser.add_argument("--drawing", type=int, default=3, help="which drawing of the word")
+    parser.add_argument("--train", action="store_true", help="also a short run in the Train panel")
     args = parser.parse_args()
     home = Path(tempfile.mkdtemp(prefix="sketch-search-shots-"))
     os.environ["SKETCH_SEARCH_HOME"] = str(home / "data")
@@ -75,7 +77,8 @@ def main() -> int:
 
     def shoot(window, name: str) -> None:
         settle()
-        picture = window.screen().grabWindow(window.winId())
+        box = window.geometry()  # the screen where the window is: its tooltip too
+        picture = window.screen().grabWindow(0, box.x(), box.y(), box.width(), box.height())
         path = args.out / name
         picture.save(str(path))
         print(f"{path}: {picture.width()}x{picture.height()}")
@@ -104,9 +107,42 @@ def main() -> int:
     window.more_like(second.path)
     wait(lambda: window.canvas.is_photo() and not window.search.is_busy())
     shoot(window, "screenshot-photo-query.png")
+    if args.train:
+        shoot_training(window, shoot, wait)
     window.close()
     shutil.rmtree(home, ignore_errors=True)
     return 0
+
+
+def shoot_training(window, shoot, wait) -> None:
+    """A short real run on six Sketchy classes (3 epochs of 6 steps, 96 px), evaluated, in the
+    Train panel, with the tooltip of a method option shown."""
+    from PySide6.QtCore import QPoint
+    from PySide6.QtWidgets import QScrollArea, QToolTip
+
+    panel = window.show_training_panel()
+    panel.resize(1200, 820)
+    form = panel.form
+    form.set_data_folder(DATA / "sketchy")
+    form.image_size_spin.setValue(96)
+    form.epochs_spin.setValue(3)
+    form.batch_spin.setValue(12)
+    form.per_class_spin.setValue(2)
+    form.max_steps_spin.setValue(6)
+    form.classes_edit.setText("airplane, apple, bicycle, cup, guitar, hat")
+    form.device_combo.setCurrentText("cpu")
+    done = []
+    panel.reportReady.connect(lambda: done.append(True))
+    panel.start()
+    wait(lambda: bool(done), timeout_s=1200)
+    field = form.options_box.widgets["w_pair"]
+    scroll = field.parentWidget()
+    while not isinstance(scroll, QScrollArea):
+        scroll = scroll.parentWidget()
+    scroll.ensureWidgetVisible(field)
+    wait(lambda: field.visibleRegion().boundingRect().height() > 10)
+    QToolTip.showText(field.mapToGlobal(QPoint(0, 2 * field.height() + 8)), field.toolTip(), field)
+    shoot(panel, "screenshot-train.png")
 
 
 if __name__ == "__main__":

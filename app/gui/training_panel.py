@@ -37,7 +37,7 @@ from app.gui.model_control import ModelControl
 from app.gui.training_form import ERROR_STYLE, TrainingForm
 from app.gui.training_history import RunHistory
 from app.gui.training_process import TrainingProcess, TrainingRequest, describe_exit
-from app.gui.training_report import comparison_html, describe_training
+from app.gui.training_report import comparison_html, describe_training, metric_name
 from app.gui.training_runs import RunRecord, delete_run, install_run, new_run, read_step_losses
 from app.gui.workers import JobRunner
 from engine.errors import SketchSearchError
@@ -260,12 +260,12 @@ class TrainingPanel(QWidget):
                 self.loss_plot.add_point(name, p.global_step, value)
         if p.phase == "epoch":
             for name, value in p.metrics.items():
-                self.metric_plot.add_point(name, p.epoch, value)
+                self.metric_plot.add_point(metric_name(name), p.epoch, value)
         self.progressed.emit(p)
 
     def _plot_validation(self, entry: dict[str, Any]) -> None:
         for name, value in entry["metrics"].items():
-            self.metric_plot.add_point(f"val {name}", entry["epoch"], value)
+            self.metric_plot.add_point(f"val {metric_name(name)}", entry["epoch"], value)
 
     def _on_validation(self, entry: dict[str, Any]) -> None:
         self.record.validation = [e for e in self.record.validation if e["epoch"] != entry["epoch"]]

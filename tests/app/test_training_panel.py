@@ -83,7 +83,7 @@ def test_train_cancel_resume_evaluate_use_and_search(
     assert panel.record.status == "done"
     assert steps[-1].global_step == steps[-1].total_steps == 4
     assert any(s.global_step > cut_at for s in steps)
-    assert panel.metric_plot.series["val map_all"][-1][0] == 2  # one validation point per epoch
+    assert panel.metric_plot.series["val mAP (all)"][-1][0] == 2  # one validation point per epoch
     report = panel.record.report
     gallery = report["protocol"]["gallery"]
     assert gallery < 200  # two classes' test photos: P@k with k no larger than the gallery
