@@ -19,12 +19,13 @@ What a ``Distributed`` gives the trainer (``training.trainer``):
   backward produces across the ranks, in buckets, while the backward runs. The procedures keep
   calling the model's parts directly; ``find_unused_parameters`` lets a loss use only some of
   them (GDH's generator and discriminator losses take turns). Buffers are not broadcast at each
-  step (``broadcast_buffers=False``: an in-place broadcast would change tensors the backward
-  still needs); ``broadcast_module_buffers`` copies rank 0's (BatchNorm statistics, fitted code
-  projections) to every rank where the trainer needs them equal.
+  step (``broadcast_buffers=False``: an in-place broadcast between forward and backward could
+  rewrite statistics that a frozen BatchNorm's backward still needs); ``broadcast_module_buffers``
+  copies rank 0's (BatchNorm statistics, fitted code projections) to every rank where the trainer
+  needs them equal.
 - ``any(flag)``: a cancel seen by one rank stops every rank at the same step.
-- ``check_identical(value, what)``: after each epoch the ranks compare digests of their weights
-  and procedure state, and a divergence is an error, never a silently wrong checkpoint.
+- ``check_identical(value, what)``: before every save the ranks compare digests of their
+  weights and procedure state, and a divergence is an error, never a silently wrong checkpoint.
 
 For the procedures' steps outside backprop: ``chunk(n)`` (a rank's contiguous rows of a pass
 over the training set) with ``gather_rows`` (every rank's rows, in order), ``gather_indexed``
