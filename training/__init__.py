@@ -2,8 +2,9 @@
 
 Imports ``engine`` (models, preprocessing, index) and never Qt or ``app``. The public names the
 app's training panel and the CLI use are re-exported here:
-- ``train(config, data_dir, out, resume=, cancel=)``: generator of ``TrainProgress``, returns a
-  ``TrainResult``; ``TrainConfig`` its frozen config;
+- ``train(config, data_dir, out, resume=, cancel=, distributed=)``: generator of
+  ``TrainProgress``, returns a ``TrainResult``; ``TrainConfig`` its frozen config; under
+  torchrun, ``training.distributed.join_from_environment()`` gives ``distributed``;
 - ``evaluate(model, data_dir, EvalConfig, cancel)``: generator of ``EvalProgress``, returns an
   ``EvalReport``; ``store_metrics`` writes a report into a checkpoint;
 - ``load_dataset(folder)``: a validated ``SketchDataset`` (raises DatasetError naming files);
