@@ -10,6 +10,7 @@ from PySide6.QtCore import QPoint, Qt
 from PySide6.QtTest import QTest
 
 from app.gui.canvas import fit_strokes
+from app.gui.results import MetaRole
 from app.gui.search_controller import SearchController
 from app.gui.workers import JobRunner
 from engine.searcher import SearchResponse
@@ -60,7 +61,9 @@ def test_quickdraw_drawing_searches_indexed_photos(
     assert all(photo_folder in r.path.parents for r in shown)
     assert [r.rank for r in shown] == list(range(1, len(shown) + 1))
     assert all(0 <= r.distance <= 64 for r in shown)
-    assert window.results_model.index(0).data().endswith("/64")
+    first = window.results_model.index(0)
+    assert first.data() == shown[0].path.name
+    assert first.data(MetaRole).endswith("/64")
     assert window.query_label.text().startswith("Query ")
     assert "encode" in window.query_label.text()
     assert window.photos_label.text().startswith(f"{last.encoded} photos")
