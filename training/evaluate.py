@@ -14,10 +14,15 @@ Protocol (stated in every report's ``protocol``):
   to no query), numbered in that order (data set photos in sorted key order, then distractors in
   walk order): that number is the photo id;
 - binary figures: ``encode_*`` -> packed codes -> ``engine.index.BinaryIndex`` (Faiss), the full
-  ranking of the gallery for each query; equal Hamming distances are ordered by photo id, exactly
-  as a user's search orders them;
-- real-valued figures: cosine similarity of the ``embed_*`` outputs before binarisation (ties by
-  photo id too);
+  ranking of the gallery for each query with its Hamming distances;
+- ties: short codes make many photos share a distance (a collapsed model gives every photo one
+  code), and the order of tied photos would decide the figures. The headline figures
+  (``metrics``) are therefore the exact expectation over every order of the tied photos
+  (``training.metrics.tie_aware_*``, closed forms); ``file_order`` keeps the figures of the order
+  a user's search shows (equal distances by photo id), and ``codes`` the number of distinct codes
+  in the gallery and the mean size of the tie holding each query's best relevant photo;
+- real-valued figures: cosine similarity of the ``embed_*`` outputs before binarisation (exact
+  ties are expected over their orders too);
 - category level: a hit is a photo of the query's class: mAP over all results, mAP@200, P@200;
   fine-grained: the sketch's own photo: acc@1, acc@10;
 - ``random``: the exact expectation of each metric under a uniformly random ranking;
@@ -55,7 +60,11 @@ log = logging.getLogger(__name__)
 EDGE_SOURCES = ("engine", "released")
 STANDARD = "standard"
 PROTOCOLS = (STANDARD, *NAMED_CLASS_SETS)
-TIES = "equal distances are ordered by photo id (data set photos in sorted order, then distractors)"
+TIES = (
+    "headline figures are the expectation over every order of photos at equal distance; "
+    "file order (equal distances by photo id: data set photos in sorted order, then distractors) "
+    "in file_order"
+)
 
 
 @dataclass(frozen=True)
@@ -107,6 +116,8 @@ class EvalReport:
     baseline: dict[str, Any] = field(default_factory=dict)
     protocol: dict[str, Any] = field(default_factory=dict)
     expanded: dict[str, float] = field(default_factory=dict)  # binary, with query expansion
+    file_order: dict[str, float] = field(default_factory=dict)  # binary, ties by photo id
+    codes: dict[str, float] = field(default_factory=dict)  # distinct gallery codes, tie sizes
 
     @property
     def key(self) -> str | None:
@@ -117,6 +128,10 @@ class EvalReport:
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"metrics": self.metrics, "random": self.random}
+        if self.file_order:
+            out["file_order"] = self.file_order
+        if self.codes:
+            out["codes"] = self.codes
         if self.real_valued:
             out["real_valued"] = self.real_valued
         if self.expanded:
@@ -127,41 +142,102 @@ class EvalReport:
         return out
 
 
-def ranking_metrics(ranked: np.ndarray, n_relevant: np.ndarray, layout: str, k: int = 200):
+def ranking_metrics(
+    ranked: np.ndarray,
+    n_relevant: np.ndarray,
+    layout: str,
+    k: int = 200,
+    distances: np.ndarray | None = None,
+):
     """(figures, random expectations) of ranked relevance rows (nq, n) for the layout. Cut-off
     figures use k = min(k, n): P@200 of a 28-photo gallery would be at most 0.14 for any model
-    (keys ``map_28``, ``p_28`` then)."""
+    (keys ``map_28``, ``p_28`` then). With ``distances`` (nq, n, ascending, the ranked items'
+    distances) the figures are the expectation over every order of the tied items; without,
+    those of the order given."""
     n = ranked.shape[1]
     k = max(1, min(k, n))
+    if distances is None:  # the order given: each tie is a group of one
+        distances = np.broadcast_to(np.arange(n), ranked.shape)
     if layout == CATEGORY:
         figures = {
-            "map_all": M.mean_average_precision(ranked, n_relevant),
-            f"map_{k}": M.mean_average_precision(ranked, n_relevant, k),
-            f"p_{k}": M.precision_at_k(ranked, n_relevant, k),
+            "map_all": M.tie_aware_map(ranked, distances, n_relevant),
+            f"map_{k}": M.tie_aware_map(ranked, distances, n_relevant, k),
+            f"p_{k}": M.tie_aware_precision_at_k(ranked, distances, n_relevant, k),
         }
-        random = {
+    else:
+        figures = {
+            f"acc_{a}": M.tie_aware_accuracy_at_k(ranked, distances, n_relevant, a) for a in (1, 10)
+        }
+    return figures, random_figures(n, n_relevant, layout, k)
+
+
+def random_figures(n: int, n_relevant: np.ndarray, layout: str, k: int = 200):
+    """The exact expectation of each figure under a uniformly random ranking of n photos."""
+    k = max(1, min(k, n))
+    if layout == CATEGORY:
+        return {
             "map_all": M.expected_map(n, n_relevant),
             f"map_{k}": M.expected_map(n, n_relevant, k),
             f"p_{k}": M.expected_precision_at_k(n, n_relevant, k),
         }
-    else:
-        figures = {f"acc_{a}": M.accuracy_at_k(ranked, n_relevant, a) for a in (1, 10)}
-        random = {f"acc_{a}": M.expected_accuracy_at_k(n, n_relevant, a) for a in (1, 10)}
-    return figures, random
+    return {f"acc_{a}": M.expected_accuracy_at_k(n, n_relevant, a) for a in (1, 10)}
+
+
+def ranked_figures(relevant, ids, distances, n_relevant, layout, k: int = 200):
+    """(expected over tie orders, file order) figures of rankings ``ids`` (nq, n) of the gallery
+    with their ascending ``distances``; ``relevant`` (nq, n) is unranked (by photo id)."""
+    rel = np.take_along_axis(relevant, ids, axis=1)
+    expected, _ = ranking_metrics(rel, n_relevant, layout, k, distances)
+    file_order, _ = ranking_metrics(rel, n_relevant, layout, k)
+    return expected, file_order
+
+
+def binary_matches(query_codes: np.ndarray, gallery_codes: np.ndarray, bits: int, mid: str):
+    """Full gallery ranking through the engine's BinaryIndex: ``Matches`` (ids, Hamming
+    distances), (nq, n) each, equal distances by photo id."""
+    index = BinaryIndex(bits, mid)
+    index.add(np.arange(len(gallery_codes), dtype=np.int64), gallery_codes)
+    return index.search(query_codes, len(gallery_codes))
 
 
 def binary_ranking(query_codes: np.ndarray, gallery_codes: np.ndarray, bits: int, mid: str):
     """Full gallery ranking (nq, n) of photo ids through the engine's BinaryIndex."""
-    index = BinaryIndex(bits, mid)
-    index.add(np.arange(len(gallery_codes), dtype=np.int64), gallery_codes)
-    return index.search(query_codes, len(gallery_codes)).ids
+    return binary_matches(query_codes, gallery_codes, bits, mid).ids
+
+
+def cosine_matches(queries: np.ndarray, gallery: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(ids, distances) of the full ranking by cosine similarity (distance: minus it; ties by
+    photo id)."""
+    negated = -_cosine(queries, gallery)
+    order = np.argsort(negated, axis=1, kind="stable")
+    return order, np.take_along_axis(negated, order, axis=1)
+
+
+def tie_summary(relevant, ids, distances, codes: np.ndarray) -> dict[str, float]:
+    """``distinct``: distinct codes of the gallery; ``gallery``: its size; ``tie_at_hit``: mean
+    size of the tie group (photos at equal distance) that holds each query's best relevant photo;
+    ``hit_at_distance_0``: queries whose best relevant photo is at distance 0."""
+    rel = np.take_along_axis(relevant, ids, axis=1)
+    first = np.argmax(rel, axis=1)[:, None]
+    hit_distance = np.take_along_axis(distances, first, axis=1)
+    tie = (distances == hit_distance).sum(axis=1)
+    return {
+        "distinct": M.distinct_codes(codes),
+        "gallery": len(codes),
+        "tie_at_hit": float(tie.mean()) if len(tie) else 0.0,
+        "hit_at_distance_0": int((hit_distance == 0).sum()),
+    }
 
 
 def cosine_ranking(queries: np.ndarray, gallery: np.ndarray) -> np.ndarray:
     """Full ranking by cosine similarity, ties by photo id (stable sort)."""
+    return np.argsort(-_cosine(queries, gallery), axis=1, kind="stable")
+
+
+def _cosine(queries: np.ndarray, gallery: np.ndarray) -> np.ndarray:
     q = queries / np.maximum(np.linalg.norm(queries, axis=1, keepdims=True), 1e-12)
     g = gallery / np.maximum(np.linalg.norm(gallery, axis=1, keepdims=True), 1e-12)
-    return np.argsort(-(q @ g.T), axis=1, kind="stable")
+    return q @ g.T
 
 
 def embed_in_batches(fn, arrays: np.ndarray, batch_size: int, stage: str, cancel: threading.Event):
@@ -236,24 +312,24 @@ def evaluate(
     else:
         g_emb = yield from embed_in_batches(model.embed_photos, photos, bs, "photos", cancel)
     q_codes, g_codes, mid = pack_codes(q_emb), pack_codes(g_emb), model_id(model)
-    ids = binary_ranking(q_codes, g_codes, model.bits, mid)
-    figures, random = ranking_metrics(
-        np.take_along_axis(relevant, ids, axis=1), n_relevant, dataset.layout, config.k
+    found = binary_matches(q_codes, g_codes, model.bits, mid)
+    figures, file_order = ranked_figures(
+        relevant, found.ids, found.distances, n_relevant, dataset.layout, config.k
     )
+    random = random_figures(len(photos), n_relevant, dataset.layout, config.k)
+    codes = tie_summary(relevant, found.ids, found.distances, g_codes)
     expanded: dict[str, float] = {}
     if config.expand:
         q_expanded = expand_against_gallery(q_codes, g_codes, model.bits, config.expand)
-        ids = binary_ranking(q_expanded, g_codes, model.bits, mid)
-        expanded, _ = ranking_metrics(
-            np.take_along_axis(relevant, ids, axis=1), n_relevant, dataset.layout, config.k
+        again = binary_matches(q_expanded, g_codes, model.bits, mid)
+        expanded, _ = ranked_figures(
+            relevant, again.ids, again.distances, n_relevant, dataset.layout, config.k
         )
         expanded = {"m": config.expand, **expanded}
     real = {}
     if config.real_valued:
-        order = cosine_ranking(q_emb, g_emb)
-        real, _ = ranking_metrics(
-            np.take_along_axis(relevant, order, axis=1), n_relevant, dataset.layout, config.k
-        )
+        order, distance = cosine_matches(q_emb, g_emb)
+        real, _ = ranked_figures(relevant, order, distance, n_relevant, dataset.layout, config.k)
     baseline: dict[str, Any] = {}
     if config.baseline:
         baseline = yield from _classical(
@@ -293,7 +369,7 @@ def evaluate(
     if config.protocol != STANDARD:
         protocol["split"] = f"none (every sketch and photo of the {config.protocol} classes)"
         protocol["class_names"] = list(dataset.classes)
-    return EvalReport(figures, random, real, baseline, protocol, expanded)
+    return EvalReport(figures, random, real, baseline, protocol, expanded, file_order, codes)
 
 
 def protocol_key(config: EvalConfig) -> str | None:
@@ -370,11 +446,17 @@ def _classical(sketches, photos, relevant, n_relevant, layout, k):
     p_feat = photo_hog(photos)
     yield EvalProgress("baseline", 2, 2)
     s_codes, p_codes = hog_codes(s_feat, p_feat)
-    ids = binary_ranking(s_codes, p_codes, 64, "classical-hog")
-    binary, _ = ranking_metrics(np.take_along_axis(relevant, ids, axis=1), n_relevant, layout, k)
-    order = cosine_ranking(s_feat, p_feat)
-    real, _ = ranking_metrics(np.take_along_axis(relevant, order, axis=1), n_relevant, layout, k)
-    return {"name": "HOG of sketch vs HOG of photo edge map", **binary, "real_valued": real}
+    found = binary_matches(s_codes, p_codes, 64, "classical-hog")
+    binary, file_order = ranked_figures(relevant, found.ids, found.distances, n_relevant, layout, k)
+    order, distance = cosine_matches(s_feat, p_feat)
+    real, _ = ranked_figures(relevant, order, distance, n_relevant, layout, k)
+    return {
+        "name": "HOG of sketch vs HOG of photo edge map",
+        **binary,
+        "real_valued": real,
+        "file_order": file_order,
+        "distinct_codes": M.distinct_codes(p_codes),
+    }
 
 
 def store_metrics(checkpoint: str | Path, report: EvalReport) -> None:
