@@ -1,8 +1,12 @@
 """``sketch-search evaluate``: retrieval figures of a checkpoint on a data set folder.
 
 Prints each figure with the random-ranking expectation beside it, the real-valued (before
-binarisation) figures, the classical HOG baseline, and the protocol (queries, gallery, ties);
-``--json`` prints ``{"metrics", "random", "real_valued", "baseline", "protocol"}`` (and
+binarisation) figures, the classical HOG baseline, and the protocol (queries, gallery, ties).
+The figures are the expectation over every order of photos at equal distance (short codes tie
+often); the ``file order`` column is that of the order a search shows (ties by photo id), and
+the number of distinct codes in the gallery is printed beside them.
+``--json`` prints ``{"metrics", "file_order", "codes", "random", "real_valued", "baseline",
+"protocol"}`` (and
 ``"reranking"`` with ``--rerank``: the shortlist re-ranked by the model's exact distance, and the
 exhaustive ranking by it, which is the paper's protocol for DSSA); ``--store``
 also writes them into the checkpoint's metadata (weights, name and training record unchanged).
@@ -33,7 +37,13 @@ def add_parser(subparsers) -> None:
     p.add_argument("--model", required=True, type=Path, help="checkpoint file")
     p.add_argument("--data", required=True, type=Path, help="data set folder")
     p.add_argument("--split", default="test", help="split of split.json (default: test; 'all')")
-    p.add_argument("--extra-gallery", type=Path, help="folder of distractor photos")
+    p.add_argument(
+        "--extra-gallery",
+        type=Path,
+        metavar="DIR",
+        help="add every photo under DIR to the gallery as a distractor (relevant to no query), "
+        "e.g. another data set's photos/",
+    )
     p.add_argument("--classes", nargs="+", help="category level: only these classes")
     p.add_argument(
         "--edges",
@@ -161,16 +171,26 @@ def format_report(result: dict[str, Any]) -> str:
             f"({proto['distractors']} distractors); hit = {proto['hit']}."
         )
         lines.append(f"Binary: {proto['binary']}; ties: {proto['ties']}.")
+    codes = result.get("codes")
+    if codes:
+        lines.append(
+            f"Codes: {codes['distinct']} distinct among the {codes['gallery']} gallery photos; "
+            f"{codes['tie_at_hit']:.1f} photos on average at the distance of a query's best "
+            f"relevant photo, which is at distance 0 for {codes['hit_at_distance_0']} queries."
+        )
     real = result.get("real_valued", {})
     base = result.get("baseline", {})
     expanded = result.get("expanded", {})
     qe = f"QE m={expanded['m']}" if expanded else "QE"
+    file_order = result.get("file_order", {})
     lines.append(
-        f"{'metric':<10}{'binary':>10}{qe:>10}{'random':>10}{'real':>10}{'HOG':>10}{'HOG real':>10}"
+        f"{'metric':<10}{'binary':>10}{'file ord':>10}{qe:>10}{'random':>10}{'real':>10}"
+        f"{'HOG':>10}{'HOG real':>10}"
     )
     for key, value in result["metrics"].items():
         cells = [
             value,
+            file_order.get(key),
             expanded.get(key),
             result["random"].get(key),
             real.get(key),
@@ -183,8 +203,10 @@ def format_report(result: dict[str, Any]) -> str:
     if reranking:
         proto = reranking["protocol"]
         lines.append(f"Re-ranked by {proto['distance']} on {proto['features']} features:")
+        in_file_order = reranking.get("file_order", {})
         for name, figures in reranking.items():
-            if name != "protocol":
+            if name not in ("protocol", "file_order"):
                 cells = " ".join(f"{k} {v:.4f}" for k, v in figures.items())
-                lines.append(f"  {name:<18}{cells}")
+                plain = " ".join(f"{k} {v:.4f}" for k, v in in_file_order.get(name, {}).items())
+                lines.append(f"  {name:<18}{cells}" + (f"  (file order: {plain})" if plain else ""))
     return "\n".join(lines)

@@ -82,6 +82,8 @@ def comparison_html(new: dict[str, Any], active: dict[str, Any] | None, active_n
         f"{proto.get('queries', '?')} sketch queries · a gallery of {proto.get('gallery', '?')} "
         "photos"
     )
+    if codes := new.get("codes"):  # collapsed codes tie many photos: the figures say so
+        counts += f" · {codes['distinct']} distinct codes among them"
     rows = [
         f"<tr><td colspan='{len(heads)}'><i>{html.escape(counts)}</i></td></tr>",
         "<tr>" + "".join(f"<th>{h}</th>" for h in heads) + "</tr>",
@@ -106,7 +108,12 @@ def comparison_html(new: dict[str, Any], active: dict[str, Any] | None, active_n
         f"{html.escape(str(proto.get('split', '')))}: {proto.get('queries', '?')} sketch "
         f"queries, a gallery of {proto.get('gallery', '?')} photos; hit = "
         f"{html.escape(str(proto.get('hit', '')))}. {html.escape(str(proto.get('binary', '')))}."
-        "</p>"
+        + (
+            " Photos at equal distance count as in every order (the expected figure)."
+            if new.get("file_order")
+            else ""
+        )
+        + "</p>"
     )
     if active is None:
         about += f"<p><i>Measuring {html.escape(active_name)} on the same data…</i></p>"

@@ -50,13 +50,21 @@ def test_evaluate_rerank_reports_the_shortlists_and_refuses_methods_without_one(
         "reranked_top5",
         f"reranked_top{gallery}",  # a shortlist longer than the gallery is the whole gallery
         "holef_exhaustive",
+        "file_order",
         "protocol",
     }
+    assert set(reranking["file_order"]) == set(reranking) - {"file_order", "protocol"}
     # the re-ranking's Hamming figures are the evaluator's, measured through the same codes
     assert reranking["binary"]["acc_1"] == result["metrics"]["acc_1"]
     assert reranking["binary"]["acc_10"] == result["metrics"]["acc_10"]
+    assert reranking["file_order"]["binary"] == result["file_order"]
     # re-ranking the whole gallery by HOLEF is the exhaustive HOLEF ranking
     assert reranking[f"reranked_top{gallery}"] == reranking["holef_exhaustive"]
+    table = [a for a in args if a != "--json"]
+    assert main([*table, "--model", str(dssa), "--rerank", "5"]) == 0  # the printed table
+    lines = capsys.readouterr().out.splitlines()
+    assert any(line.startswith("Codes: ") and " distinct among the " in line for line in lines)
+    assert any("reranked_top5" in line and "(file order: acc_1" in line for line in lines)
 
     baseline = [*args, "--model", str(default_checkpoint()), "--rerank"]
     assert main(baseline) == 2

@@ -124,3 +124,16 @@ def test_a_cancelled_run_promises_no_time_left():
     cancelled = TrainProgress(phase="cancelled", samples_per_s=12.0, eta_s=95.0, **common)
     text = describe_training(cancelled)
     assert "cancelled" in text and "left" not in text and "samples/s" not in text
+
+
+def test_the_report_names_the_distinct_codes_and_the_tie_rule():
+    report = {
+        "metrics": {"acc_1": 0.04, "acc_10": 0.35},
+        "file_order": {"acc_1": 0.026, "acc_10": 0.365},
+        "codes": {"distinct": 26, "gallery": 115, "tie_at_hit": 14.5, "hit_at_distance_0": 45},
+        "random": {"acc_1": 0.009, "acc_10": 0.087},
+        "protocol": {"queries": 115, "gallery": 115},
+    }
+    html = comparison_html(report, None, "other")
+    assert "a gallery of 115 photos · 26 distinct codes among them" in html
+    assert "in every order (the expected figure)" in html

@@ -76,10 +76,10 @@ from training.data import CATEGORY, load_dataset
 from training.evaluate import (
     EvalProgress,
     as_eval_progress,
-    binary_ranking,
-    cosine_ranking,
+    binary_matches,
+    cosine_matches,
     embed_in_batches,
-    ranking_metrics,
+    ranked_figures,
 )
 from training.methods import register_procedure
 from training.procedure import StepContext, TrainingProcedure, freeze_backbone_blocks
@@ -348,18 +348,19 @@ def evaluate_binarisations(
     keep = n_relevant > 0
     relevant, n_relevant, q = relevant[keep], n_relevant[keep], q[keep]
 
-    def figures(ids: np.ndarray) -> dict[str, float]:
-        rel = np.take_along_axis(relevant, ids, axis=1)
-        return ranking_metrics(rel, n_relevant, test.layout)[0]
+    def figures(ids: np.ndarray, distances: np.ndarray) -> dict[str, float]:
+        """Expected over the orders of tied photos, as ``evaluate``'s headline figures."""
+        return ranked_figures(relevant, ids, distances, n_relevant, test.layout)[0]
 
     def hamming(queries: np.ndarray, gallery: np.ndarray) -> dict[str, float]:
         codes = pack_codes(queries), pack_codes(gallery)
-        return figures(binary_ranking(*codes, model.bits, model_id(model)))
+        found = binary_matches(*codes, model.bits, model_id(model))
+        return figures(found.ids, found.distances)
 
     return {
         "learned": hamming(model.learned_hash_embeddings(q), model.learned_hash_embeddings(g)),
         "itq": hamming(itq_codes(q, mean, projection), itq_codes(g, mean, projection)),
-        "embedding_cosine": figures(cosine_ranking(q, g)),
+        "embedding_cosine": figures(*cosine_matches(q, g)),
         "protocol": {
             "data": str(test.root),
             "queries": int(keep.sum()),
