@@ -11,8 +11,9 @@ Protocol (stated in every report's ``protocol``):
   at most ``doodles_per_class`` a class), rasterised through the engine's stroke path as canvas
   drawings are; the gallery is the view's photos of the classes that have drawings;
 - gallery: the split's photos, plus every photo under ``extra_gallery`` (distractors, relevant
-  to no query), numbered in that order (data set photos in sorted key order, then distractors in
-  walk order): that number is the photo id;
+  to no query; a data set folder, with ``photos/`` and ``sketches/``, gives its ``photos/``
+  only, all splits: e.g. ``chairs_v1`` beside ``shoes_v1``), numbered in that order (data set
+  photos in sorted key order, then distractors in walk order): that number is the photo id;
 - binary figures: ``encode_*`` -> packed codes -> ``engine.index.BinaryIndex`` (Faiss), the full
   ranking of the gallery for each query with its Hamming distances;
 - ties: short codes make many photos share a distance (a collapsed model gives every photo one
@@ -123,7 +124,7 @@ class EvalReport:
     def key(self) -> str | None:
         """Where ``store_metrics`` keeps these figures: None for the main (standard protocol,
         Sketchy sketches) figures, else the protocol's name ("unseen20", "doodles",
-        "unseen20_doodles")."""
+        "unseen20_doodles"; "extra_gallery" appended with distractors)."""
         return self.protocol.get("key")
 
     def to_json(self) -> dict[str, Any]:
@@ -252,6 +253,17 @@ def embed_in_batches(fn, arrays: np.ndarray, batch_size: int, stage: str, cancel
     return np.concatenate(out)
 
 
+def distractor_folder(folder: Path) -> Path:
+    """Where the distractor photos of ``extra_gallery`` are: a data set folder's ``photos/``
+    (not its sketches or edge maps), else the folder itself."""
+    folder = Path(folder)
+    if (folder / "photos").is_dir() and (folder / "sketches").is_dir():
+        return folder / "photos"
+    if not folder.is_dir():
+        raise ConfigError(f"The extra gallery {folder} is not a folder of photos.")
+    return folder
+
+
 def _extra_photos(folder: Path, size: int, cancel: threading.Event):
     paths = [Path(p) for p, _, _ in walk_photos(folder)]
     arrays, skipped = [], 0
@@ -285,7 +297,7 @@ def evaluate(
     skipped = 0
     if config.extra_gallery is not None:
         extra, skipped = yield from _extra_photos(
-            Path(config.extra_gallery), model.photo_size, cancel
+            distractor_folder(config.extra_gallery), model.photo_size, cancel
         )
         photos = np.concatenate([photos, extra])
         labels = np.concatenate([labels, np.full(len(extra), -1, np.int64)])
@@ -344,6 +356,9 @@ def evaluate(
         "gallery": len(photos),
         "distractors": int(len(photos) - len(data.photos)),
         "distractors_skipped": skipped,
+        "distractors_from": (
+            str(distractor_folder(config.extra_gallery)) if config.extra_gallery else "none"
+        ),
         "hit": "same class" if dataset.layout == CATEGORY else "the sketch's own photo",
         "binary": f"{model.bits}-bit codes, Hamming distance, engine BinaryIndex (Faiss)",
         "expanded": (
@@ -376,6 +391,7 @@ def protocol_key(config: EvalConfig) -> str | None:
     """The name a report of ``config`` is stored under (None: the main figures)."""
     parts = [config.protocol] if config.protocol != STANDARD else []
     parts += ["doodles"] if config.doodles is not None else []
+    parts += ["extra_gallery"] if config.extra_gallery is not None else []
     return "_".join(parts) or None
 
 
