@@ -372,7 +372,7 @@ def evaluate_reranking(
     codes_q = pack_codes(model.embed_sketches(sketches))
     codes_g = pack_codes(model.embed_photos(data.photos, edge_maps))
     yield EvalProgress("codes", 1, 2)
-    q = model.sketch_features(sketches).astype(np.float16)
+    q = model.sketch_features(sketches)  # float32, as the app's query; photos as stored:
     g = model.photo_features(data.photos, edge_maps).astype(np.float16)
     yield EvalProgress("features", 2, 2)
     found = binary_matches(codes_q, codes_g, model.bits, model_id(model))
