@@ -133,7 +133,8 @@ class Searcher:
     ) -> SearchResponse:
         """The k photos nearest to the sketch (ties broken by photo id); ``rerank``: the first
         max(k, ``shortlist``) by Hamming distance re-ordered by the model's exact distance;
-        ``expand``: search with the code the query and its ``expand`` nearest photos vote on."""
+        ``expand``: search with the code the query and its ``expand`` nearest photos vote on
+        (ignored for a model that does not expand, ``model.expands``: fine-grained DSSA)."""
         t0 = time.perf_counter()
         sketch = sketch_input(query)
         t1 = time.perf_counter()
@@ -142,6 +143,8 @@ class Searcher:
             note = f"{self.model.method} has no exact distance to re-rank by; Hamming order kept."
             log.info(note)
             rerank = False
+        if expand and not self.model.expands:
+            expand = 0  # fine-grained: the query's neighbours are other instances
         if rerank:
             code, feature = self.model.encode_sketches_and_features(sketch[None])
         else:

@@ -44,7 +44,7 @@ from app.gui.results import ResultsModel, ResultsView
 from app.gui.search_controller import SearchController
 from app.gui.settings import app_settings
 from app.gui.thumbnails import ThumbnailLoader
-from app.gui.window_actions import RERANK_TIP, WindowActions
+from app.gui.window_actions import EXPAND_TIP, RERANK_TIP, WindowActions
 from app.gui.workers import JobRunner
 from engine.defaults import DEFAULT_EXPAND
 from engine.errors import EmptySketchError, SketchSearchError
@@ -342,6 +342,14 @@ class MainWindow(WindowActions, QMainWindow):
                 f"{RERANK_TIP}: not available for {name}, which has no exact distance to "
                 "re-rank by (DSSA models have one)."
             )
+        expands = model is None or model.expands
+        self.expand_spin.setEnabled(expands)
+        self.expand_spin.setToolTip(
+            EXPAND_TIP
+            if expands
+            else f"{EXPAND_TIP}: not used for {self.models.describe_active()}, which looks for one "
+            "particular photo (its nearest photos are other instances of the same kind)."
+        )
         # in the toolbar only for a model that can imagine; the View menu always has it
         self._imagine_button.setVisible(bool(model is not None and model.can_imagine))
 

@@ -15,6 +15,10 @@ from PySide6.QtWidgets import QLabel, QMainWindow, QSpinBox, QToolBar
 from engine.defaults import DEFAULT_EXPAND
 
 RERANK_TIP = "Re-order the top 100 by the model's exact distance"
+EXPAND_TIP = (
+    "Query expansion: search again with the code your sketch and its N nearest photos vote on "
+    "(off: search with the sketch's own code)"
+)
 
 
 class WindowActions:
@@ -97,10 +101,7 @@ class WindowActions:
         self.rerank_action.setEnabled(False)  # until a model that can re-rank is active
         self.expand_spin = QSpinBox(minimum=0, maximum=50, value=DEFAULT_EXPAND)
         self.expand_spin.setSpecialValueText("off")
-        self.expand_spin.setToolTip(
-            "Query expansion: search again with the code your sketch and its N nearest photos "
-            "vote on (off: search with the sketch's own code)"
-        )
+        self.expand_spin.setToolTip(EXPAND_TIP)
         self.expand_spin.valueChanged.connect(self.search.set_expand)
         self.model_combo = self.models.combo
         self.train_action = self._action(

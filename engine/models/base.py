@@ -81,6 +81,9 @@ class SketchHashModel(nn.Module, ABC):
     (packed codes and float32 (n, D) features from one forward pass) and
     ``feature_distances(queries, gallery)`` ((n, m) distances, smaller is closer); the indexer
     stores the photo features (float16) and the searcher can re-rank a Hamming shortlist."""
+    expands: ClassVar[bool] = True
+    """False for a fine-grained method (one right photo per sketch): query expansion would pull the
+    query towards its neighbours, other products of the same kind, so the searcher leaves it off."""
     can_imagine: ClassVar[bool] = False
     """True when the model has ``imagine(sketches) -> uint8 (n, P, P, 3)`` photos (GDH's G_I)."""
     full_precision_prefixes: ClassVar[tuple[str, ...]] = (MODULE_NAME + ".",)

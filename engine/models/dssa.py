@@ -194,6 +194,7 @@ class DSSAModel(SketchHashModel):
     config_class = DSSAConfig
     needs_edges = True
     rerank_features = True  # the HOLEF distance on stored features re-ranks a Hamming shortlist
+    expands = False  # one particular photo is sought: its neighbours are other shoes
 
     def __init__(self, config: DSSAConfig) -> None:
         super().__init__(config)

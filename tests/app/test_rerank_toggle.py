@@ -17,6 +17,7 @@ def test_rerank_is_disabled_with_the_reason_for_a_model_without_an_exact_distanc
     assert not action.isEnabled() and not window.search.rerank
     assert "not available for baseline (baseline, 64-bit)" in action.toolTip()
     assert "no exact distance" in action.toolTip()
+    assert window.expand_spin.isEnabled()  # category level: query expansion applies
 
 
 def test_rerank_toggle_searches_again_with_rerank(
@@ -36,10 +37,14 @@ def test_rerank_toggle_searches_again_with_rerank(
         wait_for_index(window)
         assert window.rerank_action.isEnabled()
         assert "not available" not in window.rerank_action.toolTip()
+        # fine-grained: its nearest photos are other shoes, so Expand is off with the reason
+        assert not window.expand_spin.isEnabled()
+        assert "looks for one particular photo" in window.expand_spin.toolTip()
         with qtbot.waitSignal(window.search.resultsReady, timeout=60_000) as blocker:
             replay(window.canvas, drawing.strokes)
         plain = blocker.args[0]
         assert not window.rerank_action.isChecked() and not plain.reranked
+        assert plain.expanded == 0
 
         with qtbot.waitSignal(window.search.resultsReady, timeout=60_000) as blocker:
             window.rerank_action.trigger()

@@ -120,8 +120,9 @@ def test_searcher_expands_with_the_library_codes(model, shared_data, tmp_path):
         pass
     searcher = Searcher(library, model)
     sketch_file = sorted((shared_data / "sketchy" / "sketches" / "cup").glob("*.png"))[0]
-    plain = searcher.search(sketch_file, k=52)
-    assert plain.expanded == 0 == DEFAULT_EXPAND and "expand" not in plain.timings_ms
+    plain = searcher.search(sketch_file, k=52, expand=0)
+    assert plain.expanded == 0 and "expand" not in plain.timings_ms
+    assert searcher.search(sketch_file, k=52).expanded == min(DEFAULT_EXPAND, 52)
     expanded = searcher.search(sketch_file, k=52, expand=10)
     assert expanded.expanded == 10 and expanded.timings_ms["expand"] > 0
 
@@ -133,4 +134,29 @@ def test_searcher_expands_with_the_library_codes(model, shared_data, tmp_path):
     got = [(r.distance, r.photo_id) for r in expanded.results]
     assert got == want  # every photo, by distance to the expanded code, ties by id
     assert got != [(r.distance, r.photo_id) for r in plain.results]
+    library.close()
+
+
+def test_a_fine_grained_model_is_never_expanded(shared_data, tmp_path):
+    """DSSA looks for one particular photo: its query's neighbours are other instances of the same
+    kind, so the searcher ignores ``expand`` and answers exactly as without it."""
+    dssa = create_fresh("dssa", bits=32, image_size=96)
+    assert not dssa.expands and create_fresh("baseline", bits=32, image_size=96).expands
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for p in sorted((shared_data / "shoes_v1" / "photos").glob("*.jpg"))[:12]:
+        shutil.copy(p, photos / p.name)
+    library = Library(tmp_path / "lib")
+    library.add_root(photos)
+    for _ in index_library(library, dssa):
+        pass
+    searcher = Searcher(library, dssa)
+    sketch_file = sorted((shared_data / "shoes_v1" / "sketches").rglob("*.png"))[0]
+    plain = searcher.search(sketch_file, k=12, expand=0)
+    asked = searcher.search(sketch_file, k=12, expand=5)
+    assert len(plain.results) == 12
+    assert asked.expanded == 0 and "expand" not in asked.timings_ms
+    assert [(r.photo_id, r.distance) for r in asked.results] == [
+        (r.photo_id, r.distance) for r in plain.results
+    ]
     library.close()
