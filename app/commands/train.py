@@ -36,7 +36,7 @@ import sys
 import threading
 from pathlib import Path
 
-from app.progress import ProgressLine, format_duration
+from app.progress import ProgressLine, bar_updater
 
 
 def add_parser(subparsers) -> None:
@@ -164,6 +164,7 @@ def build_config(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     from training import EvalConfig, evaluate, store_metrics, train
     from training.distributed import join_from_environment
+    from training.progress import drain
 
     config = build_config(args)
     out = args.out or args.resume or Path("runs") / f"{config.method}.safetensors"
@@ -174,7 +175,7 @@ def run(args: argparse.Namespace) -> int:
     bar = ProgressLine()
     try:
         events = train(config, args.data, out, resume=args.resume, cancel=cancel, distributed=dist)
-        result = yield_all(events, bar, args.json or not dist.is_main)
+        result = drain(events, bar_updater(bar, args.json or not dist.is_main))
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -206,7 +207,7 @@ def run(args: argparse.Namespace) -> int:
 
         model = load_checkpoint(result.checkpoint, device=args.device)
         eval_config = EvalConfig(baseline=False, classes=config.classes)
-        report = yield_all(evaluate(model, args.data, eval_config), bar, args.json)
+        report = drain(evaluate(model, args.data, eval_config), bar_updater(bar, args.json))
         bar.close()
         store_metrics(result.checkpoint, report)
         summary["evaluation"] = report.to_json()
@@ -219,25 +220,3 @@ def run(args: argparse.Namespace) -> int:
 
             print(format_report(summary["evaluation"]))
     return 0
-
-
-def yield_all(events, bar: ProgressLine, quiet: bool):
-    """Drive a progress generator to its end, drawing the bar; returns the generator's value."""
-    while True:
-        try:
-            e = next(events)
-        except StopIteration as stop:
-            return stop.value
-        if quiet:
-            continue
-        if hasattr(e, "global_step") and e.phase != "prepare":
-            losses = " ".join(f"{k} {v:.3f}" for k, v in e.losses.items())
-            text = (
-                f"epoch {e.epoch}/{e.epochs} {losses} lr {e.lr:.2e} "
-                f"{e.samples_per_s:.1f} img/s ETA {format_duration(e.eta_s)}"
-            )
-            bar.update(e.global_step, e.total_steps, text, force=e.phase != "step")
-        elif hasattr(e, "global_step"):
-            bar.update(e.step, e.steps_per_epoch, e.message)
-        else:
-            bar.update(e.done, e.total, e.stage)

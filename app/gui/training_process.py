@@ -148,19 +148,11 @@ def child_main(request: TrainingRequest, events, cancel) -> None:
         events.join_thread()
 
 
-def _drive(generator, on_event):
-    while True:
-        try:
-            event = next(generator)
-        except StopIteration as stop:
-            return stop.value
-        on_event(event)
-
-
 def _train_and_evaluate(request: TrainingRequest, events, cancel) -> None:
     from engine.errors import Cancelled
     from engine.models import get_method, load_checkpoint
     from training import EvalConfig, TrainConfig, evaluate, load_dataset, store_metrics, train
+    from training.progress import drain
 
     config = TrainConfig.from_dict(request.config)
     dataset = load_dataset(request.data_dir)
@@ -194,13 +186,13 @@ def _train_and_evaluate(request: TrainingRequest, events, cancel) -> None:
     def validate(model, epoch: int) -> None:
         quick = EvalConfig(classes=quick_classes, real_valued=False, baseline=False)
         try:
-            report = _drive(evaluate(model, request.data_dir, quick, cancel), lambda _e: None)
+            report = drain(evaluate(model, request.data_dir, quick, cancel))
         except Cancelled:
             return  # the trainer sees the cancel at its next step and saves there
         events.put(("validation", {"epoch": epoch, "metrics": report.metrics}))
 
     run = train(config, request.data_dir, request.out, resume=request.resume, cancel=cancel)
-    result = _drive(run, send_progress)
+    result = drain(run, send_progress)
     values = {k: str(v) if isinstance(v, Path) else v for k, v in vars(result).items()}
     events.put(("trained", values))
     if result.cancelled or not request.evaluate_at_end:
@@ -212,7 +204,7 @@ def _train_and_evaluate(request: TrainingRequest, events, cancel) -> None:
         events.put(("eval_progress", dataclasses.asdict(event)))
 
     try:
-        report = _drive(evaluate(model, request.data_dir, full, cancel), send_eval)
+        report = drain(evaluate(model, request.data_dir, full, cancel), send_eval)
     except Cancelled:
         return
     store_metrics(result.checkpoint, report)

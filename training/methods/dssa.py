@@ -68,9 +68,10 @@ from training import losses
 from training.arrays import prepare_arrays, released_edge_maps, sketch_batch
 from training.augment import augment_sketches
 from training.data import load_dataset
-from training.evaluate import EvalProgress, as_eval_progress, binary_ranking, drain, ranking_metrics
+from training.evaluate import EvalProgress, as_eval_progress, binary_ranking, ranking_metrics
 from training.methods import register_procedure
 from training.procedure import StepContext, TrainingProcedure, freeze_backbone_blocks
+from training.progress import drain
 from training.samplers import hard_negative_candidates, triplets
 
 log = logging.getLogger(__name__)
