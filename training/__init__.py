@@ -7,6 +7,9 @@ app's training panel and the CLI use are re-exported here:
   torchrun, ``training.distributed.join_from_environment()`` gives ``distributed``;
 - ``evaluate(model, data_dir, EvalConfig, cancel)``: generator of ``EvalProgress``, returns an
   ``EvalReport``; ``store_metrics`` writes a report into a checkpoint;
+- ``training.run.run_training(RunPlan, cancel, record=)``: a whole run as both front ends run
+  it (train, per-epoch validation and preview, the final evaluation stored in the checkpoint,
+  the run's record in ``training.runs``, the app's run history);
 - ``load_dataset(folder)``: a validated ``SketchDataset`` (raises DatasetError naming files);
 - ``list_procedures()``: the trainable methods;
 - ``drain(gen, on_event)``: run any of these progress generators to its return value.

@@ -22,7 +22,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.gui.training_report import metric_name
-from app.gui.training_runs import RunRecord, list_runs
+from training.runs import RunRecord, list_runs
 
 log = logging.getLogger(__name__)
 
