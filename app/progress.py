@@ -8,13 +8,30 @@ from collections.abc import Callable
 from typing import Any, TextIO
 
 
+def _hours_minutes_seconds(seconds: float) -> tuple[int, int, int]:
+    hours, rest = divmod(round(seconds), 3600)
+    minutes, secs = divmod(rest, 60)
+    return hours, minutes, secs
+
+
 def format_duration(seconds: float | None) -> str:
+    """A time for a progress bar: ``01:05``, ``1:02:03``, ``--:--`` when unknown."""
     if seconds is None:
         return "--:--"
-    seconds = round(seconds)
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
+    hours, minutes, secs = _hours_minutes_seconds(seconds)
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:02d}:{secs:02d}"
+
+
+def format_eta(seconds: float | None) -> str:
+    """The time left in words for the app: ``about 1 min 05 s left``; "" when unknown."""
+    if seconds is None:
+        return ""
+    hours, minutes, secs = _hours_minutes_seconds(seconds)
+    if not hours and not minutes:
+        return f"about {secs} s left"
+    if not hours:
+        return f"about {minutes} min {secs:02d} s left"
+    return f"about {hours} h {minutes:02d} min left"
 
 
 def bar_updater(bar: ProgressLine, quiet: bool = False) -> Callable[[Any], None]:

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PySide6.QtWidgets import QMessageBox
 
-from app.gui.imagine_strip import TILE
+from app.gui.train.imagine_strip import TILE
 from engine.models import load_checkpoint
 from engine.paths import models_dir
 from engine.sketch import read_quickdraw

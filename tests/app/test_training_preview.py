@@ -14,8 +14,8 @@ import pytest
 import torch
 from PySide6.QtGui import QImage
 
-from app.gui.imagine_strip import PLACEHOLDERS, TILE, WAITING_TEXT, ImagineStrip, to_tile
-from app.gui.training_process import TrainingRequest, _train_and_evaluate
+from app.gui.train.imagine_strip import PLACEHOLDERS, TILE, WAITING_TEXT, ImagineStrip, to_tile
+from app.training_process import TrainingRequest, _train_and_evaluate
 from engine.models import load_checkpoint
 from engine.models.gdh import GDHModel
 from training import TrainConfig, load_dataset

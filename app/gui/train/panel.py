@@ -1,9 +1,9 @@
 """The training panel: settings, Start/Cancel/Resume, live progress and curves, the evaluation
 report beside the active model's, "Use this model", and the history of runs. For a method that
 can imagine (GDH), a strip shows after each epoch what its generator makes of a few fixed sketches
-(``app.gui.imagine_strip``); it is hidden for the other methods.
+(``app.gui.train.imagine_strip``); it is hidden for the other methods.
 
-Training runs in a child process (``app.gui.training_process``), so a crash or out-of-memory in
+Training runs in a child process (``app.training_process``), so a crash or out-of-memory in
 it never takes the app down; a QTimer polls its queue of events. A child that dies is reported
 with its logs, and its last checkpoint kept for Resume. The active model's comparison figures
 are computed on the app's thread pool (``JobRunner``), like indexing.
@@ -30,15 +30,15 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.gui.curve_plot import CurvePlot
-from app.gui.imagine_strip import ImagineStrip
-from app.gui.library_panel import describe_progress
-from app.gui.model_control import ModelControl
-from app.gui.training_form import ERROR_STYLE, TrainingForm
-from app.gui.training_history import RunHistory
-from app.gui.training_process import TrainingProcess, TrainingRequest, describe_exit
-from app.gui.training_report import comparison_html, describe_training, metric_name
+from app.gui.library.model_control import ModelControl
+from app.gui.library.panel import describe_progress
+from app.gui.train.curve_plot import CurvePlot
+from app.gui.train.form import ERROR_STYLE, TrainingForm
+from app.gui.train.history import RunHistory
+from app.gui.train.imagine_strip import ImagineStrip
 from app.gui.workers import JobRunner
+from app.training_process import TrainingProcess, TrainingRequest, describe_exit
+from app.training_report import comparison_html, describe_training, metric_name
 from engine.errors import SketchSearchError
 from engine.models import get_method
 from training import EvalConfig, TrainProgress, evaluate

@@ -21,7 +21,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.gui.training_report import metric_name
+from app.training_report import metric_name
 from training.runs import RunRecord, list_runs
 
 log = logging.getLogger(__name__)
