@@ -4,16 +4,58 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import TextIO
+from collections.abc import Callable
+from typing import Any, TextIO
+
+
+def _hours_minutes_seconds(seconds: float) -> tuple[int, int, int]:
+    hours, rest = divmod(round(seconds), 3600)
+    minutes, secs = divmod(rest, 60)
+    return hours, minutes, secs
 
 
 def format_duration(seconds: float | None) -> str:
+    """A time for a progress bar: ``01:05``, ``1:02:03``, ``--:--`` when unknown."""
     if seconds is None:
         return "--:--"
-    seconds = round(seconds)
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
+    hours, minutes, secs = _hours_minutes_seconds(seconds)
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:02d}:{secs:02d}"
+
+
+def format_eta(seconds: float | None) -> str:
+    """The time left in words for the app: ``about 1 min 05 s left``; "" when unknown."""
+    if seconds is None:
+        return ""
+    hours, minutes, secs = _hours_minutes_seconds(seconds)
+    if not hours and not minutes:
+        return f"about {secs} s left"
+    if not hours:
+        return f"about {minutes} min {secs:02d} s left"
+    return f"about {hours} h {minutes:02d} min left"
+
+
+def bar_updater(bar: ProgressLine, quiet: bool = False) -> Callable[[Any], None]:
+    """What draws a job's progress events on ``bar`` (for ``training.progress.drain``): a
+    ``TrainProgress`` as epoch, losses, rate and ETA; a preparation step as its message; any
+    other event (evaluation, fitting: ``stage``, ``done``, ``total``) as its stage. ``quiet``:
+    draw nothing. Other events (a run's validation figures) are not drawn."""
+
+    def update(e: Any) -> None:
+        if quiet:
+            return
+        if hasattr(e, "global_step") and e.phase != "prepare":
+            losses = " ".join(f"{k} {v:.3f}" for k, v in e.losses.items())
+            text = (
+                f"epoch {e.epoch}/{e.epochs} {losses} lr {e.lr:.2e} "
+                f"{e.samples_per_s:.1f} img/s ETA {format_duration(e.eta_s)}"
+            )
+            bar.update(e.global_step, e.total_steps, text, force=e.phase != "step")
+        elif hasattr(e, "global_step"):
+            bar.update(e.step, e.steps_per_epoch, e.message)
+        elif hasattr(e, "done"):
+            bar.update(e.done, e.total, e.stage)
+
+    return update
 
 
 class ProgressLine:

@@ -28,7 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 READY = "SketchSearch ready"  # app.gui.READY_MESSAGE, not imported: that would import Qt here
-MODEL_READY = "Model ready"  # app.gui.model_control.MODEL_READY_MESSAGE
+MODEL_READY = "Model ready"  # app.gui.library.model_control.MODEL_READY_MESSAGE
 TIMEOUT_S = 300.0
 
 

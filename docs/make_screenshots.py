@@ -54,7 +54,7 @@ def main() -> int:
     from PySide6.QtWidgets import QApplication
 
     from app.gui.main_window import MainWindow
-    from app.gui.results import ResultRole
+    from app.gui.search.results import ResultRole
     from engine.sketch import read_quickdraw
     from tests.app.test_search_as_you_draw import replay
 

@@ -32,6 +32,16 @@ def pick_device(requested: str | None = None) -> torch.device:
     return device
 
 
+def available_devices() -> list[str]:
+    """The device names a person may choose: "auto", "cpu", then "cuda" and "mps" if present."""
+    found = ["auto", "cpu"]
+    if torch.cuda.is_available():
+        found.append("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        found.append("mps")
+    return found
+
+
 def describe_device(device: torch.device) -> str:
     """A short human-readable name, e.g. 'CUDA (NVIDIA H100)' or 'CPU'."""
     if device.type == "cuda":

@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_BUNDLE = ROOT / "dist" / "sketch-search"
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "sketchy"
 READY = "SketchSearch ready"  # app.gui.READY_MESSAGE, read from the frozen program's output
-MODEL_READY = "Model ready"  # app.gui.model_control.MODEL_READY_MESSAGE
+MODEL_READY = "Model ready"  # app.gui.library.model_control.MODEL_READY_MESSAGE
 BAD_OUTPUT = ("Traceback", "ImportError", "ModuleNotFoundError")
 GUI_ERROR = "Shown to the user:"
 CLASSES = ("airplane", "apple")
@@ -293,7 +293,7 @@ def step_training_child(frozen: Frozen, data: Path, out: Path, timeout: float = 
     from multiprocessing import resource_tracker, spawn
 
     sys.path.insert(0, str(ROOT))
-    from app.gui.training_process import TrainingProcess, TrainingRequest
+    from app.training_process import TrainingProcess, TrainingRequest
     from training import TrainConfig
 
     exe = str(frozen.exe)

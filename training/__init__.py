@@ -7,14 +7,19 @@ app's training panel and the CLI use are re-exported here:
   torchrun, ``training.distributed.join_from_environment()`` gives ``distributed``;
 - ``evaluate(model, data_dir, EvalConfig, cancel)``: generator of ``EvalProgress``, returns an
   ``EvalReport``; ``store_metrics`` writes a report into a checkpoint;
+- ``training.run.run_training(RunPlan, cancel, record=)``: a whole run as both front ends run
+  it (train, per-epoch validation and preview, the final evaluation stored in the checkpoint,
+  the run's record in ``training.runs``, the app's run history);
 - ``load_dataset(folder)``: a validated ``SketchDataset`` (raises DatasetError naming files);
-- ``list_procedures()``: the trainable methods.
+- ``list_procedures()``: the trainable methods;
+- ``drain(gen, on_event)``: run any of these progress generators to its return value.
 """
 
 from training.config import TrainConfig
 from training.data import SketchDataset, load_dataset
 from training.evaluate import EvalConfig, EvalProgress, EvalReport, evaluate, store_metrics
 from training.methods import get_procedure, list_procedures
+from training.progress import drain
 from training.trainer import TrainProgress, TrainResult, run_files, train
 
 __all__ = [
@@ -25,6 +30,7 @@ __all__ = [
     "TrainConfig",
     "TrainProgress",
     "TrainResult",
+    "drain",
     "evaluate",
     "get_procedure",
     "list_procedures",

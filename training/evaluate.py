@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Generator
+from collections.abc import Generator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -54,6 +54,7 @@ from engine.models import SketchHashModel, model_id
 from training import metrics as M
 from training.arrays import PrepareProgress, prepare_arrays, read_photo, released_edge_maps
 from training.data import CATEGORY, NAMED_CLASS_SETS, SketchDataset, class_key, load_dataset
+from training.progress import relay
 from training.sources import doodle_sketches, quickdraw_files
 
 log = logging.getLogger(__name__)
@@ -429,28 +430,11 @@ def _view(dataset: SketchDataset, config: EvalConfig) -> tuple[SketchDataset, st
     return replace(dataset, sketches=tuple(doodles)), split
 
 
-def drain(gen: Generator[Any, None, Any], on_event: Callable[[Any], None] | None = None) -> Any:
-    """Run a progress generator (training, evaluation, decoding) to its end; return its value.
-
-    ``on_event`` (optional) sees every progress event on the way.
-    """
-    try:
-        while True:
-            event = next(gen)
-            if on_event is not None:
-                on_event(event)
-    except StopIteration as stop:
-        return stop.value
-
-
-def as_eval_progress(gen: Generator[PrepareProgress, None, Any]):
+def as_eval_progress(
+    gen: Generator[PrepareProgress, None, Any],
+) -> Generator[EvalProgress, None, Any]:
     """Relay a decoding generator's progress as EvalProgress; return its value."""
-    try:
-        while True:
-            p = next(gen)
-            yield EvalProgress(p.what, p.done, p.total)
-    except StopIteration as stop:
-        return stop.value
+    return relay(gen, lambda p: EvalProgress(p.what, p.done, p.total))
 
 
 def _classical(sketches, photos, relevant, n_relevant, layout, k):

@@ -30,6 +30,7 @@ from engine.models import load_checkpoint, model_id, read_checkpoint_info, save_
 from engine.models.fitted import CodeFit, FitProgress, fit_model_codes, with_fitted_codes
 from training.arrays import PreparedData, prepare_arrays
 from training.data import CATEGORY, is_hidden_class, load_dataset
+from training.progress import relay
 
 log = logging.getLogger(__name__)
 
@@ -122,9 +123,4 @@ def fit_checkpoint(
 
 def _as_fit_progress(gen) -> Generator[FitProgress, None, PreparedData]:
     """Relay a decoding generator's progress as FitProgress; return its value."""
-    try:
-        while True:
-            p = next(gen)
-            yield FitProgress(p.what, p.done, p.total)
-    except StopIteration as stop:
-        return stop.value
+    return relay(gen, lambda p: FitProgress(p.what, p.done, p.total))

@@ -65,6 +65,7 @@ from training.finetune import load_start_model
 from training.fit_codes import INTERIM_LIMIT, fit_summary, training_arrays
 from training.methods import get_procedure
 from training.procedure import StepContext
+from training.progress import relay
 from training.sources import training_dataset
 from training.state import load_state, save_state, state_digest
 
@@ -210,15 +211,19 @@ def train(
     def preparing(steps: Generator[PrepareProgress, None, Any], verb: str):
         """Relay a preparation generator as "prepare" events; return its value. Cancelled
         propagates: nothing to save yet."""
-        try:
-            while True:
-                p: PrepareProgress = next(steps)
-                message = f"{verb} {p.what} {p.done}/{p.total}"
-                yield TrainProgress(
-                    "prepare", 0, config.epochs, p.done, p.total, 0, 0, message=message
-                )
-        except StopIteration as stop:
-            return stop.value
+        return relay(
+            steps,
+            lambda p: TrainProgress(
+                "prepare",
+                0,
+                config.epochs,
+                p.done,
+                p.total,
+                0,
+                0,
+                message=f"{verb} {p.what} {p.done}/{p.total}",
+            ),
+        )
 
     data = yield from preparing(
         prepare_arrays(dataset, model.photo_size, model.sketch_size, cancel), "decoding"
@@ -274,14 +279,15 @@ def train(
         photos after the others, so every epoch's checkpoint can make codes."""
         sketches, photos, dropped = training_arrays(data)
         limit = None if last else INTERIM_LIMIT
-        fitting = fit_model_codes(model, sketches, photos, limit=limit)
-        try:
-            while True:
-                p = next(fitting)
-                message = f"fitting codes: {p.stage} {p.done}/{p.total}"
-                yield progress("fit", epoch, steps_per_epoch, message=message)
-        except StopIteration as stop:
-            fit = stop.value
+        fit = yield from relay(
+            fit_model_codes(model, sketches, photos, limit=limit),
+            lambda p: progress(
+                "fit",
+                epoch,
+                steps_per_epoch,
+                message=f"fitting codes: {p.stage} {p.done}/{p.total}",
+            ),
+        )
         counts = tuple(min(len(a), limit or len(a)) for a in (sketches, photos))
         return fit_summary(data, config.split, counts, dropped, fit, model.config.code_fit)
 

@@ -27,7 +27,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from app.progress import ProgressLine
+from app.progress import ProgressLine, bar_updater
 
 DEFAULT_SHORTLISTS = (10, 20, 50, 100)
 
@@ -96,10 +96,10 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from app.commands.train import yield_all
     from engine.errors import ConfigError
     from engine.models import load_checkpoint
     from training import EvalConfig, evaluate, store_metrics
+    from training.progress import drain
 
     if args.rerank is not None and (args.protocol != "standard" or args.doodles is not None):
         raise ConfigError("--rerank measures the standard protocol only; leave out --rerank.")
@@ -128,12 +128,12 @@ def run(args: argparse.Namespace) -> int:
     previous = signal.signal(signal.SIGINT, lambda *_: cancel.set())
     bar = ProgressLine()
     try:
-        report = yield_all(evaluate(model, args.data, config, cancel), bar, args.json)
+        report = drain(evaluate(model, args.data, config, cancel), bar_updater(bar, args.json))
         reranking = None
         if args.rerank is not None:
             from training.methods.dssa import evaluate_reranking  # the one method that re-ranks
 
-            reranking = yield_all(
+            reranking = drain(
                 evaluate_reranking(
                     model,
                     args.data,
@@ -143,8 +143,7 @@ def run(args: argparse.Namespace) -> int:
                     classes=config.classes,
                     cancel=cancel,
                 ),
-                bar,
-                args.json,
+                bar_updater(bar, args.json),
             )
     finally:
         signal.signal(signal.SIGINT, previous)

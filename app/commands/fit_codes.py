@@ -16,7 +16,7 @@ import signal
 import threading
 from pathlib import Path
 
-from app.progress import ProgressLine
+from app.progress import ProgressLine, bar_updater
 
 
 def add_parser(subparsers) -> None:
@@ -47,9 +47,9 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from app.commands.train import yield_all
     from engine.models import read_checkpoint_info
     from training.fit_codes import fit_checkpoint
+    from training.progress import drain
 
     src: Path = args.checkpoint
     out = args.out or src.with_name(f"{src.stem}-fitted{src.suffix}")
@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
             device=args.device,
             cancel=cancel,
         )
-        path = yield_all(job, bar, args.json)
+        path = drain(job, bar_updater(bar, args.json))
     finally:
         signal.signal(signal.SIGINT, previous)
         bar.close()

@@ -2,8 +2,12 @@
 
 Flags override a JSON config file (``--config``, the fields of ``training.TrainConfig``). Ctrl+C
 asks the trainer to stop between steps; it saves a checkpoint and resume state at that step, and
-``--resume CKPT`` continues from there. After training, the checkpoint is evaluated on the data
-set's test split (unless ``--no-eval``) and the figures are stored in its metadata.
+``--resume CKPT`` continues from there. The run is ``training.run.run_training``, the same as
+the app's: a quick validation after each epoch (unless ``--no-validate``), then the checkpoint is
+evaluated on the data set's test split with the app's protocol (real-valued figures and the HOG
+baseline included; unless ``--no-eval``) and the figures are stored in its metadata. Every run
+is recorded in the app's run history (``training.runs``): its checkpoint lies in a new run
+folder there, or at ``--out PATH`` when given (the history's record then points to it).
 
 ``--init-from CKPT`` fine-tunes a checkpoint (a shipped one such as
 ``assets/models/semi3-64.safetensors``, or one's own): the run starts from its weights and
@@ -36,7 +40,7 @@ import sys
 import threading
 from pathlib import Path
 
-from app.progress import ProgressLine, format_duration
+from app.progress import ProgressLine, bar_updater
 
 
 def add_parser(subparsers) -> None:
@@ -88,7 +92,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--seed", type=int)
     p.add_argument("--device", default=None, help="cpu, cuda or mps (default: best available)")
     p.add_argument(
-        "--out", type=Path, help="checkpoint to write (default: runs/<method>.safetensors)"
+        "--out",
+        type=Path,
+        help="checkpoint to write (default: a new run folder in the app's run history)",
     )
     p.add_argument("--resume", type=Path, help="checkpoint of an interrupted run to continue")
     p.add_argument(
@@ -99,6 +105,11 @@ def add_parser(subparsers) -> None:
         "(--bits/--backbone/--image-size may only repeat its values)",
     )
     p.add_argument("--no-eval", action="store_true", help="skip the evaluation after training")
+    p.add_argument(
+        "--no-validate",
+        action="store_true",
+        help="skip the quick validation after each epoch (figures kept in the run history)",
+    )
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(run=run)
 
@@ -162,24 +173,36 @@ def build_config(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from training import EvalConfig, evaluate, store_metrics, train
     from training.distributed import join_from_environment
+    from training.progress import drain
+    from training.run import RunPlan, run_training
 
     config = build_config(args)
-    out = args.out or args.resume or Path("runs") / f"{config.method}.safetensors"
     dist = join_from_environment(config.device)  # one process unless run under torchrun
+    record = run_record(args, config) if dist.is_main else None  # rank 0 keeps the record
+    out = Path(dist.broadcast_object(str(record.checkpoint) if record else None))
+    plan = RunPlan(
+        config,
+        args.data,
+        out,
+        resume=args.resume,
+        validate_each_epoch=not args.no_validate,
+        preview_each_epoch=False,  # nothing here to show a preview on
+        evaluate_at_end=not args.no_eval,
+    )
     cancel = threading.Event()
     stops = (signal.SIGINT, signal.SIGTERM) if dist.active else (signal.SIGINT,)
     previous = {sig: signal.signal(sig, lambda *_: cancel.set()) for sig in stops}
     bar = ProgressLine()
     try:
-        events = train(config, args.data, out, resume=args.resume, cancel=cancel, distributed=dist)
-        result = yield_all(events, bar, args.json or not dist.is_main)
+        events = run_training(plan, cancel, record=record, distributed=dist)
+        outcome = drain(events, bar_updater(bar, args.json or not dist.is_main))
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         bar.close()
-        dist.close()  # rank 0 evaluates alone, outside the process group
+        dist.close()
+    result = outcome.result
     if not dist.is_main:
         return 130 if result.cancelled else 0
     summary = {
@@ -190,6 +213,7 @@ def run(args: argparse.Namespace) -> int:
         "cancelled": result.cancelled,
         "losses": result.losses,
         "log": str(result.log),
+        "run": str(record.folder),
     }
     if result.cancelled:
         if not args.json:
@@ -201,15 +225,11 @@ def run(args: argparse.Namespace) -> int:
             )
         print(json.dumps(summary, indent=1) if args.json else "Cancelled.")
         return 130
-    if not args.no_eval:
-        from engine.models import load_checkpoint
-
-        model = load_checkpoint(result.checkpoint, device=args.device)
-        eval_config = EvalConfig(baseline=False, classes=config.classes)
-        report = yield_all(evaluate(model, args.data, eval_config), bar, args.json)
-        bar.close()
-        store_metrics(result.checkpoint, report)
-        summary["evaluation"] = report.to_json()
+    if outcome.report is not None:
+        summary["evaluation"] = outcome.report
+    elif not args.no_eval:  # the evaluation was cancelled
+        print(json.dumps(summary, indent=1) if args.json else "Cancelled.")
+        return 130
     if args.json:
         print(json.dumps(summary, indent=1))
     else:
@@ -221,23 +241,18 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def yield_all(events, bar: ProgressLine, quiet: bool):
-    """Drive a progress generator to its end, drawing the bar; returns the generator's value."""
-    while True:
-        try:
-            e = next(events)
-        except StopIteration as stop:
-            return stop.value
-        if quiet:
-            continue
-        if hasattr(e, "global_step") and e.phase != "prepare":
-            losses = " ".join(f"{k} {v:.3f}" for k, v in e.losses.items())
-            text = (
-                f"epoch {e.epoch}/{e.epochs} {losses} lr {e.lr:.2e} "
-                f"{e.samples_per_s:.1f} img/s ETA {format_duration(e.eta_s)}"
-            )
-            bar.update(e.global_step, e.total_steps, text, force=e.phase != "step")
-        elif hasattr(e, "global_step"):
-            bar.update(e.step, e.steps_per_epoch, e.message)
-        else:
-            bar.update(e.done, e.total, e.stage)
+def run_record(args: argparse.Namespace, config):
+    """The run's record in the app's run history (``training.runs``): the one that wrote the
+    checkpoint being resumed or written again, else a new one (with ``--out`` or ``--resume``,
+    pointing at that checkpoint; otherwise its checkpoint lies in the run's folder)."""
+    from training.runs import find_run, new_run
+
+    target = args.resume or args.out
+    record = find_run(target) if target is not None else None
+    if record is None:
+        return new_run(config.method, args.data, config.to_dict(), not args.no_validate, target)
+    if args.resume is None:  # a new run over the checkpoint of an old one
+        record.data_dir, record.config = str(args.data), config.to_dict()
+        record.report, record.validation = None, []
+    record.validate = not args.no_validate
+    return record

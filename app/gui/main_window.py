@@ -35,15 +35,15 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.gui import sketch_io
-from app.gui.canvas import SketchCanvas
 from app.gui.errors import MessageBar, user_message, write_crash_log
-from app.gui.library_panel import LibraryPanel
-from app.gui.model_control import INJECTED, ModelControl
-from app.gui.results import ResultsModel, ResultsView
-from app.gui.search_controller import SearchController
+from app.gui.library.model_control import INJECTED, ModelControl
+from app.gui.library.panel import LibraryPanel
+from app.gui.search import sketch_io
+from app.gui.search.canvas import SketchCanvas
+from app.gui.search.controller import SearchController
+from app.gui.search.results import ResultsModel, ResultsView
+from app.gui.search.thumbnails import ThumbnailLoader
 from app.gui.settings import app_settings
-from app.gui.thumbnails import ThumbnailLoader
 from app.gui.window_actions import EXPAND_TIP, RERANK_TIP, WindowActions
 from app.gui.workers import JobRunner
 from engine.defaults import DEFAULT_EXPAND
@@ -51,7 +51,7 @@ from engine.errors import EmptySketchError, SketchSearchError
 from engine.library import Library
 
 if TYPE_CHECKING:  # the window is built before torch is imported (start-up time)
-    from app.gui.training_panel import TrainingPanel
+    from app.gui.train.panel import TrainingPanel
     from engine.models import SketchHashModel
     from engine.searcher import SearchResponse
 
@@ -134,7 +134,7 @@ class MainWindow(WindowActions, QMainWindow):
         self._restore_settings()
         self.update_empty_state()
         self.training_panel: TrainingPanel | None = None  # made when first opened
-        self.imagine_dock = None  # made when first opened (app.gui.imagine_view)
+        self.imagine_dock = None  # made when first opened (app.gui.search.imagine_view)
         self._first_model = (model, auto_index)
         if start_model:
             self.start_model()
@@ -451,7 +451,7 @@ class MainWindow(WindowActions, QMainWindow):
 
     def show_training_panel(self) -> TrainingPanel:
         if self.training_panel is None:
-            from app.gui.training_panel import TrainingPanel  # imports torch and training
+            from app.gui.train.panel import TrainingPanel  # imports torch and training
 
             self.training_panel = TrainingPanel(self.models, self.runner, self)
             self.training_panel.errorOccurred.connect(self.message_bar.show_error)
@@ -462,7 +462,7 @@ class MainWindow(WindowActions, QMainWindow):
 
     def show_imagine_view(self):
         if self.imagine_dock is None:
-            from app.gui.imagine_view import install_imagine_dock
+            from app.gui.search.imagine_view import install_imagine_dock
 
             self.imagine_dock = install_imagine_dock(self)
         self.imagine_dock.show()

@@ -1,6 +1,7 @@
 """Running blocking engine work off the GUI thread, and knowing what is still running.
 
-Engine calls are plain functions and generators; superqt's workers run them on the global
+Engine calls are plain functions and generators (the model and indexing ones are in
+``engine.session``); superqt's workers run them on the global
 QThreadPool and turn yields, returns and exceptions into signals. ``JobRunner`` keeps a reference
 to every worker it started (so none is garbage-collected mid-run), cancels them all and waits for
 them when the window closes.
@@ -10,9 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, QThreadPool, Signal
@@ -26,12 +25,12 @@ if TYPE_CHECKING:  # imported by the work itself, off the GUI thread, after the 
     from engine.indexer import IndexProgress
     from engine.models import SketchHashModel
     from engine.searcher import Searcher
+    from engine.session import IndexUpdate
 
 log = logging.getLogger(__name__)
 
-REFRESH_EVERY_S = 1.5
 MIN_POOL_THREADS = 4  # indexing + a search + a model load must never wait for each other
-Slots = dict[str, Callable]  # while encoding, make new codes searchable this often
+Slots = dict[str, Callable]
 
 
 class JobRunner(QObject):
@@ -91,51 +90,12 @@ class JobRunner(QObject):
         QThreadPool.globalInstance().start(worker)
 
 
-@dataclass(frozen=True)
-class ActiveModel:
-    model: SketchHashModel
-    searcher: Searcher
-    spec: str  # how to load it again: "" = shipped default, a method name or a checkpoint path
+def _index_and_refresh(*args) -> Iterator[IndexUpdate]:
+    """``engine.session.index_and_refresh`` for a superqt worker."""
+    from engine.session import index_and_refresh
 
-
-def activate_model(
-    library: Library, spec: str, model: SketchHashModel | None = None
-) -> ActiveModel:
-    """Load the model (unless given) and build its searcher from the catalog's codes."""
-    from engine.searcher import Searcher  # heavy imports (torch), done on the worker thread
-    from engine.store import load_model
-
-    if model is None:
-        model = load_model(spec or None)
-    return ActiveModel(model, Searcher(library, model), spec)
-
-
-@dataclass(frozen=True)
-class IndexUpdate:
-    progress: IndexProgress
-    refreshed: int | None  # photos now searchable, when the searcher was refreshed
-
-
-def index_and_refresh(
-    library: Library,
-    model: SketchHashModel,
-    searcher: Searcher | None,
-    cancel: threading.Event,
-    batch_size: int = 32,
-) -> Iterator[IndexUpdate]:
-    """Index the library for ``model``; refresh ``searcher`` now and then, and at the end."""
-    from engine.indexer import index_library
-
-    last_refresh = time.monotonic()
     try:
-        for progress in index_library(library, model, batch_size=batch_size, cancel=cancel):
-            refreshed = None
-            final = progress.phase in ("done", "cancelled")
-            due = progress.encoded and time.monotonic() - last_refresh > REFRESH_EVERY_S
-            if searcher is not None and (final or due):
-                refreshed = searcher.refresh()
-                last_refresh = time.monotonic()
-            yield IndexUpdate(progress, refreshed)
+        yield from index_and_refresh(*args)
     except RuntimeError as exc:
         # superqt's generator worker takes a RuntimeError for its own deletion and then emits
         # neither ``errored`` nor ``finished``: the job would look busy for ever
@@ -180,7 +140,7 @@ class IndexJob(QObject):
             "finished": self._on_finished,
         }
         self._runner.run_generator(
-            index_and_refresh, library, model, searcher, cancel, self.batch_size, on=slots
+            _index_and_refresh, library, model, searcher, cancel, self.batch_size, on=slots
         )
         return True
 

@@ -13,7 +13,7 @@ from PySide6.QtGui import QImage, QPointingDevice, QTabletEvent
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication
 
-from app.gui.canvas import ERASER_FACTOR, SketchCanvas
+from app.gui.search.canvas import ERASER_FACTOR, SketchCanvas
 from engine.errors import EmptySketchError
 from engine.sketch import rasterize
 from tests.app.conftest import shared_or_skip
@@ -141,7 +141,7 @@ def test_undo_redo_clear_with_standard_shortcuts(qtbot, make_window):
 
 
 def test_save_and_reopen_sketch(canvas, tmp_path):
-    from app.gui import sketch_io
+    from app.gui.search import sketch_io
 
     draw_line(canvas, (40, 40), (300, 300))
     draw_line(canvas, (300, 40), (40, 300))
@@ -166,7 +166,7 @@ def test_save_and_reopen_sketch(canvas, tmp_path):
 
 
 def test_open_real_sketch_image_and_bad_file(canvas, tmp_path):
-    from app.gui import sketch_io
+    from app.gui.search import sketch_io
     from engine.errors import SketchSearchError
 
     sketch = sorted(shared_or_skip("sketchy", "sketches").glob("*/*.png"))[0]
@@ -230,7 +230,7 @@ def test_drawing_hundreds_of_strokes_keeps_none_refcount(canvas):
 
 def _ink_box(image: QImage) -> tuple[int, int, int, int] | None:
     """(left, top, right, bottom) of the dark pixels of a rendered canvas."""
-    from app.gui.canvas import gray_array
+    from app.gui.search.canvas import gray_array
 
     grey = gray_array(image)
     ys, xs = np.nonzero(grey < 128)

@@ -11,8 +11,8 @@ from PySide6.QtGui import QDesktopServices, QGuiApplication
 from PySide6.QtTest import QTest
 
 from app.gui.errors import CrashHandler, crash_log_path
-from app.gui.results import THUMB_SIZE
-from app.gui.thumbnails import thumbnail_cache_dir
+from app.gui.search.results import THUMB_SIZE
+from app.gui.search.thumbnails import thumbnail_cache_dir
 from tests.app.conftest import shared_or_skip
 
 

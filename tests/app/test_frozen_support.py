@@ -10,7 +10,7 @@ import sys
 import time
 
 from app.gui import READY_MESSAGE
-from app.gui.model_control import MODEL_READY_MESSAGE
+from app.gui.library.model_control import MODEL_READY_MESSAGE
 
 START_TIMEOUT_S = 180
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from app.gui.imagine_view import (
+from app.gui.search.imagine_view import (
     DISPLAY_SIZE,
     EMPTY_TEXT,
     ImagineView,

@@ -10,7 +10,7 @@ import os
 from PySide6.QtCore import Qt
 from PySide6.QtTest import QTest
 
-from app.gui.model_control import INJECTED
+from app.gui.library.model_control import INJECTED
 from engine.errors import LibraryBusyError
 from engine.library import Library
 from engine.models import save_checkpoint

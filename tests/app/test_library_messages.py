@@ -14,7 +14,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtTest import QTest
 
 from app.gui.main_window import MainWindow
-from app.gui.results import THUMB_SIZE, PathRole, ResultRole
+from app.gui.search.results import THUMB_SIZE, PathRole, ResultRole
 from engine.indexer import index_library
 from engine.library import Library
 from engine.store import create_fresh

@@ -6,7 +6,8 @@ from __future__ import annotations
 from PySide6.QtCore import Qt
 from PySide6.QtTest import QTest
 
-from app.gui.library_panel import describe_progress, format_eta
+from app.gui.library.panel import describe_progress
+from app.progress import format_eta
 from engine.indexer import IndexProgress
 from engine.models import model_id
 from tests.app.conftest import answer_remove

@@ -34,7 +34,7 @@ def test_switch_model_encodes_missing_codes_and_switches_back(
     assert window.photos_label.text() == f"{good} photos indexed"
     assert window.settings.value("model") == str(checkpoint)
 
-    from app.gui.model_control import INJECTED
+    from app.gui.library.model_control import INJECTED
 
     window.models.switch(INJECTED)  # back to the first model: no loading, no waiting
     assert window.models.active.model is model

@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from app.gui.newest_job import NewestJob
+from app.gui.search.newest_job import NewestJob
 from app.gui.workers import JobRunner
 
 

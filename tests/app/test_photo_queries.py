@@ -8,8 +8,8 @@ import numpy as np
 from PIL import Image
 from PySide6.QtGui import QGuiApplication, QImage
 
-from app.gui.canvas import PhotoQuery
-from app.gui.sketch_io import looks_like_photo
+from app.gui.search.canvas import PhotoQuery
+from app.gui.search.sketch_io import looks_like_photo
 from tests.app.conftest import shared_or_skip
 
 

@@ -11,7 +11,7 @@ from PySide6.QtGui import QDesktopServices, QEnterEvent
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication
 
-from app.gui.results import MetaRole, ResultRole, action_rects
+from app.gui.search.results import MetaRole, ResultRole, action_rects
 from engine.sketch import read_quickdraw
 from tests.app.conftest import shared_or_skip
 from tests.app.test_search_as_you_draw import replay

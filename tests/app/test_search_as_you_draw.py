@@ -9,9 +9,9 @@ import threading
 from PySide6.QtCore import QPoint, Qt
 from PySide6.QtTest import QTest
 
-from app.gui.canvas import fit_strokes
-from app.gui.results import MetaRole
-from app.gui.search_controller import SearchController
+from app.gui.search.canvas import fit_strokes
+from app.gui.search.controller import SearchController
+from app.gui.search.results import MetaRole
 from app.gui.workers import JobRunner
 from engine.searcher import SearchResponse
 from engine.sketch import read_quickdraw

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from app.cli import EXIT_ERROR, main
-from app.gui import sketch_io
-from app.gui.canvas import gray_array
+from app.gui.search import sketch_io
+from app.gui.search.canvas import gray_array
 from engine.errors import SketchError
 from tests.app.test_canvas import draw_line
 from tests.engine.test_strokes import CRAFTED
@@ -42,7 +42,7 @@ def test_a_crafted_strokes_file_shows_the_command_lines_message(
 
 
 def test_a_huge_eraser_opens_and_erases_at_once(qtbot, tmp_path):
-    from app.gui.canvas import SketchCanvas
+    from app.gui.search.canvas import SketchCanvas
 
     canvas = SketchCanvas()
     canvas.resize(400, 400)

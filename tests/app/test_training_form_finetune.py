@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from app.gui.training_form import CHOOSE_FILE, NEW_MODEL, TrainingForm
+from app.gui.train.form import CHOOSE_FILE, NEW_MODEL, TrainingForm
 from engine.models import create, save_checkpoint
 from engine.paths import models_dir
 from engine.store import installed_checkpoints

@@ -10,7 +10,7 @@ import dataclasses
 import pytest
 import torch
 
-from app.gui.training_form import ARCHITECTURE_FIELDS, TrainingForm
+from app.gui.train.form import ARCHITECTURE_FIELDS, TrainingForm
 from engine.errors import ConfigError
 from engine.models import create, get_method, save_checkpoint
 from engine.paths import models_dir

@@ -8,14 +8,14 @@ from __future__ import annotations
 import pytest
 from PySide6.QtCore import QRectF
 
-from app.gui.curve_plot import CurvePlot
-from app.gui.training_form import TrainingForm
-from app.gui.training_history import COLUMNS, RunHistory
-from app.gui.training_report import comparison_html, describe_training, metric_name
-from app.gui.training_runs import new_run
+from app.gui.train.curve_plot import CurvePlot
+from app.gui.train.form import TrainingForm
+from app.gui.train.history import COLUMNS, RunHistory
+from app.training_report import comparison_html, describe_training, metric_name
 from engine.models import list_methods
 from tests.app.conftest import shared_or_skip
 from training import EvalConfig, TrainProgress, evaluate
+from training.runs import new_run
 
 
 def test_every_option_of_every_method_has_a_one_line_tooltip(qtbot):

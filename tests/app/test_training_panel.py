@@ -13,13 +13,13 @@ import numpy as np
 import pytest
 from PySide6.QtWidgets import QMessageBox
 
-from app.gui.imagine_strip import TILE
-from app.gui.training_runs import list_runs
+from app.gui.train.imagine_strip import TILE
 from engine.models import load_checkpoint
 from engine.paths import models_dir
 from engine.sketch import read_quickdraw
 from tests.app.conftest import shared_or_skip
 from tests.app.test_training_preview import enlarged, pixels, placeholders
+from training.runs import list_runs
 
 CLASSES = "airplane, apple"
 RUN_MS = 120_000

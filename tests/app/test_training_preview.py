@@ -14,17 +14,13 @@ import pytest
 import torch
 from PySide6.QtGui import QImage
 
-from app.gui.imagine_strip import PLACEHOLDERS, TILE, WAITING_TEXT, ImagineStrip, to_tile
-from app.gui.training_process import (
-    PREVIEW_SKETCHES,
-    TrainingRequest,
-    _train_and_evaluate,
-    preview_sketches,
-)
+from app.gui.train.imagine_strip import PLACEHOLDERS, TILE, WAITING_TEXT, ImagineStrip, to_tile
+from app.training_process import TrainingRequest, _train_and_evaluate
 from engine.models import load_checkpoint
 from engine.models.gdh import GDHModel
 from training import TrainConfig, load_dataset
 from training.arrays import read_sketch
+from training.run import PREVIEW_SKETCHES, preview_sketches
 
 from .conftest import shared_or_skip
 
@@ -159,7 +155,7 @@ def test_a_failing_preview_is_reported_and_the_run_goes_on(tmp_path, monkeypatch
     assert preview == {"epoch": 1, "epochs": 1, "error": "RuntimeError: the generator broke"}
     assert of_kind(messages, "trained")[0]["epochs_done"] == 1
     assert [v["epoch"] for v in of_kind(messages, "validation")] == [1]
-    logged = [r for r in caplog.records if r.name == "app.gui.training_process"]
+    logged = [r for r in caplog.records if r.name == "training.run"]
     assert any("preview of epoch 1" in r.getMessage() and r.exc_info for r in logged)
 
 

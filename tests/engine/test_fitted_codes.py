@@ -23,7 +23,7 @@ from engine.models import (
 from engine.models.fitted import fit_codes, fit_model_codes, itq_rotation, with_fitted_codes
 from engine.sketch import load_sketch
 from tests.engine.test_models import SMALL
-from training.evaluate import drain
+from training.progress import drain
 
 
 def naive_fit(sketches, photos, k, code_fit="both", iterations=50, seed=0):

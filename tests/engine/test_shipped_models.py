@@ -8,7 +8,7 @@ import torch
 from engine.models import load_checkpoint, read_checkpoint_info
 from engine.store import SHIPPED_DIR
 from training import EvalConfig, evaluate
-from training.evaluate import drain
+from training.progress import drain
 
 SHIPPED = sorted(SHIPPED_DIR.glob("*.safetensors"))
 SKETCHY_CLASSES = ("airplane", "apple", "banana")

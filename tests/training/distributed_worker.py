@@ -30,7 +30,7 @@ import torch
 
 from tests.shared_data import SHARED_DATA
 from training import TrainConfig, train
-from training.evaluate import drain
+from training.progress import drain
 
 SKETCHY = ("airplane", "apple", "banana", "chair")
 SHOE_IDS = tuple(str(i) for i in range(1, 13))

@@ -10,8 +10,9 @@ from engine.models import load_checkpoint
 from engine.models.backbones import efficientnet_lite0
 from training.config import TrainConfig
 from training.data import UNSEEN_VALIDATION_CLASSES, class_key, is_hidden_class
-from training.evaluate import EvalConfig, drain, evaluate
+from training.evaluate import EvalConfig, evaluate
 from training.imagenet import imagenet_index
+from training.progress import drain
 from training.sources import training_dataset
 from training.trainer import train
 

@@ -9,8 +9,9 @@ from tests.training.conftest import FEW_CLASSES
 from training.arrays import prepare_arrays
 from training.classical import hog_codes, photo_hog, sketch_hog
 from training.data import load_dataset
-from training.evaluate import binary_ranking, cosine_ranking, drain, ranking_metrics
+from training.evaluate import binary_ranking, cosine_ranking, ranking_metrics
 from training.metrics import random_map_spread
+from training.progress import drain
 
 
 def test_hog_baseline_beats_chance(sketchy):

@@ -28,7 +28,7 @@ from tests.training.distributed_worker import BATCHES_PER_EPOCH, RUNS
 from training import run_files, train
 from training.config import lr_factor
 from training.distributed import SINGLE, Distributed
-from training.evaluate import drain
+from training.progress import drain
 from training.state import load_state, state_digest
 
 REPO = Path(__file__).resolve().parents[2]

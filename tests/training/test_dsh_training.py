@@ -13,9 +13,9 @@ from engine.models import create, load_checkpoint
 from training import EvalConfig, TrainConfig, discrete, evaluate, losses, run_files, train
 from training.arrays import prepare_arrays
 from training.data import load_dataset
-from training.evaluate import drain
 from training.methods.dsh import DSHProcedure, class_codes, code_regression
 from training.procedure import StepContext
+from training.progress import drain
 from training.state import load_state
 
 from .conftest import FEW_CLASSES

@@ -10,12 +10,12 @@ import torch
 from engine.errors import ConfigError, DatasetError
 from training import EvalConfig, TrainConfig, evaluate, load_dataset, losses, train
 from training.arrays import prepare_arrays
-from training.evaluate import drain
 from training.methods.dssa import (
     edge_arrays,
     evaluate_reranking,
     rerank_shortlist,
 )
+from training.progress import drain
 
 
 def naive_holef_loss(a, p, n, w, margin, lam):

@@ -15,7 +15,8 @@ from engine.models import create, read_checkpoint_info, save_checkpoint
 from engine.paths import models_dir
 from training import EvalConfig, evaluate, store_metrics
 from training.data import UNSEEN_VALIDATION_CLASSES, class_key, load_dataset
-from training.evaluate import _view, drain, protocol_key
+from training.evaluate import _view, protocol_key
+from training.progress import drain
 from training.sources import quickdraw_files
 
 

@@ -8,7 +8,8 @@ from engine.models import create
 from training import metrics as M
 from training.arrays import prepare_arrays
 from training.data import load_dataset
-from training.evaluate import EvalConfig, drain, evaluate
+from training.evaluate import EvalConfig, evaluate
+from training.progress import drain
 
 CLASSES = ("cat", "dog", "teapot", "umbrella", "zebra", "violin", "cup", "bench")
 

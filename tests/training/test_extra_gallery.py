@@ -15,7 +15,8 @@ from engine.store import create_fresh
 from training import EvalConfig, evaluate, store_metrics
 from training.arrays import prepare_arrays, read_photo
 from training.data import load_dataset
-from training.evaluate import distractor_folder, drain
+from training.evaluate import distractor_folder
+from training.progress import drain
 
 N_SHOES = 20
 

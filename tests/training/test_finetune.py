@@ -14,8 +14,8 @@ from engine.errors import CheckpointError, ConfigError
 from engine.models import create, load_checkpoint, model_id, read_checkpoint_info, save_checkpoint
 from tests.training.conftest import FEW_CLASSES
 from training import TrainConfig, run_files, train
-from training.evaluate import drain
 from training.finetune import checked_model_config
+from training.progress import drain
 
 ARCH = {"bits": 32, "image_size": 96, "pretrained": False, "hidden": 16}
 DEFAULTS = {"backbone": "efficientnet_lite0", "codes": "sign", "code_fit": "photos"}  # not in ARCH

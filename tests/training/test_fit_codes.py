@@ -16,8 +16,8 @@ from tests.training.conftest import FEW_CLASSES, draw_sketch, photo
 from training import TrainConfig, train
 from training.arrays import prepare_arrays
 from training.data import load_dataset
-from training.evaluate import drain
 from training.fit_codes import fit_checkpoint
+from training.progress import drain
 
 
 def _raw_fit(model, data_dir, split, code_fit="photos", drop=()):

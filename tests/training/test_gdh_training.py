@@ -14,9 +14,9 @@ from training import EvalConfig, TrainConfig, evaluate, gdh_nets, train
 from training.arrays import prepare_arrays
 from training.data import load_dataset
 from training.discrete import alternate
-from training.evaluate import drain
 from training.methods.gdh import GDHProcedure
 from training.procedure import StepContext
+from training.progress import drain
 
 from .conftest import FEW_CLASSES
 

@@ -18,8 +18,9 @@ from engine.searcher import Searcher, sketch_input
 from engine.store import create_fresh
 from training.arrays import prepare_arrays
 from training.data import load_dataset
-from training.evaluate import binary_matches, drain
+from training.evaluate import binary_matches
 from training.methods.dssa import rerank_shortlist, shortlist_distances
+from training.progress import drain
 
 N_PHOTOS, SHORTLISTS = 16, (4, 8, 16)
 

@@ -13,7 +13,6 @@ from engine.models import create
 from training import EvalConfig, TrainConfig, evaluate, losses, train
 from training.arrays import prepare_arrays
 from training.data import load_dataset
-from training.evaluate import drain
 from training.methods.semi3 import (
     Semi3Procedure,
     alignment,
@@ -26,6 +25,7 @@ from training.methods.semi3 import (
     itq_codes,
 )
 from training.procedure import StepContext
+from training.progress import drain
 
 from .conftest import FEW_CLASSES
 

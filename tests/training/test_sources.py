@@ -20,7 +20,7 @@ from training.data import (
     is_hidden_class,
     load_dataset,
 )
-from training.evaluate import drain
+from training.progress import drain
 from training.samplers import triplets
 from training.sources import doodle_sketches, quickdraw_files, training_dataset
 

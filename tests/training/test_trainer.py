@@ -11,8 +11,8 @@ import torch
 from engine.models import load_checkpoint
 from tests.training.conftest import FEW_CLASSES
 from training import EvalConfig, TrainConfig, evaluate, run_files, train
-from training.evaluate import drain
 from training.metrics import random_map_spread
+from training.progress import drain
 from training.state import load_state, save_state
 
 

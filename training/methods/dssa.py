@@ -76,13 +76,13 @@ from training.evaluate import (
     EvalProgress,
     as_eval_progress,
     binary_matches,
-    drain,
     ranked_figures,
     ranking_metrics,
 )
 from training.methods import register_procedure
 from training.metrics import tie_aware_shortlist_accuracy
 from training.procedure import StepContext, TrainingProcedure, freeze_backbone_blocks
+from training.progress import drain
 from training.samplers import hard_negative_candidates, triplets
 
 log = logging.getLogger(__name__)

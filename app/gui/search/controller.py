@@ -1,10 +1,10 @@
 """Search as you draw: debounce sketch changes, search off the GUI thread, drop stale answers.
 
-The newest-request-wins job is ``app.gui.newest_job.NewestJob``: a search is started (debounced)
-for the newest sketch only; at most one search runs at a time, and when it returns, its answer is
-shown only if no newer sketch exists, otherwise the newest sketch is searched next. So results of
-an older sketch never overwrite those of a newer one, however long a search takes. A photo
-query (``PhotoQuery``) is searched with ``Searcher.search_photo``.
+The newest-request-wins job is ``app.gui.search.newest_job.NewestJob``: a search is started
+(debounced) for the newest sketch only; at most one search runs at a time, and when it returns, its
+answer is shown only if no newer sketch exists, otherwise the newest sketch is searched next. So
+results of an older sketch never overwrite those of a newer one, however long a search takes. A
+photo query (``PhotoQuery``) is searched with ``Searcher.search_photo``.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, Signal
 
-from app.gui.canvas import PhotoQuery
-from app.gui.newest_job import DEBOUNCE_MS, NewestJob
+from app.gui.search.canvas import PhotoQuery
+from app.gui.search.newest_job import DEBOUNCE_MS, NewestJob
 from app.gui.workers import JobRunner
 from engine.defaults import DEFAULT_EXPAND
 

@@ -13,7 +13,7 @@ import logging
 import re
 from typing import Any
 
-from app.gui.library_panel import format_eta
+from app.progress import format_eta
 
 log = logging.getLogger(__name__)
 

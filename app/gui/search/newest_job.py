@@ -1,8 +1,8 @@
 """One background job that follows the newest request: debounced, one run at a time, and an
 answer for an older request dropped when a newer one exists (the newest is run next).
 
-Search as you draw (``app.gui.search_controller``) and "what the model imagines"
-(``app.gui.imagine_view``) both follow the sketch this way. Every ``request()`` bumps a
+Search as you draw (``app.gui.search.controller``) and "what the model imagines"
+(``app.gui.search.imagine_view``) both follow the sketch this way. Every ``request()`` bumps a
 generation counter; after the debounce, ``make_call()`` says what to run for the newest request (a
 function of no arguments) or None when there is nothing to run (the owner shows why). Only one
 call runs at a time on the ``JobRunner``; when it finishes and a newer request came meanwhile, the

@@ -18,7 +18,7 @@ import numpy as np
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QClipboard, QImage
 
-from app.gui.canvas import SketchCanvas, array_image, gray_array, rgb_array
+from app.gui.search.canvas import SketchCanvas, array_image, gray_array, rgb_array
 from engine.errors import ImageLoadError, SketchError
 from engine.images import load_photo
 from engine.strokes import load_strokes, save_strokes

@@ -3,7 +3,7 @@
 ``ImagineView`` shows ``model.imagine(sketch)`` for models whose class says ``can_imagine``
 (GDH) and says plainly when the active model cannot. Like the search, the generator runs off the
 GUI thread, debounced, one run at a time, and an answer for an older sketch is dropped when a
-newer one exists (the newest is run next): ``app.gui.newest_job.NewestJob``.
+newer one exists (the newest is run next): ``app.gui.search.newest_job.NewestJob``.
 ``install_imagine_dock`` puts the view in a dock of the main window and wires it to the canvas and
 the model picker.
 """
@@ -19,8 +19,8 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QPixmap
 from PySide6.QtWidgets import QDockWidget, QLabel, QVBoxLayout, QWidget
 
-from app.gui.canvas import array_image
-from app.gui.newest_job import DEBOUNCE_MS, NewestJob
+from app.gui.search.canvas import array_image
+from app.gui.search.newest_job import DEBOUNCE_MS, NewestJob
 from app.gui.workers import JobRunner
 from engine.models import SketchHashModel
 from engine.searcher import sketch_input

@@ -1,9 +1,9 @@
 """The training panel: settings, Start/Cancel/Resume, live progress and curves, the evaluation
 report beside the active model's, "Use this model", and the history of runs. For a method that
 can imagine (GDH), a strip shows after each epoch what its generator makes of a few fixed sketches
-(``app.gui.imagine_strip``); it is hidden for the other methods.
+(``app.gui.train.imagine_strip``); it is hidden for the other methods.
 
-Training runs in a child process (``app.gui.training_process``), so a crash or out-of-memory in
+Training runs in a child process (``app.training_process``), so a crash or out-of-memory in
 it never takes the app down; a QTimer polls its queue of events. A child that dies is reported
 with its logs, and its last checkpoint kept for Resume. The active model's comparison figures
 are computed on the app's thread pool (``JobRunner``), like indexing.
@@ -30,19 +30,19 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.gui.curve_plot import CurvePlot
-from app.gui.imagine_strip import ImagineStrip
-from app.gui.library_panel import describe_progress
-from app.gui.model_control import ModelControl
-from app.gui.training_form import ERROR_STYLE, TrainingForm
-from app.gui.training_history import RunHistory
-from app.gui.training_process import TrainingProcess, TrainingRequest, describe_exit
-from app.gui.training_report import comparison_html, describe_training, metric_name
-from app.gui.training_runs import RunRecord, delete_run, install_run, new_run, read_step_losses
+from app.gui.library.model_control import ModelControl
+from app.gui.library.panel import describe_progress
+from app.gui.train.curve_plot import CurvePlot
+from app.gui.train.form import ERROR_STYLE, TrainingForm
+from app.gui.train.history import RunHistory
+from app.gui.train.imagine_strip import ImagineStrip
 from app.gui.workers import JobRunner
+from app.training_process import TrainingProcess, TrainingRequest, describe_exit
+from app.training_report import comparison_html, describe_training, metric_name
 from engine.errors import SketchSearchError
 from engine.models import get_method
 from training import EvalConfig, TrainProgress, evaluate
+from training.runs import RunRecord, delete_run, install_run, new_run, read_run, read_step_losses
 
 log = logging.getLogger(__name__)
 
@@ -198,6 +198,7 @@ class TrainingPanel(QWidget):
             out=str(record.checkpoint),
             log_file=str(record.child_log),
             resume=str(record.checkpoint) if resume else None,
+            record=str(record.folder),
             validate_each_epoch=record.validate,
         )
         self.process = TrainingProcess(request)
@@ -267,10 +268,15 @@ class TrainingPanel(QWidget):
         for name, value in entry["metrics"].items():
             self.metric_plot.add_point(f"val {metric_name(name)}", entry["epoch"], value)
 
+    def _reread_record(self) -> None:
+        """The run's record as the training process has just written it."""
+        try:
+            self.record = read_run(self.record.folder)
+        except (OSError, ValueError, TypeError) as exc:
+            log.warning("Could not read the record of %s: %s", self.record.name, exc)
+
     def _on_validation(self, entry: dict[str, Any]) -> None:
-        self.record.validation = [e for e in self.record.validation if e["epoch"] != entry["epoch"]]
-        self.record.validation.append(entry)
-        self.record.save()
+        self._reread_record()
         self._plot_validation(entry)
 
     def _on_preview(self, payload: dict[str, Any]) -> None:
@@ -278,17 +284,12 @@ class TrainingPanel(QWidget):
         self.previewed.emit(payload)
 
     def _on_trained(self, result: dict[str, Any]) -> None:
+        self._reread_record()
         if result["cancelled"]:
-            self.record.status = "cancelled"
-            self.record.message = (
-                f"Cancelled at step {result['global_step']}; the checkpoint of that step is "
-                "kept. Press Resume to continue."
-            )
             self.status_label.setText(self.record.message)
             self.progress_label.setText(self._stopped_line("cancelled, checkpoint saved"))
         else:
             self.status_label.setText("Training done; evaluating the new model…")
-        self.record.save()
 
     def _on_eval_progress(self, p: dict[str, Any]) -> None:
         self.progress_label.setText(f"Evaluating: {p['stage']} {p['done']}/{p['total']}")
@@ -296,9 +297,7 @@ class TrainingPanel(QWidget):
         self.progress_bar.setValue(p["done"])
 
     def _on_evaluated(self, report: dict[str, Any]) -> None:
-        self.record.status, self.record.report = "done", report
-        self.record.message = "Trained and evaluated."
-        self.record.save()
+        self._reread_record()
         self.status_label.setText(f"{self.record.name} is trained and evaluated.")
         proto = report.get("protocol", {})
         self.progress_label.setText(
@@ -309,15 +308,17 @@ class TrainingPanel(QWidget):
 
     def _on_failed(self, error: dict[str, Any]) -> None:
         log.error("Training failed: %s", error["traceback"])
-        self.record.status = "failed"
-        self.record.message = error["error"]
-        self.record.save()
+        self._reread_record()
+        if self.record.status == "running":  # it failed before its run began
+            self.record.status, self.record.message = "failed", error["error"]
+            self.record.save()
         self._show_error(f"Training failed: {error['error']} (log: {self.record.child_log})")
 
     def _on_finished(self, _payload: dict[str, Any]) -> None:
         pass  # the process exits next; poll() ends it
 
     def _on_died(self, exitcode: int | None) -> None:
+        self._reread_record()
         record = self.record
         record.status = "interrupted"
         kept = (
@@ -336,6 +337,7 @@ class TrainingPanel(QWidget):
         self._timer.stop()
         self.process.close()
         self.process = None
+        self._reread_record()  # the child's last word
         if self.record.status == "running":
             self.record.status = "interrupted"
             self.record.save()
@@ -467,6 +469,7 @@ class TrainingPanel(QWidget):
         self.process.stop(timeout_s)
         for kind, payload in self.process.poll():
             getattr(self, f"_on_{kind}")(payload)
+        self._reread_record()
         if not self.process.finished and self.record.status == "running":
             self.record.status = "interrupted"
             self.record.save()

@@ -3,7 +3,7 @@ above the photo that epoch's generator G_I makes of it, so a researcher watches 
 migration improve while a GDH model trains (and sees at once when it collapses to a blur).
 
 ``ImagineStrip.show_preview`` takes the ``preview`` payload of the training child
-(``app.gui.training_process``). Choices:
+(``app.training_process``). Choices:
 - a tile is at most ``TILE`` px; a smaller image is enlarged by a whole factor with nearest
   neighbours, so every model pixel is a crisp block: smoothing would add a blur of its own to the
   very thing the strip is there to show. A larger image is reduced smoothly;
@@ -24,7 +24,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QPixmap
 from PySide6.QtWidgets import QGridLayout, QLabel, QVBoxLayout, QWidget
 
-from app.gui.canvas import array_image
+from app.gui.search.canvas import array_image
 
 log = logging.getLogger(__name__)
 

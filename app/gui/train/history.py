@@ -21,8 +21,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.gui.training_report import metric_name
-from app.gui.training_runs import RunRecord, list_runs
+from app.training_report import metric_name
+from training.runs import RunRecord, list_runs
 
 log = logging.getLogger(__name__)
 

@@ -20,10 +20,11 @@ from PySide6.QtWidgets import (
     QStylePainter,
 )
 
-from app.gui.library_panel import LibraryPanel
-from app.gui.workers import ActiveModel, IndexJob, IndexUpdate, JobRunner, activate_model
+from app.gui.library.panel import LibraryPanel
+from app.gui.workers import IndexJob, JobRunner
 from engine.library import Library
 from engine.model_files import default_checkpoint, installed_checkpoints, model_name
+from engine.session import ActiveModel, IndexUpdate, activate_model
 
 if TYPE_CHECKING:
     from engine.models import SketchHashModel

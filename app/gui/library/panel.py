@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.progress import format_eta
 from engine.errors import SketchSearchError
 from engine.library import Library
 from engine.paths import display_path
@@ -34,19 +35,6 @@ if TYPE_CHECKING:
     from engine.indexer import IndexProgress
 
 log = logging.getLogger(__name__)
-
-
-def format_eta(seconds: float | None) -> str:
-    if seconds is None:
-        return ""
-    seconds = round(seconds)
-    if seconds < 60:
-        return f"about {seconds} s left"
-    minutes, seconds = divmod(seconds, 60)
-    if minutes < 60:
-        return f"about {minutes} min {seconds:02d} s left"
-    hours, minutes = divmod(minutes, 60)
-    return f"about {hours} h {minutes:02d} min left"
 
 
 def describe_progress(p: IndexProgress) -> str:

@@ -53,7 +53,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.gui.thumbnails import ThumbnailLoader
+from app.gui.search.thumbnails import ThumbnailLoader
 from engine.paths import display_path
 
 if TYPE_CHECKING:

@@ -1,10 +1,13 @@
 """The history of training runs: one folder per run under ``engine.paths.runs_dir()``.
 
 A run folder holds the checkpoint ``<name>.safetensors`` (with its resume state and
-``<name>.log.jsonl`` beside it, as ``training.run_files`` names them), the child process's Python
-log ``<name>.child.log``, and ``run.json``: method, data folder, date, config, status, the
-evaluation report, the per-epoch validation figures and, once the model was put to use, where
-its copy in ``models_dir()`` lies. Plain Python (no Qt), so it is easy to test and to reuse.
+``<name>.log.jsonl`` beside it, as ``training.run_files`` names them), the app's training
+process's Python log ``<name>.child.log``, and ``run.json``: method, data folder, date, config,
+status, the evaluation report, the per-epoch validation figures and, once the model was put to
+use, where its copy in ``models_dir()`` lies. A run started with ``sketch-search train --out
+PATH`` writes its checkpoint at PATH and records it in ``out``; its folder then holds run.json
+alone. ``training.run`` keeps the record up to date as the run goes; the app and the command
+line both list the history from here.
 
 Statuses: ``running``, ``cancelled``, ``interrupted`` (the process died or the app closed),
 ``failed``, ``done``. A run is resumable when its resume state exists and it is not done.
@@ -22,7 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from engine.paths import models_dir, runs_dir
-from training import run_files
+from training.state import state_paths
+from training.trainer import run_files
 
 log = logging.getLogger(__name__)
 
@@ -44,10 +48,11 @@ class RunRecord:
     validation: list[dict[str, Any]] = field(default_factory=list)  # {"epoch", "metrics"}
     installed: str | None = None  # the copy in models_dir(), once used
     validate: bool = True  # validate after every epoch
+    out: str | None = None  # the checkpoint, when it lies outside the folder (train --out)
 
     @property
     def checkpoint(self) -> Path:
-        return self.folder / f"{self.name}.safetensors"
+        return Path(self.out) if self.out else self.folder / f"{self.name}.safetensors"
 
     @property
     def train_log(self) -> Path:
@@ -78,9 +83,14 @@ class RunRecord:
 
 
 def new_run(
-    method: str, data_dir: str | Path, config: dict[str, Any], validate: bool = True
+    method: str,
+    data_dir: str | Path,
+    config: dict[str, Any],
+    validate: bool = True,
+    out: str | Path | None = None,
 ) -> RunRecord:
-    """A fresh run folder named after the method and the time, and its record."""
+    """A fresh run folder named after the method and the time, and its record; ``out``: the
+    checkpoint's path when it is not to lie in the folder."""
     now = datetime.datetime.now()
     base = f"{method}-{now:%Y%m%d-%H%M%S}"
     name, n = base, 1
@@ -97,9 +107,23 @@ def new_run(
         now.isoformat(timespec="seconds"),
         dict(config),
         validate=validate,
+        out=str(Path(out).absolute()) if out is not None else None,
     )
     record.save()
     return record
+
+
+def find_run(checkpoint: str | Path) -> RunRecord | None:
+    """The run whose checkpoint ``checkpoint`` is, if one is recorded."""
+    wanted = Path(checkpoint).resolve()
+    for path in runs_dir().glob(f"*/{RECORD_NAME}"):
+        try:
+            record = read_run(path.parent)
+        except (OSError, ValueError, TypeError):
+            continue
+        if record.checkpoint.resolve() == wanted:
+            return record
+    return None
 
 
 def read_run(folder: Path) -> RunRecord:
@@ -142,9 +166,14 @@ def install_run(record: RunRecord) -> Path:
 
 
 def delete_run(record: RunRecord) -> None:
-    """Remove the run's folder and its installed copy."""
+    """Remove the run's folder and its installed copy (and, for a checkpoint written outside
+    the folder, that checkpoint, its resume state and its log)."""
     if record.installed:
         Path(record.installed).unlink(missing_ok=True)
+    if record.out:
+        checkpoint, state, train_log = run_files(record.checkpoint)
+        for path in (checkpoint, train_log, *state_paths(state)):
+            path.unlink(missing_ok=True)
     shutil.rmtree(record.folder, ignore_errors=True)
     log.info("Deleted the training run %s", record.name)
 

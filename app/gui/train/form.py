@@ -25,7 +25,6 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-import torch
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -42,8 +41,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.gui.option_fields import OptionFields
-from app.gui.option_help import option_help
+from app.gui.train.option_fields import OptionFields
+from app.gui.train.option_help import option_help
 from engine.codes import SUPPORTED_BITS
 from engine.errors import CheckpointError, ConfigError, DatasetError
 from engine.models import (
@@ -72,12 +71,9 @@ def trainable_methods() -> list[str]:
 
 
 def devices() -> list[str]:
-    found = ["auto", "cpu"]
-    if torch.cuda.is_available():
-        found.append("cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        found.append("mps")
-    return found
+    from engine.devices import available_devices  # torch: imported when the form is built
+
+    return available_devices()
 
 
 def train_defaults(method: str, layout: str | None) -> dict[str, Any]:
