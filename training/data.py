@@ -194,6 +194,17 @@ class SketchDataset:
         return out
 
 
+def data_layout(root: str | Path) -> str | None:
+    """The layout a data set folder has, as ``load_dataset`` decides it (class folders under
+    photos/: category level; else fine-grained), or None where it has no photos/ folder yet
+    (``load_dataset`` says what is wrong)."""
+    photos_dir = Path(root) / "photos"
+    try:
+        return CATEGORY if any(p.is_dir() for p in photos_dir.iterdir()) else FINE_GRAINED
+    except OSError:
+        return None
+
+
 def load_dataset(root: str | Path, *, paired: bool = True) -> SketchDataset:
     """Read and validate a data set folder; raises DatasetError naming what is wrong.
 

@@ -117,7 +117,8 @@ def add_parser(subparsers) -> None:
 def build_config(args: argparse.Namespace):
     from engine.errors import ConfigError
     from training import TrainConfig
-    from training.data import NAMED_CLASS_SETS
+    from training.data import NAMED_CLASS_SETS, data_layout
+    from training.methods import method_train_defaults
 
     values: dict = {}
     if args.config is not None:
@@ -128,6 +129,10 @@ def build_config(args: argparse.Namespace):
         if not isinstance(values, dict):
             raise ConfigError(f"{args.config} must hold a JSON object of training options.")
     values["method"] = args.method
+    # the method's own recipe (what the Train panel pre-fills) under the file's and the flags'
+    layout = data_layout(args.data)
+    for key, value in method_train_defaults(args.method, layout).items():
+        values.setdefault(key, value)
     model = dict(values.get("model", {}))
     for flag, key in (("backbone", "backbone"), ("bits", "bits"), ("image_size", "image_size")):
         if getattr(args, flag) is not None:

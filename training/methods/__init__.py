@@ -45,3 +45,13 @@ from training.methods import (  # noqa: E402, I001  (registration order, not alp
 )
 
 __all__ = ["get_procedure", "list_procedures", "register_procedure"]
+
+
+def method_train_defaults(method: str, layout: str | None) -> dict:
+    """The training options a method was run with (its procedure's ``train_defaults``, per data
+    layout where it has them): what the Train panel pre-fills and what ``sketch-search train``
+    uses for every option that neither its flags nor its config file set."""
+    extra = getattr(get_procedure(method), "train_defaults", {}) or {}
+    if layout in extra and isinstance(extra[layout], dict):
+        extra = extra[layout]
+    return {k: v for k, v in extra.items() if not isinstance(v, dict)}

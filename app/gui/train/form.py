@@ -55,6 +55,7 @@ from engine.models import (
 from engine.models.base import BACKBONES
 from engine.store import installed_checkpoints
 from training import SketchDataset, TrainConfig, get_procedure, list_procedures, load_dataset
+from training.methods import method_train_defaults
 
 log = logging.getLogger(__name__)
 
@@ -79,10 +80,7 @@ def devices() -> list[str]:
 def train_defaults(method: str, layout: str | None) -> dict[str, Any]:
     """TrainConfig's defaults with the method's own for this layout laid over them."""
     values = TrainConfig(method=method).to_dict()
-    extra = getattr(get_procedure(method), "train_defaults", {}) or {}
-    if layout in extra and isinstance(extra[layout], dict):
-        extra = extra[layout]
-    values.update({k: v for k, v in extra.items() if k in values and not isinstance(v, dict)})
+    values.update({k: v for k, v in method_train_defaults(method, layout).items() if k in values})
     return values
 
 
