@@ -92,6 +92,19 @@ def sketch_input(query: SketchQuery) -> np.ndarray:
     return rasterize(list(query))
 
 
+def rerank_shortlist(
+    model: SketchHashModel, feature: np.ndarray, shortlist: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Re-rank a Hamming shortlist by the model's exact distance (``feature_distances``):
+    ``feature`` is the query's (1, D) feature, ``shortlist`` the (t, D) stored features of the
+    shortlisted photos in Hamming order. Returns the new order (positions in the shortlist;
+    equal distances keep the Hamming order) and the distances in that order. The searcher
+    re-ranks with it, and evaluation measures re-ranking with it."""
+    dist = model.feature_distances(feature, shortlist)[0]
+    order = np.argsort(dist, kind="stable")
+    return order, dist[order]
+
+
 class Searcher:
     def __init__(self, library: Library, model: SketchHashModel) -> None:
         self.library = library
@@ -251,7 +264,5 @@ class Searcher:
             )
             log.warning(note)
             return found, [None] * len(found), note
-        gallery = np.stack([stored[i] for i, _ in found])
-        dist = self.model.feature_distances(feature, gallery)[0]
-        order = np.argsort(dist, kind="stable")
-        return [found[j] for j in order], [float(dist[j]) for j in order], None
+        order, dist = rerank_shortlist(self.model, feature, np.stack([stored[i] for i, _ in found]))
+        return [found[j] for j in order], [float(d) for d in dist], None

@@ -5,8 +5,10 @@ app's training panel and the CLI use are re-exported here:
 - ``train(config, data_dir, out, resume=, cancel=, distributed=)``: generator of
   ``TrainProgress``, returns a ``TrainResult``; ``TrainConfig`` its frozen config; under
   torchrun, ``training.distributed.join_from_environment()`` gives ``distributed``;
-- ``evaluate(model, data_dir, EvalConfig, cancel)``: generator of ``EvalProgress``, returns an
-  ``EvalReport``; ``store_metrics`` writes a report into a checkpoint;
+- ``evaluate(model, data_dir, EvalConfig, cancel, extras=)``: generator of ``EvalProgress``,
+  returns an ``EvalReport``; ``store_metrics`` writes a report into a checkpoint; ``extras``
+  plug a method's extra figures into the one evaluation, e.g. ``reranking_figures(shortlists)``
+  for a model that re-ranks (``model.rerank_features``);
 - ``training.run.run_training(RunPlan, cancel, record=)``: a whole run as both front ends run
   it (train, per-epoch validation and preview, the final evaluation stored in the checkpoint,
   the run's record in ``training.runs``, the app's run history);
@@ -20,6 +22,7 @@ from training.data import SketchDataset, load_dataset
 from training.evaluate import EvalConfig, EvalProgress, EvalReport, evaluate, store_metrics
 from training.methods import get_procedure, list_procedures
 from training.progress import drain
+from training.reranking import reranking_figures
 from training.trainer import TrainProgress, TrainResult, run_files, train
 
 __all__ = [
@@ -35,6 +38,7 @@ __all__ = [
     "get_procedure",
     "list_procedures",
     "load_dataset",
+    "reranking_figures",
     "run_files",
     "store_metrics",
     "train",

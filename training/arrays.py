@@ -3,12 +3,13 @@
 Photos go through ``engine.images.load_photo`` + ``prepare_photo`` at the model's photo size, as
 the indexer does; sketches through ``engine.sketch.load_sketch`` (the one canonical normalisation
 at ``SKETCH_SIZE``), then are resized to the model's sketch size with the same antialiased
-bilinear resize the model applies at its numpy boundary, and stored as uint8. So training,
-evaluation and search see the same pixels. A sketch given as strokes (a QuickDraw doodle,
-``SketchItem.strokes``) goes through ``engine.sketch.rasterize``, exactly as a drawing on the
-canvas does, then the same resize (about 10 ms a drawing on one core). Decoding runs on a small
-thread pool (PIL and numpy release the GIL); a data set of a few thousand images at 160-256 px
-fits in a few hundred MB.
+bilinear resize the model applies at its numpy boundary, and stored as uint8 (training).
+Evaluation asks for ``SKETCH_SIZE`` instead (``training.evaluate.prepare_for_search``): the
+canonical sketch itself, which the model resizes unrounded, exactly as a search. A sketch
+given as strokes (a QuickDraw doodle, ``SketchItem.strokes``) goes through
+``engine.sketch.rasterize``, exactly as a drawing on the canvas does, then the same resize
+(about 10 ms a drawing on one core). Decoding runs on a small thread pool (PIL and numpy
+release the GIL); a data set of a few thousand images at 160-256 px fits in a few hundred MB.
 
 ``prepare_arrays`` is a generator (progress, then the arrays as its return value) so long
 decoding can be shown and cancelled; a file that cannot be decoded stops it with a

@@ -1,6 +1,8 @@
 """Evaluation through the engine's own search path, with the figures a random ranking would get.
 
 Protocol (stated in every report's ``protocol``):
+- queries: each sketch as a search prepares it (``prepare_for_search``: the 256 px sketch of
+  ``engine.sketch``, which the model resizes at its boundary); photos as the indexer does;
 - ``protocol`` "standard": queries are the sketches of the split's photos (``split`` of
   ``split.json``; a folder without ``split.json`` is evaluated whole: every sketch a query,
   every photo in the gallery); "unseen20" (class-disjoint validation, category level): the 20
@@ -31,13 +33,18 @@ Protocol (stated in every report's ``protocol``):
 - ``edges`` (methods whose photo side reads edge maps): ``engine`` computes them with
   ``engine.edges`` (what users get); ``released`` reads the data set's ``edges/`` (the papers'
   protocol; no distractors then, as they have no released edge maps).
+
+One sequence (``evaluation_set``: load, view, decode, relevance) feeds every figure; a method's
+extra figures plug into it as ``evaluate(..., extras={name: hook})`` (``ExtraFigures``, e.g.
+``training.reranking.reranking_figures``, ``training.methods.semi3.binarisation_figures``)
+and are kept in ``EvalReport.extras`` (printed; ``store_metrics`` leaves them out).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Generator
+from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -51,8 +58,15 @@ from engine.expansion import expand_against_gallery
 from engine.index import BinaryIndex
 from engine.indexer import walk_photos
 from engine.models import SketchHashModel, model_id
+from engine.sketch import SKETCH_SIZE
 from training import metrics as M
-from training.arrays import PrepareProgress, prepare_arrays, read_photo, released_edge_maps
+from training.arrays import (
+    PreparedData,
+    PrepareProgress,
+    prepare_arrays,
+    read_photo,
+    released_edge_maps,
+)
 from training.data import CATEGORY, NAMED_CLASS_SETS, SketchDataset, class_key, load_dataset
 from training.progress import relay
 from training.sources import doodle_sketches, quickdraw_files
@@ -120,6 +134,7 @@ class EvalReport:
     expanded: dict[str, float] = field(default_factory=dict)  # binary, with query expansion
     file_order: dict[str, float] = field(default_factory=dict)  # binary, ties by photo id
     codes: dict[str, float] = field(default_factory=dict)  # distinct gallery codes, tie sizes
+    extras: dict[str, dict] = field(default_factory=dict)  # a method's extra figures, by name
 
     @property
     def key(self) -> str | None:
@@ -141,6 +156,7 @@ class EvalReport:
         if self.baseline:
             out["baseline"] = self.baseline
         out["protocol"] = self.protocol
+        out.update(self.extras)  # e.g. "reranking"
         return out
 
 
@@ -282,18 +298,56 @@ def _extra_photos(folder: Path, size: int, cancel: threading.Event):
     return (np.stack(arrays) if arrays else empty), skipped
 
 
-def evaluate(
+@dataclass(frozen=True)
+class EvalSet:
+    """What one evaluation measures on: the queries that have a relevant photo, the gallery and
+    which photos are relevant to which query. Every figure of a report, the method's extra
+    figures included, is measured on one EvalSet."""
+
+    dataset: SketchDataset  # the view evaluated (classes, split, doodle queries)
+    source: SketchDataset  # the same view before the split (e.g. to fit on its training split)
+    split: str | None
+    sketches: np.ndarray  # uint8 (nq, 256, 256): queries as a search hands them to the model
+    photos: np.ndarray  # uint8 (n, P, P, 3): data set photos, then distractors
+    edges: np.ndarray | None  # uint8 (n, P, P) released edge maps, or None (the engine's)
+    relevant: np.ndarray  # bool (nq, n)
+    n_relevant: np.ndarray  # int (nq,)
+    without_relevant: int  # queries left out: no relevant photo in the gallery
+    distractors: int
+    distractors_skipped: int
+
+    @property
+    def layout(self) -> str:
+        return self.dataset.layout
+
+
+ExtraFigures = Callable[
+    [SketchHashModel, EvalSet, Any, threading.Event], Generator[EvalProgress, None, dict]
+]
+"""A method's extra figures: called with the model, the EvalSet, the binary ranking of the
+headline figures (``engine.index.Matches``) and the cancel event; yields progress and returns
+its figures, which the report keeps under the hook's name (``EvalReport.extras``)."""
+
+
+def prepare_for_search(
+    dataset: SketchDataset, model: SketchHashModel, cancel: threading.Event | None = None
+) -> Generator[PrepareProgress, None, PreparedData]:
+    """``prepare_arrays`` with the sketches as a search prepares them: the 256 px sketch of
+    ``engine.sketch`` (a file's ``load_sketch``, a doodle's ``rasterize``), which the model
+    resizes at its boundary; photos as the indexer prepares them."""
+    return prepare_arrays(dataset, model.photo_size, SKETCH_SIZE, cancel)
+
+
+def evaluation_set(
     model: SketchHashModel,
     data_dir: str | Path,
-    config: EvalConfig | None = None,
-    cancel: threading.Event | None = None,
-) -> Generator[EvalProgress, None, EvalReport]:
-    """Evaluate ``model`` on ``data_dir``; yields progress, returns the EvalReport."""
-    config = config or EvalConfig()
-    cancel = cancel or threading.Event()
-    dataset, split = _view(load_dataset(data_dir), config)
-    gen = prepare_arrays(dataset, model.photo_size, model.sketch_size, cancel)
-    data = yield from as_eval_progress(gen)
+    config: EvalConfig,
+    cancel: threading.Event,
+) -> Generator[EvalProgress, None, EvalSet]:
+    """Load ``data_dir``, take the view ``config`` asks for, decode it (and the distractors,
+    and the released edge maps where asked) and work out the relevant photos."""
+    source, dataset, split = _view(load_dataset(data_dir), config)
+    data = yield from as_eval_progress(prepare_for_search(dataset, model, cancel))
     photos, labels = data.photos, data.photo_labels
     skipped = 0
     if config.extra_gallery is not None:
@@ -308,59 +362,96 @@ def evaluate(
         relevant = data.sketch_photo[:, None] == np.arange(len(photos))[None, :]
     n_relevant = relevant.sum(axis=1)
     keep = n_relevant > 0
-    relevant, n_relevant = relevant[keep], n_relevant[keep]
-    bs = config.batch_size
-    q_emb = yield from embed_in_batches(
-        model.embed_sketches, data.sketches[keep], bs, "sketches", cancel
-    )
+    edges = None
     if model.needs_edges and config.edges == "released":
         edges = yield from as_eval_progress(released_edge_maps(dataset, model.photo_size, cancel))
-        g_emb = yield from embed_in_batches(
-            lambda ix: model.embed_photos(photos[ix], edges[ix]),
+    return EvalSet(
+        dataset=dataset,
+        source=source,
+        split=split,
+        sketches=data.sketches[keep],
+        photos=photos,
+        edges=edges,
+        relevant=relevant[keep],
+        n_relevant=n_relevant[keep],
+        without_relevant=int((~keep).sum()),
+        distractors=int(len(photos) - len(data.photos)),
+        distractors_skipped=skipped,
+    )
+
+
+def embed_gallery(fn, evalset: EvalSet, batch_size: int, cancel: threading.Event):
+    """``fn(photos, edges)`` over the gallery in batches (edges: the released maps or None)."""
+    photos, edges = evalset.photos, evalset.edges
+    return (
+        yield from embed_in_batches(
+            lambda ix: fn(photos[ix], None if edges is None else edges[ix]),
             np.arange(len(photos)),
-            bs,
+            batch_size,
             "photos",
             cancel,
         )
-    else:
-        g_emb = yield from embed_in_batches(model.embed_photos, photos, bs, "photos", cancel)
+    )
+
+
+def evaluate(
+    model: SketchHashModel,
+    data_dir: str | Path,
+    config: EvalConfig | None = None,
+    cancel: threading.Event | None = None,
+    extras: Mapping[str, ExtraFigures] | None = None,
+) -> Generator[EvalProgress, None, EvalReport]:
+    """Evaluate ``model`` on ``data_dir``; yields progress, returns the EvalReport.
+
+    ``extras``: a method's extra figures (e.g. ``reranking_figures``), each measured on the
+    same EvalSet and binary ranking as the headline figures, kept in ``EvalReport.extras``."""
+    config = config or EvalConfig()
+    cancel = cancel or threading.Event()
+    ev = yield from evaluation_set(model, data_dir, config, cancel)
+    relevant, n_relevant, photos, layout = ev.relevant, ev.n_relevant, ev.photos, ev.layout
+    bs = config.batch_size
+    q_emb = yield from embed_in_batches(model.embed_sketches, ev.sketches, bs, "sketches", cancel)
+    g_emb = yield from embed_gallery(model.embed_photos, ev, bs, cancel)
     q_codes, g_codes, mid = pack_codes(q_emb), pack_codes(g_emb), model_id(model)
     found = binary_matches(q_codes, g_codes, model.bits, mid)
     figures, file_order = ranked_figures(
-        relevant, found.ids, found.distances, n_relevant, dataset.layout, config.k
+        relevant, found.ids, found.distances, n_relevant, layout, config.k
     )
-    random = random_figures(len(photos), n_relevant, dataset.layout, config.k)
+    random = random_figures(len(photos), n_relevant, layout, config.k)
     codes = tie_summary(relevant, found.ids, found.distances, g_codes)
     expanded: dict[str, float] = {}
     if config.expand:
         q_expanded = expand_against_gallery(q_codes, g_codes, model.bits, config.expand)
         again = binary_matches(q_expanded, g_codes, model.bits, mid)
         expanded, _ = ranked_figures(
-            relevant, again.ids, again.distances, n_relevant, dataset.layout, config.k
+            relevant, again.ids, again.distances, n_relevant, layout, config.k
         )
         expanded = {"m": config.expand, **expanded}
     real = {}
     if config.real_valued:
         order, distance = cosine_matches(q_emb, g_emb)
-        real, _ = ranked_figures(relevant, order, distance, n_relevant, dataset.layout, config.k)
+        real, _ = ranked_figures(relevant, order, distance, n_relevant, layout, config.k)
     baseline: dict[str, Any] = {}
     if config.baseline:
         baseline = yield from _classical(
-            data.sketches[keep], photos, relevant, n_relevant, dataset.layout, config.k
+            ev.sketches, photos, relevant, n_relevant, layout, config.k
         )
+    extra: dict[str, dict] = {}
+    for name, hook in (extras or {}).items():
+        extra[name] = yield from hook(model, ev, found, cancel)
     protocol = {
-        "data": str(dataset.root),
-        "layout": dataset.layout,
-        "split": split or ("all" if dataset.splits else "all (no split.json)"),
-        "queries": int(keep.sum()),
-        "queries_without_relevant_photo": int((~keep).sum()),
+        "data": str(ev.dataset.root),
+        "layout": layout,
+        "split": ev.split or ("all" if ev.dataset.splits else "all (no split.json)"),
+        "queries": len(ev.sketches),
+        "queries_without_relevant_photo": ev.without_relevant,
         "gallery": len(photos),
-        "distractors": int(len(photos) - len(data.photos)),
-        "distractors_skipped": skipped,
+        "distractors": ev.distractors,
+        "distractors_skipped": ev.distractors_skipped,
         "distractors_from": (
             str(distractor_folder(config.extra_gallery)) if config.extra_gallery else "none"
         ),
-        "hit": "same class" if dataset.layout == CATEGORY else "the sketch's own photo",
+        "hit": "same class" if layout == CATEGORY else "the sketch's own photo",
         "binary": f"{model.bits}-bit codes, Hamming distance, engine BinaryIndex (Faiss)",
         "expanded": (
             f"the query code expanded by its {config.expand} nearest photos (engine.expansion, "
@@ -374,7 +465,7 @@ def evaluate(
         "model_id": model_id(model),
         "name": config.protocol,
         "key": protocol_key(config),
-        "class_count": len(dataset.classes),
+        "class_count": len(ev.dataset.classes),
         "query_source": (
             f"QuickDraw drawings from {config.doodles}, "
             f"{config.doodles_per_class or 'all'} a class, rasterised by engine.sketch.rasterize"
@@ -384,8 +475,8 @@ def evaluate(
     }
     if config.protocol != STANDARD:
         protocol["split"] = f"none (every sketch and photo of the {config.protocol} classes)"
-        protocol["class_names"] = list(dataset.classes)
-    return EvalReport(figures, random, real, baseline, protocol, expanded, file_order, codes)
+        protocol["class_names"] = list(ev.dataset.classes)
+    return EvalReport(figures, random, real, baseline, protocol, expanded, file_order, codes, extra)
 
 
 def protocol_key(config: EvalConfig) -> str | None:
@@ -396,9 +487,11 @@ def protocol_key(config: EvalConfig) -> str | None:
     return "_".join(parts) or None
 
 
-def _view(dataset: SketchDataset, config: EvalConfig) -> tuple[SketchDataset, str | None]:
-    """The data set view ``config`` evaluates (its queries replaced by doodles if asked),
-    and the split used."""
+def _view(
+    dataset: SketchDataset, config: EvalConfig
+) -> tuple[SketchDataset, SketchDataset, str | None]:
+    """The view before the split, the data set view ``config`` evaluates (its queries replaced
+    by doodles if asked), and the split used."""
     if config.classes:
         dataset = dataset.restrict_classes(config.classes)
     split = config.split if dataset.splits else None
@@ -414,9 +507,9 @@ def _view(dataset: SketchDataset, config: EvalConfig) -> tuple[SketchDataset, st
                 f"protocol ({', '.join(missing[:5])}); it is measured on the Sketchy data."
             )
         dataset, split = dataset.restrict_classes(have), None
-    dataset = dataset.subset(split)
+    source, dataset = dataset, dataset.subset(split)
     if config.doodles is None:
-        return dataset, split
+        return source, dataset, split
     if dataset.layout != CATEGORY:
         raise ConfigError("Doodle queries need a category-level data set (photos/<class>/).")
     files = quickdraw_files(config.doodles)
@@ -427,7 +520,7 @@ def _view(dataset: SketchDataset, config: EvalConfig) -> tuple[SketchDataset, st
     doodles = doodle_sketches(
         config.doodles, dataset.classes, config.doodles_per_class, training=False
     )
-    return replace(dataset, sketches=tuple(doodles)), split
+    return source, replace(dataset, sketches=tuple(doodles)), split
 
 
 def as_eval_progress(
@@ -470,10 +563,11 @@ def store_metrics(checkpoint: str | Path, report: EvalReport) -> None:
     protocols = dict(stored.pop("protocols", None) or {})
     if stored and "metrics" not in stored:  # an older checkpoint stored the figures alone
         stored = {"metrics": stored}
+    figures = replace(report, extras={}).to_json()  # a method's extra figures are printed only
     if report.key is None:
-        stored = report.to_json()
+        stored = figures
     else:
-        protocols[report.key] = report.to_json()
+        protocols[report.key] = figures
     stored.setdefault("metrics", {})  # CheckpointInfo.metrics: the main figures, or none
     if protocols:
         stored["protocols"] = protocols

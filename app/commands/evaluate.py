@@ -29,8 +29,6 @@ from typing import Any
 
 from app.progress import ProgressLine, bar_updater
 
-DEFAULT_SHORTLISTS = (10, 20, 50, 100)
-
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("evaluate", help="measure a checkpoint's retrieval on a data set")
@@ -98,8 +96,9 @@ def add_parser(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from engine.errors import ConfigError
     from engine.models import load_checkpoint
-    from training import EvalConfig, evaluate, store_metrics
+    from training import EvalConfig, evaluate, reranking_figures, store_metrics
     from training.progress import drain
+    from training.reranking import DEFAULT_SHORTLISTS
 
     if args.rerank is not None and (args.protocol != "standard" or args.doodles is not None):
         raise ConfigError("--rerank measures the standard protocol only; leave out --rerank.")
@@ -124,35 +123,22 @@ def run(args: argparse.Namespace) -> int:
         doodles_per_class=args.doodles_per_class,
         **({} if args.expand is None else {"expand": args.expand}),
     )
+    extras = {}
+    if args.rerank is not None:  # the model re-ranks: checked above (model.rerank_features)
+        extras["reranking"] = reranking_figures(args.rerank or DEFAULT_SHORTLISTS)
     cancel = threading.Event()
     previous = signal.signal(signal.SIGINT, lambda *_: cancel.set())
     bar = ProgressLine()
     try:
-        report = drain(evaluate(model, args.data, config, cancel), bar_updater(bar, args.json))
-        reranking = None
-        if args.rerank is not None:
-            from training.methods.dssa import evaluate_reranking  # the one method that re-ranks
-
-            reranking = drain(
-                evaluate_reranking(
-                    model,
-                    args.data,
-                    split=config.split,
-                    edges=args.edges,
-                    shortlists=args.rerank or DEFAULT_SHORTLISTS,
-                    classes=config.classes,
-                    cancel=cancel,
-                ),
-                bar_updater(bar, args.json),
-            )
+        report = drain(
+            evaluate(model, args.data, config, cancel, extras), bar_updater(bar, args.json)
+        )
     finally:
         signal.signal(signal.SIGINT, previous)
         bar.close()
     if args.store:
         store_metrics(args.model, report)
-    result = report.to_json()
-    if reranking is not None:
-        result["reranking"] = reranking
+    result = report.to_json()  # with "reranking" when measured (not stored)
     print(json.dumps(result, indent=1) if args.json else format_report(result))
     return 0
 

@@ -17,7 +17,7 @@ from engine.images import load_photo, prepare_photo
 from engine.indexer import index_library
 from engine.library import Library
 from engine.models import model_id
-from engine.searcher import Searcher, sketch_input
+from engine.searcher import Searcher, rerank_shortlist, sketch_input
 from engine.store import create_fresh
 
 N_PHOTOS = 16
@@ -186,3 +186,22 @@ def test_missing_features_fall_back_to_hamming_with_a_reason(library, dssa, shoe
     _index(library, dssa)
     assert len(library.catalog.featured_ids(mid)) == N_PHOTOS
     assert searcher.search(sketch, k=10, rerank=True).reranked
+
+
+def test_rerank_shortlist_orders_by_the_exact_distance_and_keeps_hamming_order_in_ties():
+    """engine.searcher.rerank_shortlist, which the searcher and evaluation share."""
+
+    class Exact:  # a model whose exact distance is given
+        def __init__(self, dist):
+            self.dist = dist
+
+        def feature_distances(self, queries, gallery):
+            return self.dist[None]
+
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        dist = rng.random(6).astype(np.float32)
+        dist[1] = dist[2]  # a tie keeps the Hamming order
+        order, sorted_dist = rerank_shortlist(Exact(dist), np.zeros((1, 4)), np.zeros((6, 4)))
+        assert order.tolist() == sorted(range(6), key=lambda i: (dist[i], i))
+        np.testing.assert_array_equal(sorted_dist, dist[order])

@@ -1,5 +1,5 @@
-"""DSSA training: the HOLEF loss against a naive loop, shortlist re-ranking, released edge maps,
-and a short real run on QMUL-Shoe pairs that must beat a random ranking."""
+"""DSSA training: the HOLEF loss against a naive loop, released edge maps, and a short real run
+on QMUL-Shoe pairs that must beat a random ranking (with its re-ranking figures)."""
 
 import json
 
@@ -10,12 +10,9 @@ import torch
 from engine.errors import ConfigError, DatasetError
 from training import EvalConfig, TrainConfig, evaluate, load_dataset, losses, train
 from training.arrays import prepare_arrays
-from training.methods.dssa import (
-    edge_arrays,
-    evaluate_reranking,
-    rerank_shortlist,
-)
+from training.methods.dssa import edge_arrays
 from training.progress import drain
+from training.reranking import reranking_figures
 
 
 def naive_holef_loss(a, p, n, w, margin, lam):
@@ -81,18 +78,6 @@ def test_holef_in_batch_matches_naive_loop_over_every_negative():
     )
 
 
-def test_rerank_shortlist_orders_the_head_and_keeps_the_tail():
-    rng = np.random.default_rng(0)
-    ranked = np.stack([rng.permutation(8) for _ in range(5)])
-    dist = rng.random((5, 4))
-    dist[0, 1] = dist[0, 2]  # a tie keeps the Hamming order
-    out = rerank_shortlist(ranked, dist)
-    for row in range(5):
-        expected = [ranked[row, i] for i in sorted(range(4), key=lambda i: (dist[row, i], i))]
-        assert out[row, :4].tolist() == expected
-        assert out[row, 4:].tolist() == ranked[row, 4:].tolist()
-
-
 @pytest.fixture
 def shoes(shared_data):
     root = shared_data / "shoes_v1"
@@ -144,7 +129,8 @@ def test_short_real_run_beats_random(shoes, tmp_path):
 
     model = load_checkpoint(out)
     eval_config = EvalConfig(split="train", classes=train_ids, edges="released", baseline=False)
-    report = drain(evaluate(model, shoes, eval_config))
+    rerank = {"reranking": reranking_figures((5, 32))}  # measured in the same evaluation
+    report = drain(evaluate(model, shoes, eval_config, extras=rerank))
     assert report.protocol["edges"] == "released" and report.protocol["gallery"] == 32
     chance = report.random["acc_10"]
     spread = 3 * np.sqrt(chance * (1 - chance) / 32)
@@ -152,9 +138,7 @@ def test_short_real_run_beats_random(shoes, tmp_path):
     assert report.real_valued["acc_10"] > chance + spread, report.to_json()
     assert report.metrics["acc_10"] > chance, report.to_json()
 
-    rerank = drain(
-        evaluate_reranking(model, shoes, split="train", classes=train_ids, shortlists=(5, 32))
-    )
+    rerank = report.extras["reranking"]
     assert rerank["binary"] == report.metrics  # the same index path as the evaluator
     assert rerank["reranked_top32"] == rerank["holef_exhaustive"]  # whole gallery re-ranked
     assert rerank["holef_exhaustive"]["acc_10"] > chance, rerank

@@ -37,7 +37,7 @@ def tiny_checkpoint(tmp_path):
 
 def test_unseen20_view_is_the_20_classes_whole(sketchy):
     full = load_dataset(sketchy)
-    view, split = _view(full, EvalConfig(protocol="unseen20"))
+    _, view, split = _view(full, EvalConfig(protocol="unseen20"))
     held = {class_key(c) for c in UNSEEN_VALIDATION_CLASSES}
     assert split is None and len(view.classes) == 20
     assert {class_key(c) for c in view.classes} == held
@@ -50,7 +50,9 @@ def test_unseen20_view_is_the_20_classes_whole(sketchy):
 
 def test_doodle_view_queries_with_quickdraw_of_the_classes_drawn(sketchy, quickdraw):
     full = load_dataset(sketchy)
-    view, _ = _view(full, EvalConfig(protocol="unseen20", doodles=quickdraw, doodles_per_class=3))
+    _, view, _ = _view(
+        full, EvalConfig(protocol="unseen20", doodles=quickdraw, doodles_per_class=3)
+    )
     drawn = {class_key(c) for c in UNSEEN_VALIDATION_CLASSES} & set(quickdraw_files(quickdraw))
     assert {class_key(c) for c in view.classes} == drawn and len(drawn) == 18  # not jellyfish,
     assert all(s.source == "quickdraw" and s.strokes for s in view.sketches)  # nor pretzel
@@ -104,7 +106,7 @@ def test_doodle_queries_are_the_canvas_pixels(sketchy, quickdraw, tiny_checkpoin
     from training.arrays import prepare_arrays
 
     model = load_checkpoint(tiny_checkpoint)
-    view, _ = _view(load_dataset(sketchy), EvalConfig(doodles=quickdraw, doodles_per_class=1))
+    _, view, _ = _view(load_dataset(sketchy), EvalConfig(doodles=quickdraw, doodles_per_class=1))
     data = drain(prepare_arrays(view, model.photo_size, model.sketch_size))
     for i in (0, len(view.sketches) - 1):
         canvas = rasterize(view.sketches[i].strokes)  # what the searcher hands the model

@@ -5,6 +5,7 @@ import numpy as np
 
 from engine.codes import hamming_reference, pack_codes, unpack_codes
 from engine.models import create
+from engine.searcher import sketch_input
 from training import metrics as M
 from training.arrays import prepare_arrays
 from training.data import load_dataset
@@ -17,7 +18,8 @@ CLASSES = ("cat", "dog", "teapot", "umbrella", "zebra", "violin", "cup", "bench"
 def naive_expanded_map(model, data_dir, m):
     data = load_dataset(data_dir).restrict_classes(CLASSES).subset("test")
     arrays = drain(prepare_arrays(data, model.photo_size, model.sketch_size))
-    q = pack_codes(model.embed_sketches(arrays.sketches))
+    sketches = np.stack([sketch_input(s.path) for s in data.sketches])  # as a search's query
+    q = pack_codes(model.embed_sketches(sketches))
     g = pack_codes(model.embed_photos(arrays.photos))
     qb, gb = unpack_codes(q, model.bits).astype(int), unpack_codes(g, model.bits).astype(int)
     ranked, distances = [], []

@@ -1,11 +1,12 @@
 """``evaluate --rerank`` measures what the app does: on real QMUL-Shoe photos indexed into a real
-library, the evaluator's codes and Hamming distances are the app's, its float16 photo features
-the catalog's, and its shortlist re-ranking (training.methods.dssa) on the app's features is
-the app's re-ranked search (engine.searcher). Its sketch features come close to the app's, not
-equal: it resizes the sketch file before the network, the app at the network's boundary."""
+library, the evaluator's query sketches are the search's own (``sketch_input``: the 256 px
+sketch the model resizes), its codes and Hamming distances the app's, its float16 photo
+features the catalog's, and its shortlist re-ranking (training.reranking, through
+engine.searcher.rerank_shortlist) on the app's features is the app's re-ranked search."""
 
 import json
 import shutil
+import threading
 
 import numpy as np
 import pytest
@@ -16,11 +17,9 @@ from engine.indexer import index_library
 from engine.library import Library
 from engine.searcher import Searcher, sketch_input
 from engine.store import create_fresh
-from training.arrays import prepare_arrays
-from training.data import load_dataset
-from training.evaluate import binary_matches
-from training.methods.dssa import rerank_shortlist, shortlist_distances
+from training.evaluate import EvalConfig, binary_matches, evaluation_set
 from training.progress import drain
+from training.reranking import reranked_ids
 
 N_PHOTOS, SHORTLISTS = 16, (4, 8, 16)
 
@@ -50,16 +49,16 @@ def shoes(shared_data, tmp_path):
 
 def test_evaluator_reranking_is_the_apps_search(dssa, shoes, tmp_path):
     root, folder, ids = shoes
-    view = load_dataset(root).restrict_classes(ids).subset("test")
-    data = drain(prepare_arrays(view, dssa.photo_size, dssa.sketch_size))
-    names = [p.key for p in view.photos]  # evaluator photo id -> photo name
-    sketches = data.sketches
-    # the evaluator's side, as evaluate_reranking computes it
+    config = EvalConfig(split="test", classes=ids, baseline=False)
+    ev = drain(evaluation_set(dssa, root, config, threading.Event()))
+    names = [p.key for p in ev.dataset.photos]  # evaluator photo id -> photo name
+    sketches = ev.sketches
+    # the evaluator's side, as training.evaluate and training.reranking compute it
     codes_q = pack_codes(dssa.embed_sketches(sketches))
-    codes_g = pack_codes(dssa.embed_photos(data.photos))
+    codes_g = pack_codes(dssa.embed_photos(ev.photos))
     found = binary_matches(codes_q, codes_g, dssa.bits, "eval")
     q = dssa.sketch_features(sketches)
-    g = dssa.photo_features(data.photos).astype(np.float16)  # as the catalog keeps them
+    g = dssa.photo_features(ev.photos).astype(np.float16)  # as the catalog keeps them
 
     library = Library(tmp_path / "lib")
     library.add_root(folder)
@@ -73,7 +72,8 @@ def test_evaluator_reranking_is_the_apps_search(dssa, shoes, tmp_path):
     g_app = np.stack([by_name[n] for n in names])  # the catalog's features, evaluator order
     # the evaluator's photo features are the catalog's (float16, same decode)
     np.testing.assert_allclose(g.astype(np.float32), g_app.astype(np.float32), atol=1e-3)
-    sketch_paths = [root / "sketches" / f"{view.photos[i].key}.png" for i in data.sketch_photo]
+    own = ev.relevant.argmax(axis=1)  # each sketch's own photo
+    sketch_paths = [root / "sketches" / f"{names[i]}.png" for i in own]
     try:
         for row, path in enumerate(sketch_paths):
             plain = searcher.search(path, k=N_PHOTOS, expand=0)
@@ -84,16 +84,16 @@ def test_evaluator_reranking_is_the_apps_search(dssa, shoes, tmp_path):
                 names[i]: int(d) for i, d in zip(found.ids[row], found.distances[row], strict=True)
             }
             assert app_distance == eval_distance
-            # the query feature: the evaluator resizes the sketch file to the model size before
-            # the network, the app hands the network the 256 px sketch to resize: close, not equal
+            # the query: the search's own sketch, so the same feature (batched: to rounding)
+            np.testing.assert_array_equal(sketches[row], sketch_input(path))
             _, q_app = dssa.encode_sketches_and_features(sketch_input(path)[None])
-            np.testing.assert_allclose(q[row], q_app[0], atol=2e-3)
-            # the app's Hamming order (its tie order) re-ranked by the evaluator's functions on
-            # the app's features is the app's re-ranked search
+            np.testing.assert_allclose(q[row], q_app[0], atol=1e-5)
+            # the app's Hamming order (its tie order) re-ranked by the evaluator on the app's
+            # features is the app's re-ranked search
             ranked = np.array([[names.index(n) for n in app_names]])
             for top in SHORTLISTS:
-                dist = shortlist_distances(dssa, q_app, g_app, ranked, top)
-                ours = [names[i] for i in rerank_shortlist(ranked, dist)[0][:top]]
+                ours = [names[i] for i in reranked_ids(dssa, q_app, g_app, ranked, top)[0][:top]]
+                dist = dssa.feature_distances(q_app, g_app[ranked[0, :top]])
                 app = searcher.search(path, k=top, rerank=True, shortlist=top, expand=0)
                 assert app.reranked
                 assert [r.path.stem for r in app.results] == ours

@@ -17,10 +17,10 @@ from training.methods.semi3 import (
     Semi3Procedure,
     alignment,
     as_learned_sign,
+    binarisation_figures,
     branch_classification,
     contrastive,
     cross_domain_triplet,
-    evaluate_binarisations,
     fit_itq,
     itq_codes,
 )
@@ -184,11 +184,9 @@ def test_short_real_run_beats_random(sketchy, tmp_path, model, options):
         # ITQ was refitted at the last epoch end on these training data: refitting it here on
         # the same embeddings gives the evaluator's binary ranking; the learned projection and
         # the cosine ranking of the joint embeddings are measured beside it on the same data
-        both = drain(
-            evaluate_binarisations(
-                loaded, sketchy, fit_split="train", split="train", classes=classes
-            )
-        )
+        config = EvalConfig(split="train", classes=classes, baseline=False, real_valued=False)
+        extras = {"both": binarisation_figures(fit_split="train")}
+        both = drain(evaluate(loaded, sketchy, config, extras=extras)).extras["both"]
         assert both["itq"] == pytest.approx(report.metrics, abs=1e-6)
         assert set(both["learned"]) == set(report.metrics)
         assert both["embedding_cosine"]["map_all"] > report.random["map_all"], both

@@ -1,4 +1,4 @@
-"""Training procedure of DSSA (engine.models.dssa), and HOLEF re-ranking of a binary shortlist.
+"""Training procedure of DSSA (engine.models.dssa).
 
 Paper: Song et al., "Deep Spatial-Semantic Attention for Fine-Grained SBIR", ICCV 2017.
 Choices, where the paper is vague or where the hash layer (not in the paper) needs them:
@@ -43,44 +43,25 @@ Choices, where the paper is vague or where the hash layer (not in the paper) nee
 - Across processes (``training.distributed``): plain backprop (W's gradient averaged with the
   rest); hard negatives are mined by rank 0 and broadcast. Each process builds its own trunk
   cache of every drawing (``cache_trunk``), as one process does.
-Re-ranking (``rerank_shortlist``, ``evaluate_reranking``): the top ``shortlist`` photos of the
-binary ranking (Hamming through the engine index) are re-ordered by the exact HOLEF distance on
-features stored as float16, as a catalog would keep them; the rest keeps its Hamming order.
-Which photos at the shortlist's last distance make the cut is a matter of tie order, so the
-figures are the expectation over every order of tied photos
-(``training.metrics.tie_aware_shortlist_accuracy``); ``file_order`` keeps those of the order a
-user's search gives (equal distances by photo id).
+Re-ranking by the exact HOLEF distance is the engine's (``engine.searcher.rerank_shortlist``);
+``training.reranking`` measures it as part of an evaluation (``evaluate --rerank``).
 """
 
 from __future__ import annotations
 
 import logging
-import threading
-from collections.abc import Generator, Sequence
-from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from torchvision.transforms import v2
 
-from engine.codes import pack_codes
-from engine.errors import Cancelled, ConfigError
-from engine.models import model_id
+from engine.errors import ConfigError
 from engine.models.dssa import DSSAModel
 from training import losses
-from training.arrays import prepare_arrays, released_edge_maps, sketch_batch
+from training.arrays import released_edge_maps, sketch_batch
 from training.augment import augment_sketches
-from training.data import load_dataset
-from training.evaluate import (
-    EvalProgress,
-    as_eval_progress,
-    binary_matches,
-    ranked_figures,
-    ranking_metrics,
-)
 from training.methods import register_procedure
-from training.metrics import tie_aware_shortlist_accuracy
 from training.procedure import StepContext, TrainingProcedure, freeze_backbone_blocks
 from training.progress import drain
 from training.samplers import hard_negative_candidates, triplets
@@ -313,106 +294,3 @@ class DSSAProcedure(TrainingProcedure):
         out = {k: float(v.detach()) for k, v in terms.items()}
         out["total"] = float(total.detach())
         return out
-
-
-# ---------------------------------------------------------------------- re-ranking
-def rerank_shortlist(ranked: np.ndarray, distances: np.ndarray) -> np.ndarray:
-    """Re-order the first ``distances.shape[1]`` ids of each ranking row by ``distances``.
-
-    ``ranked``: (nq, n) ids, best first; ``distances``: (nq, t) distances of each row's first t
-    ids. Ties keep the original (Hamming, then id) order; ids after the shortlist are unchanged.
-    """
-    top = distances.shape[1]
-    order = np.argsort(distances, axis=1, kind="stable")
-    head = np.take_along_axis(ranked[:, :top], order, axis=1)
-    return np.concatenate([head, ranked[:, top:]], axis=1)
-
-
-def shortlist_distances(
-    model: DSSAModel, queries: np.ndarray, gallery: np.ndarray, ranked: np.ndarray, top: int
-) -> np.ndarray:
-    """(nq, top) HOLEF distances from each query to its ``top`` first ranked gallery features."""
-    rows = zip(queries, ranked, strict=True)
-    return np.stack([model.feature_distances(q[None], gallery[ids[:top]])[0] for q, ids in rows])
-
-
-def evaluate_reranking(
-    model: DSSAModel,
-    data_dir: str | Path,
-    *,
-    split: str | None = "test",
-    edges: str = "released",
-    shortlists: Sequence[int] = (10, 20, 50),
-    classes: Sequence[str] | None = None,
-    cancel: threading.Event | None = None,
-) -> Generator[EvalProgress, None, dict[str, Any]]:
-    """acc@1/acc@10 of the binary ranking, of it re-ranked by HOLEF on float16 features for each
-    shortlist length, and of the exhaustive HOLEF ranking (the paper's real-valued protocol):
-    each the expectation over the orders of tied photos, and under ``file_order`` the figures of
-    the engine's order (ties by photo id)."""
-    cancel = cancel or threading.Event()
-    dataset = load_dataset(data_dir)
-    if classes:
-        dataset = dataset.restrict_classes(classes)
-    dataset = dataset.subset(split if dataset.splits else None)
-    gen = prepare_arrays(dataset, model.photo_size, model.sketch_size, cancel)
-    data = yield from as_eval_progress(gen)
-    if edges == "released":
-        edge_maps = yield from as_eval_progress(
-            released_edge_maps(dataset, model.photo_size, cancel)
-        )
-    else:
-        edge_maps = engine_edge_maps(data.photos)
-    if cancel.is_set():
-        raise Cancelled("Evaluation was cancelled.")
-    relevant = data.sketch_photo[:, None] == np.arange(len(data.photos))[None, :]
-    n_relevant = relevant.sum(axis=1)
-    keep = n_relevant > 0
-    relevant, n_relevant, sketches = relevant[keep], n_relevant[keep], data.sketches[keep]
-    codes_q = pack_codes(model.embed_sketches(sketches))
-    codes_g = pack_codes(model.embed_photos(data.photos, edge_maps))
-    yield EvalProgress("codes", 1, 2)
-    q = model.sketch_features(sketches)  # float32, as the app's query; photos as stored:
-    g = model.photo_features(data.photos, edge_maps).astype(np.float16)
-    yield EvalProgress("features", 2, 2)
-    found = binary_matches(codes_q, codes_g, model.bits, model_id(model))
-    ranked, layout = found.ids, dataset.layout
-    exact = model.feature_distances(q, g)  # (nq, n) by photo id
-    exact_ranked = np.take_along_axis(exact, ranked, axis=1)
-    rel_ranked = np.take_along_axis(relevant, ranked, axis=1)
-
-    def figures(ids: np.ndarray) -> dict[str, float]:
-        rel = np.take_along_axis(relevant, ids, axis=1)
-        return ranking_metrics(rel, n_relevant, layout)[0]
-
-    binary, binary_file_order = ranked_figures(
-        relevant, ranked, found.distances, n_relevant, layout
-    )
-    report: dict[str, Any] = {"binary": binary}
-    file_order: dict[str, Any] = {"binary": binary_file_order}
-    for top in shortlists:
-        top = min(int(top), ranked.shape[1])
-        dist = shortlist_distances(model, q, g, ranked, top)
-        file_order[f"reranked_top{top}"] = figures(rerank_shortlist(ranked, dist))
-        report[f"reranked_top{top}"] = {
-            f"acc_{k}": tie_aware_shortlist_accuracy(
-                rel_ranked, found.distances, exact_ranked, top, k
-            )
-            for k in (1, 10)
-        }
-    exhaustive = np.argsort(exact, axis=1, kind="stable")
-    report["holef_exhaustive"], file_order["holef_exhaustive"] = ranked_figures(
-        relevant, exhaustive, np.take_along_axis(exact, exhaustive, axis=1), n_relevant, layout
-    )
-    report["file_order"] = file_order
-    report["protocol"] = {
-        "data": str(dataset.root),
-        "queries": int(keep.sum()),
-        "gallery": len(data.photos),
-        "edges": edges,
-        "features": f"{g.shape[1]}-d float16",
-        "distance": "HOLEF" if model.holef_weight is not None else "squared Euclidean",
-        "ties": "expected over every order of photos at equal distance; file_order: by photo id",
-        "model_id": model_id(model),
-    }
-    return report

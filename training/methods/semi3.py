@@ -24,7 +24,8 @@ binary codes (not in the paper) need them:
   quantisation and bit balance, as the baseline. ITQ (Gong and Lazebnik, CVPR 2011; ``fit_itq``)
   is refitted at each epoch end on the joint embeddings of up to 500 training sketches and 500
   photos when the model's ``binarize`` is ``itq`` (the default: it measured better, see
-  ``engine.models.semi3``); ``evaluate_binarisations`` measures both on the same data.
+  ``engine.models.semi3``); ``binarisation_figures`` measures both on the same data (a hook
+  of ``training.evaluate``).
   Across processes (``training.distributed``) rank 0 fits ITQ and broadcasts it; the rest is
   plain backprop (the classifier's gradients averaged with the model's).
 - AdamW; the pretrained trunk at ``backbone_lr_scale`` x lr; ``freeze_blocks`` freezes the stem
@@ -57,7 +58,6 @@ import logging
 import threading
 from collections.abc import Generator, Sequence
 from dataclasses import replace
-from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -70,11 +70,12 @@ from engine.errors import ConfigError
 from engine.models import model_id
 from engine.models.semi3 import Semi3Model
 from training import losses
-from training.arrays import PreparedData, prepare_arrays
+from training.arrays import prepare_arrays
 from training.augment import PairBatches
-from training.data import CATEGORY, load_dataset
 from training.evaluate import (
     EvalProgress,
+    EvalSet,
+    ExtraFigures,
     as_eval_progress,
     binary_matches,
     cosine_matches,
@@ -298,74 +299,61 @@ class Semi3Procedure(TrainingProcedure):
 
 
 # ---------------------------------------------------------------------- learned sign vs ITQ
-def evaluate_binarisations(
-    model: Semi3Model,
-    data_dir: str | Path,
-    *,
-    fit_split: str | None = "train",
-    split: str | None = "test",
-    classes: Sequence[str] | None = None,
-    max_fit: int = 1000,
-    batch_size: int = 64,
-    cancel: threading.Event | None = None,
-) -> Generator[EvalProgress, None, dict[str, Any]]:
-    """Figures of the learned sign projection and of ITQ fitted on ``fit_split`` embeddings (at
-    most ``max_fit`` sketches and ``max_fit`` photos, evenly spaced), both ranked by Hamming
-    distance through the engine index (the ``sketch-search evaluate`` protocol), and of the
-    cosine ranking of the joint embeddings themselves (the paper's real-valued retrieval; the
-    evaluator's real-valued figure ranks the K-d outputs before the sign instead)."""
-    cancel = cancel or threading.Event()
-    dataset = load_dataset(data_dir)
-    if classes:
-        dataset = dataset.restrict_classes(classes)
-    fit = dataset.subset(fit_split if dataset.splits else None)
-    fit = replace(
-        fit,
-        photos=fit.photos[:: max(1, -(-len(fit.photos) // max_fit))],
-        sketches=fit.sketches[:: max(1, -(-len(fit.sketches) // max_fit))],
-    )
-    test = dataset.subset(split if dataset.splits else None)
-    size = (model.photo_size, model.sketch_size)
+def binarisation_figures(
+    fit_split: str | None = "train", max_fit: int = 1000, batch_size: int = 64
+) -> ExtraFigures:
+    """The ``evaluate`` hook measuring the learned sign projection and ITQ fitted on
+    ``fit_split`` embeddings (at most ``max_fit`` sketches and ``max_fit`` photos, evenly
+    spaced, prepared as training prepares them, so the fit is training's), both ranked by
+    Hamming distance through the engine index, and the cosine ranking of the joint embeddings
+    themselves (the paper's real-valued retrieval; the evaluator's real-valued figure ranks the
+    K-d outputs before the sign instead); on the evaluation's own queries and gallery."""
 
-    def embed(data: PreparedData) -> Generator[EvalProgress, None, tuple[np.ndarray, ...]]:
+    def measure(
+        model: Semi3Model, ev: EvalSet, found: Any, cancel: threading.Event
+    ) -> Generator[EvalProgress, None, dict[str, Any]]:
+        fit = ev.source.subset(fit_split if ev.source.splits else None)
+        fit = replace(
+            fit,
+            photos=fit.photos[:: max(1, -(-len(fit.photos) // max_fit))],
+            sketches=fit.sketches[:: max(1, -(-len(fit.sketches) // max_fit))],
+        )
+        prepared = prepare_arrays(fit, model.photo_size, model.sketch_size, cancel)
+        fit_data = yield from as_eval_progress(prepared)
+        fq = yield from embed_in_batches(
+            model.sketch_embeddings, fit_data.sketches, batch_size, "sk", cancel
+        )
+        fg = yield from embed_in_batches(
+            model.photo_embeddings, fit_data.photos, batch_size, "ph", cancel
+        )
+        mean, projection = fit_itq(np.concatenate([fq, fg]), model.bits)
         q = yield from embed_in_batches(
-            model.sketch_embeddings, data.sketches, batch_size, "sk", cancel
+            model.sketch_embeddings, ev.sketches, batch_size, "sk", cancel
         )
-        g = yield from embed_in_batches(
-            model.photo_embeddings, data.photos, batch_size, "ph", cancel
-        )
-        return q, g
+        g = yield from embed_in_batches(model.photo_embeddings, ev.photos, batch_size, "ph", cancel)
 
-    fit_data = yield from as_eval_progress(prepare_arrays(fit, *size, cancel))
-    mean, projection = fit_itq(np.concatenate((yield from embed(fit_data))), model.bits)
-    data = yield from as_eval_progress(prepare_arrays(test, *size, cancel))
-    q, g = yield from embed(data)
-    if test.layout == CATEGORY:
-        relevant = data.sketch_labels[:, None] == data.photo_labels[None, :]
-    else:
-        relevant = data.sketch_photo[:, None] == np.arange(len(data.photos))[None, :]
-    n_relevant = relevant.sum(axis=1)
-    keep = n_relevant > 0
-    relevant, n_relevant, q = relevant[keep], n_relevant[keep], q[keep]
+        def figures(ids: np.ndarray, distances: np.ndarray) -> dict[str, float]:
+            """Expected over the orders of tied photos, as ``evaluate``'s headline figures."""
+            return ranked_figures(ev.relevant, ids, distances, ev.n_relevant, ev.layout)[0]
 
-    def figures(ids: np.ndarray, distances: np.ndarray) -> dict[str, float]:
-        """Expected over the orders of tied photos, as ``evaluate``'s headline figures."""
-        return ranked_figures(relevant, ids, distances, n_relevant, test.layout)[0]
+        def hamming(queries: np.ndarray, gallery: np.ndarray) -> dict[str, float]:
+            codes = pack_codes(queries), pack_codes(gallery)
+            found = binary_matches(*codes, model.bits, model_id(model))
+            return figures(found.ids, found.distances)
 
-    def hamming(queries: np.ndarray, gallery: np.ndarray) -> dict[str, float]:
-        codes = pack_codes(queries), pack_codes(gallery)
-        found = binary_matches(*codes, model.bits, model_id(model))
-        return figures(found.ids, found.distances)
+        return {
+            "learned": hamming(model.learned_hash_embeddings(q), model.learned_hash_embeddings(g)),
+            "itq": hamming(itq_codes(q, mean, projection), itq_codes(g, mean, projection)),
+            "embedding_cosine": figures(*cosine_matches(q, g)),
+            "protocol": {
+                "data": str(ev.dataset.root),
+                "queries": len(ev.sketches),
+                "gallery": len(ev.photos),
+                "itq_fitted_on": (
+                    f"{len(fit_data.sketches)} sketches + {len(fit_data.photos)} photos"
+                ),
+                "model_id": model_id(model),
+            },
+        }
 
-    return {
-        "learned": hamming(model.learned_hash_embeddings(q), model.learned_hash_embeddings(g)),
-        "itq": hamming(itq_codes(q, mean, projection), itq_codes(g, mean, projection)),
-        "embedding_cosine": figures(*cosine_matches(q, g)),
-        "protocol": {
-            "data": str(test.root),
-            "queries": int(keep.sum()),
-            "gallery": len(data.photos),
-            "itq_fitted_on": f"{len(fit_data.sketches)} sketches + {len(fit_data.photos)} photos",
-            "model_id": model_id(model),
-        },
-    }
+    return measure
