@@ -1,24 +1,23 @@
 """Faiss binary index of packed codes with explicit int64 ids (the catalog's photo ids).
 
 ``BinaryIndex`` wraps ``IndexBinaryIDMap2(IndexBinaryFlat)``: exact Hamming search, ids chosen by
-the catalog, removal by id. Results are ordered by distance, then by id ascending, so rankings
+the catalog. Results are ordered by distance, then by id ascending, so rankings
 are deterministic where distances tie (they often do with short codes). To keep that exact at the
 k-th place, a search asks Faiss for more than k and, only when the ties run past what it got,
 widens to a range search that returns every code at the boundary distance.
 
-Every index carries the id of the model and the bit count that made its codes; saving writes a
-JSON sidecar with both, and loading an index of another model or bit count is refused.
-All methods take a lock, so searching from one thread while another adds is safe.
+Every index carries the id of the model and the bit count that made its codes, and refuses codes
+of another width. It lives in memory only: the searcher rebuilds it from the catalog's codes for
+its model (``engine.searcher.Searcher.refresh``), fast because codes are bytes, so there is no
+saved index to fall out of step with the catalog. All methods take a lock, so searching from one
+thread while another adds is safe.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import threading
 from dataclasses import dataclass
-from pathlib import Path
 
 import faiss
 import numpy as np
@@ -27,8 +26,6 @@ from engine.codes import check_bits
 from engine.errors import IndexMismatchError
 
 log = logging.getLogger(__name__)
-
-SIDECAR_FORMAT = 1
 
 
 @dataclass(frozen=True)
@@ -40,6 +37,9 @@ class Matches:
 
 
 class BinaryIndex:
+    """Exact Hamming search over packed ``bits``-bit codes stored under the catalog's photo ids,
+    for the model ``model_id``; ``search`` orders ties by id."""
+
     def __init__(self, bits: int, model_id: str) -> None:
         self.bits = check_bits(bits)
         self.model_id = model_id
@@ -70,14 +70,6 @@ class BinaryIndex:
             self._index.remove_ids(ids)
             self._index.add_with_ids(codes, ids)
 
-    def remove(self, ids: np.ndarray) -> int:
-        """Remove ``ids``; returns how many were present."""
-        ids = np.ascontiguousarray(ids, dtype=np.int64)
-        if not len(ids):
-            return 0
-        with self._lock:
-            return int(self._index.remove_ids(ids))
-
     def search(self, codes: np.ndarray, k: int) -> Matches:
         """The k nearest codes by Hamming distance for each query, ties broken by id."""
         codes = self._check_codes(codes)
@@ -107,62 +99,6 @@ class BinaryIndex:
         return d[lims[0] : lims[1]], i[lims[0] : lims[1]]
 
     def ids(self) -> np.ndarray:
+        """The ids held."""
         with self._lock:
             return faiss.vector_to_array(self._index.id_map).astype(np.int64)
-
-    # ------------------------------------------------------------------ persistence
-    def save(self, path: str | os.PathLike) -> Path:
-        """Write the index and its JSON sidecar (``<path>.json``) atomically."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        with self._lock:
-            faiss.write_index_binary(self._index, str(tmp))
-            sidecar = {
-                "format": SIDECAR_FORMAT,
-                "model_id": self.model_id,
-                "bits": self.bits,
-                "count": len(self),
-            }
-        os.replace(tmp, path)
-        side = _sidecar_path(path)
-        side_tmp = side.with_name(side.name + ".tmp")
-        side_tmp.write_text(json.dumps(sidecar, indent=1))
-        os.replace(side_tmp, side)
-        return path
-
-    @classmethod
-    def load(cls, path: str | os.PathLike, *, model_id: str, bits: int) -> BinaryIndex:
-        """Load a saved index, refusing one made by another model or with another bit count."""
-        path = Path(path)
-        side = _sidecar_path(path)
-        try:
-            meta = json.loads(side.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise IndexMismatchError(
-                f"The index at {path} has no readable sidecar ({exc}); rebuild it from the catalog."
-            ) from exc
-        if meta.get("model_id") != model_id or meta.get("bits") != bits:
-            raise IndexMismatchError(
-                f"The index at {path} was built by model {meta.get('model_id')} "
-                f"({meta.get('bits')} bits), not by the active model {model_id} ({bits} bits). "
-                "Re-index the library with the active model, or switch back to that model."
-            )
-        try:
-            raw = faiss.read_index_binary(str(path))
-        except RuntimeError as exc:
-            raise IndexMismatchError(f"The index at {path} is unreadable: {exc}") from exc
-        if raw.d != bits or raw.ntotal != meta.get("count"):
-            raise IndexMismatchError(
-                f"The index at {path} does not match its sidecar "
-                f"({raw.d} bits / {raw.ntotal} codes vs {bits} / {meta.get('count')})."
-            )
-        if not isinstance(raw, faiss.IndexBinaryIDMap2):
-            raise IndexMismatchError(f"The index at {path} has no id map; rebuild it.")
-        index = cls(bits, model_id)
-        index._index = raw
-        return index
-
-
-def _sidecar_path(path: Path) -> Path:
-    return path.with_name(path.name + ".json")

@@ -1,4 +1,4 @@
-"""A photo library: a folder of its own (catalog, saved indexes) and the photo folders it covers.
+"""A photo library: a folder of its own (its catalog) and the photo folders it covers.
 
 One writer at a time (``writing``, engine.writer_lock): an indexing run holds the library's
 writer lock, and a second one is told who holds it or waits. Searches need no lock. A library

@@ -1,4 +1,4 @@
-"""Where SketchSearch keeps its files: libraries (catalogs, saved indexes), trained models,
+"""Where SketchSearch keeps its files: libraries (their catalogs), trained models,
 caches and logs. ``SKETCH_SEARCH_HOME`` overrides the per-user data folder (tests, portable use).
 """
 

@@ -348,23 +348,3 @@ def read_quickdraw(path: str | os.PathLike, limit: int | None = None) -> Iterato
             )
         except (KeyError, TypeError, ValueError, IndexError, SketchError) as exc:
             raise SketchError(f"{name} line {number}: not a QuickDraw drawing ({exc}).") from exc
-
-
-def read_chairv2(path: str | os.PathLike) -> Iterator[tuple[str, list[Stroke]]]:
-    """(key, strokes) of the ChairV2 ``strokes.jsonl(.gz)``: [x, y, pen], pen = 1 ends a stroke."""
-    name = Path(path).name
-    for number, obj in _json_lines(path):
-        try:
-            strokes, current = [], []
-            for x, y, pen in obj["points"]:
-                current.append(
-                    Point(_number(x, "x", MAX_COORDINATE), _number(y, "y", MAX_COORDINATE))
-                )
-                if pen >= 0.5:
-                    strokes.append(Stroke(tuple(current)))
-                    current = []
-            if current:
-                strokes.append(Stroke(tuple(current)))
-            yield str(obj["key"]), strokes
-        except (KeyError, TypeError, ValueError) as exc:
-            raise SketchError(f"{name} line {number}: not a ChairV2 sketch ({exc}).") from exc

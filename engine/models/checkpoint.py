@@ -6,7 +6,7 @@ tensors with safetensors only: nothing is ever unpickled, and pickle-based PyTor
 refused with a message saying so.
 
 A model's id is derived from its weights (method, bits and a digest of every tensor), so codes in
-the catalog and saved indexes are tied to exactly the weights that produced them.
+the catalog (and the search index built from them) are tied to exactly the weights that made them.
 
 Weights can be stored as float16 (``weights_dtype="float16"``) to halve a shipped checkpoint; they
 load back into the float32 network, and the stored model id is that of the rounded weights, so

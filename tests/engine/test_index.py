@@ -41,10 +41,9 @@ def test_ties_past_the_fetched_window_still_ordered_by_id():
     np.testing.assert_array_equal(m.distances[0], ref_d)
 
 
-def test_remove_add_replace_and_short_results():
+def test_add_replaces_and_short_results():
     index = BinaryIndex(32, "m")
-    index.add(np.array([1, 2, 3]), np.array([[0, 0, 0, 0], [255] * 4, [1, 0, 0, 0]], np.uint8))
-    assert index.remove(np.array([2, 99])) == 1
+    index.add(np.array([1, 3]), np.array([[0, 0, 0, 0], [1, 0, 0, 0]], np.uint8))
     index.add(np.array([3]), np.array([[255] * 4], np.uint8))  # replaces id 3
     assert len(index) == 2
     m = index.search(np.zeros((1, 4), np.uint8), 10)
@@ -56,20 +55,3 @@ def test_wrong_code_width_is_refused():
     index = BinaryIndex(64, "m")
     with pytest.raises(IndexMismatchError, match="64-bit"):
         index.add(np.array([1]), np.zeros((1, 16), np.uint8))
-
-
-def test_save_load_round_trip_and_refusals(tmp_path):
-    rng = np.random.default_rng(0)
-    codes = rng.integers(0, 256, (100, 8), dtype=np.uint8)
-    index = BinaryIndex(64, "baseline-64b-abc")
-    index.add(np.arange(100) * 7, codes)
-    path = index.save(tmp_path / "idx.faiss")
-    loaded = BinaryIndex.load(path, model_id="baseline-64b-abc", bits=64)
-    np.testing.assert_array_equal(loaded.search(codes[:3], 5).ids, index.search(codes[:3], 5).ids)
-    with pytest.raises(IndexMismatchError, match="not by the active model"):
-        BinaryIndex.load(path, model_id="dsh-64b-def", bits=64)
-    with pytest.raises(IndexMismatchError, match="128 bits"):
-        BinaryIndex.load(path, model_id="baseline-64b-abc", bits=128)
-    (tmp_path / "idx.faiss.json").write_text("{broken")
-    with pytest.raises(IndexMismatchError, match="sidecar"):
-        BinaryIndex.load(path, model_id="baseline-64b-abc", bits=64)

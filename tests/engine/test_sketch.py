@@ -23,12 +23,13 @@ from engine.sketch import (
     load_strokes,
     normalize_sketch,
     rasterize,
-    read_chairv2,
     read_quickdraw,
     save_strokes,
     strokes_from_json,
     strokes_to_json,
 )
+
+from .chairv2 import read_chairv2
 
 SKETCHY_PNG = "sketchy/sketches/airplane/n02691156_10151-1.png"
 
