@@ -1,11 +1,11 @@
 """Search a library with a sketch: strokes or an image in, ranked photo paths out.
 
-The query takes the same path as training sketches (``engine.sketch``: rasterise or normalise),
-then the model's sketch encoder, the packed code, the binary index and the catalog. The index is
-rebuilt in memory from the catalog's codes for the model (``refresh``): codes are bytes, so a
-100k-photo library loads in well under a second. ``search`` may run on a worker thread while the
-indexer writes; call ``refresh`` to see newly indexed photos. ``not_indexed`` (and each
-response's) counts the library's readable photos that have no code for this model, e.g. in a
+The query takes the same path as training sketches (``engine.sketch_input``: rasterise or normalise
+with ``engine.sketch``), then the model's sketch encoder, the packed code, the binary index and the
+catalog. The index is rebuilt in memory from the catalog's codes for the model (``refresh``): codes
+are bytes, so a 100k-photo library loads in well under a second. ``search`` may run on a worker
+thread while the indexer writes; call ``refresh`` to see newly indexed photos. ``not_indexed`` (and
+each response's) counts the library's readable photos that have no code for this model, e.g. in a
 library indexed with another model too: they are not searched until indexed with this one.
 
 Re-ranking (``search(..., rerank=True)``): for a method with ``rerank_features`` (DSSA), the
@@ -36,7 +36,6 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,11 +49,10 @@ from engine.images import load_photo, prepare_photo
 from engine.index import BinaryIndex
 from engine.library import Library
 from engine.models import SketchHashModel, model_id
-from engine.sketch import Stroke, load_sketch, normalize_sketch, rasterize
+from engine.sketch_input import SketchQuery, sketch_input
 
 log = logging.getLogger(__name__)
 
-SketchQuery = Sequence[Stroke] | np.ndarray | Image.Image | str | os.PathLike
 PhotoQuery = Image.Image | np.ndarray | str | os.PathLike  # a photo file, or its pixels
 
 
@@ -81,15 +79,6 @@ class SearchResponse:
 
 
 DEFAULT_SHORTLIST = 100
-
-
-def sketch_input(query: SketchQuery) -> np.ndarray:
-    """Any supported query to the canonical uint8 sketch array."""
-    if isinstance(query, str | os.PathLike):
-        return load_sketch(query)
-    if isinstance(query, Image.Image | np.ndarray):
-        return normalize_sketch(query)
-    return rasterize(list(query))
 
 
 def rerank_shortlist(

@@ -18,8 +18,9 @@ from engine.expansion import (
 from engine.index import BinaryIndex
 from engine.indexer import index_library
 from engine.library import Library
-from engine.searcher import DEFAULT_EXPAND, Searcher, sketch_input
+from engine.searcher import DEFAULT_EXPAND, Searcher
 from engine.sketch import load_sketch
+from engine.sketch_input import sketch_input
 from engine.store import create_fresh
 
 

@@ -17,7 +17,8 @@ from engine.images import load_photo, prepare_photo
 from engine.indexer import index_library
 from engine.library import Library
 from engine.models import model_id
-from engine.searcher import Searcher, rerank_shortlist, sketch_input
+from engine.searcher import Searcher, rerank_shortlist
+from engine.sketch_input import sketch_input
 from engine.store import create_fresh
 
 N_PHOTOS = 16

@@ -5,7 +5,7 @@ import numpy as np
 
 from engine.codes import hamming_reference, pack_codes, unpack_codes
 from engine.models import create
-from engine.searcher import sketch_input
+from engine.sketch_input import sketch_input
 from training import metrics as M
 from training.arrays import prepare_arrays
 from training.data import load_dataset

@@ -15,7 +15,8 @@ import torch
 from engine.codes import pack_codes
 from engine.indexer import index_library
 from engine.library import Library
-from engine.searcher import Searcher, sketch_input
+from engine.searcher import Searcher
+from engine.sketch_input import sketch_input
 from engine.store import create_fresh
 from training.evaluate import EvalConfig, binary_matches, evaluation_set
 from training.progress import drain

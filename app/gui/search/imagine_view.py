@@ -23,7 +23,7 @@ from app.gui.search.canvas import array_image
 from app.gui.search.newest_job import DEBOUNCE_MS, NewestJob
 from app.gui.workers import JobRunner
 from engine.models import SketchHashModel
-from engine.searcher import sketch_input
+from engine.sketch_input import sketch_input
 
 log = logging.getLogger(__name__)
 
