@@ -165,6 +165,9 @@ def storage_error(exc: OSError, doing: str, where: str | os.PathLike) -> SketchS
 
 @dataclass(frozen=True)
 class PhotoRow:
+    """One photo as the catalog records it: its path, its root folder's id, file size, mtime and
+    content key (to skip unchanged files), and ``status`` "ok" or "failed" with the ``error``."""
+
     id: int
     path: str
     root_id: int
@@ -177,6 +180,8 @@ class PhotoRow:
 
 @dataclass(frozen=True)
 class Failure:
+    """A file the library could not use, with the reason."""
+
     path: Path
     error: str
 
@@ -311,6 +316,7 @@ class Catalog:
         return CatalogError(f"The library catalog {where}: {doing} failed ({detail}).")
 
     def close(self) -> None:
+        """Close every thread's connection; the catalog is not used afterwards."""
         with self._lock:
             for conn in self._connections:
                 conn.close()
@@ -385,14 +391,17 @@ class Catalog:
 
     @property
     def schema_version(self) -> int:
+        """The catalog file's schema version (SQLite ``user_version``)."""
         return int(self._query("PRAGMA user_version")[0][0])
 
     # ---------------------------------------------------------------- roots
     def roots(self) -> list[tuple[int, Path]]:
+        """(id, folder) of every photo folder the catalog covers, by path."""
         rows = self._query("SELECT id, path FROM roots ORDER BY path")
         return [(rid, Path(decode_path(p))) for rid, p in rows]
 
     def add_root(self, path: Path) -> int:
+        """Record a photo folder (once); returns its id."""
         key = encode_path(path)
         with self.transaction("adding the folder") as tx:
             tx.execute(
@@ -412,6 +421,7 @@ class Catalog:
 
     # ---------------------------------------------------------------- photos
     def photos_under(self, root_id: int) -> dict[str, PhotoRow]:
+        """Every photo recorded under the root ``root_id``, by path."""
         rows = self._query(f"SELECT {_PHOTO_COLUMNS} FROM photos WHERE root_id = ?", (root_id,))
         photos = (PhotoRow(r[0], decode_path(r[1]), *r[2:]) for r in rows)
         return {p.path: p for p in photos}
@@ -425,6 +435,7 @@ class Catalog:
         return int(rows[0][0])
 
     def photo_count(self, status: str | None = "ok") -> int:
+        """Photos with ``status`` ("ok": readable, "failed"; None: all)."""
         if status is None:
             return int(self._query("SELECT COUNT(*) FROM photos")[0][0])
         return int(self._query("SELECT COUNT(*) FROM photos WHERE status = ?", (status,))[0][0])
@@ -445,6 +456,7 @@ class Catalog:
         return list(out.values())
 
     def paths_for(self, ids: Iterable[int]) -> dict[int, Path]:
+        """The path of each id still in the catalog (removed ids left out)."""
         ids = [int(i) for i in ids]
         if not ids:
             return {}
@@ -480,6 +492,7 @@ class Catalog:
     def move_photo(
         tx: sqlite3.Connection, photo_id: int, path: str, root_id: int, size: int, mtime_ns: int
     ) -> None:
+        """Record that a photo (same content) is now at ``path``; its codes stay."""
         tx.execute(
             "UPDATE photos SET path = ?, root_id = ?, size = ?, mtime_ns = ?, updated_at = ? "
             "WHERE id = ?",
@@ -488,6 +501,7 @@ class Catalog:
 
     @staticmethod
     def delete_photos(tx: sqlite3.Connection, ids: Iterable[int]) -> None:
+        """Forget photos (their codes and features go with them)."""
         tx.executemany("DELETE FROM photos WHERE id = ?", [(int(i),) for i in ids])
 
     @staticmethod
@@ -520,6 +534,7 @@ class Catalog:
 
     @staticmethod
     def clear_encode_failures(tx: sqlite3.Connection, model_id: str, ids: Iterable[int]) -> None:
+        """Forget the model's failed attempts to encode these photos."""
         tx.executemany(
             "DELETE FROM encode_failures WHERE photo_id = ? AND model_id = ?",
             [(int(i), model_id) for i in ids],
@@ -527,6 +542,7 @@ class Catalog:
 
     # ---------------------------------------------------------------- models and codes
     def register_model(self, model_id: str, method: str, bits: int) -> None:
+        """Record a model (id, method, bits) whose codes the catalog keeps."""
         with self.transaction("registering the model") as tx:
             tx.execute(
                 "INSERT OR IGNORE INTO models(id, method, bits, added_at) VALUES (?,?,?,?)",
@@ -534,6 +550,7 @@ class Catalog:
             )
 
     def model_bits(self, model_id: str) -> int | None:
+        """The code length of a registered model (None: not registered)."""
         rows = self._query("SELECT bits FROM models WHERE id = ?", (model_id,))
         return int(rows[0][0]) if rows else None
 
@@ -541,6 +558,7 @@ class Catalog:
     def put_codes(
         tx: sqlite3.Connection, model_id: str, ids: Iterable[int], codes: np.ndarray
     ) -> None:
+        """Store (or replace) the model's packed codes of photos ``ids``."""
         tx.executemany(
             "INSERT OR REPLACE INTO codes(photo_id, model_id, code) VALUES (?, ?, ?)",
             [(int(i), model_id, bytes(c)) for i, c in zip(ids, codes, strict=True)],
@@ -559,6 +577,7 @@ class Catalog:
         return int(rows[0][0])
 
     def coded_ids(self, model_id: str) -> set[int]:
+        """Ids of the photos with a code for the model."""
         rows = self._query("SELECT photo_id FROM codes WHERE model_id = ?", (model_id,))
         return {r[0] for r in rows}
 
@@ -593,6 +612,7 @@ class Catalog:
         )
 
     def featured_ids(self, model_id: str) -> set[int]:
+        """Ids of the photos with a stored feature (re-ranking) for the model."""
         rows = self._query("SELECT photo_id FROM features WHERE model_id = ?", (model_id,))
         return {r[0] for r in rows}
 

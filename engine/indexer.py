@@ -87,6 +87,9 @@ _COUNTS = (
 
 @dataclass(frozen=True)
 class IndexProgress:
+    """What an indexing run (``index_library``) has done so far: files found, skipped as unchanged,
+    moved, removed, to encode and encoded, failures; ``phase`` says which part runs."""
+
     phase: str  # "scanning" | "encoding" | "done" | "cancelled"
     found: int = 0
     unchanged: int = 0

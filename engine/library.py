@@ -31,6 +31,8 @@ SETTINGS_NAME = "settings.json"
 
 @dataclass(frozen=True)
 class LibraryStats:
+    """Photo counts of a library, for one model (``Library.stats``)."""
+
     photos: int  # readable photos in the catalog
     failed: int  # files recorded as unreadable
     coded: int  # photos with a code for the model asked about (0 when none was named)
@@ -70,6 +72,7 @@ class Library:
 
     @property
     def read_only(self) -> bool:
+        """True when the catalog cannot be written: searching works, changes do not."""
         return self.catalog.read_only
 
     @contextmanager
@@ -113,6 +116,7 @@ class Library:
             lock.release()
 
     def roots(self) -> list[Path]:
+        """The photo folders the library covers."""
         return [p for _, p in self.catalog.roots()]
 
     def add_root(self, folder: str | os.PathLike) -> Path:
@@ -143,9 +147,11 @@ class Library:
             return self.catalog.remove_root(path)
 
     def failures(self) -> list[Failure]:
+        """Files the library could not use, with the reasons (``Catalog.failures``)."""
         return self.catalog.failures()
 
     def stats(self, model_id: str | None = None) -> LibraryStats:
+        """Readable, failed, coded and not yet coded photos (coded: for ``model_id``)."""
         coded = len(self.catalog.coded_ids(model_id)) if model_id else 0
         return LibraryStats(
             photos=self.catalog.photo_count("ok"),
@@ -165,6 +171,7 @@ class Library:
             return {}
 
     def get_setting(self, key: str, default=None):
+        """A value of the library's settings file (e.g. the active model)."""
         return self._settings().get(key, default)
 
     def set_setting(self, key: str, value) -> None:
@@ -181,4 +188,5 @@ class Library:
             raise storage_error(exc, "saving the library's settings", tmp) from exc
 
     def close(self) -> None:
+        """Close the library's catalog."""
         self.catalog.close()

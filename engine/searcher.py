@@ -58,6 +58,9 @@ PhotoQuery = Image.Image | np.ndarray | str | os.PathLike  # a photo file, or it
 
 @dataclass(frozen=True)
 class SearchResult:
+    """One photo found: its rank, path, Hamming distance and catalog id (and the exact distance when
+    re-ranked)."""
+
     rank: int  # 1-based
     path: Path
     distance: int  # Hamming distance out of ``bits``
@@ -67,6 +70,9 @@ class SearchResult:
 
 @dataclass(frozen=True)
 class SearchResponse:
+    """The results of one search, with timings (ms per stage), the model, how many photos the index
+    holds, and what was done (re-ranked, expanded) or why not."""
+
     results: tuple[SearchResult, ...]
     timings_ms: dict[str, float]
     model_id: str
@@ -95,6 +101,10 @@ def rerank_shortlist(
 
 
 class Searcher:
+    """Searches one library with one model: holds the in-memory index of the catalog's codes for the
+    model (``refresh`` rebuilds it) and answers sketch (``search``) and photo (``search_photo``)
+    queries; safe to call from a worker thread while the indexer writes."""
+
     def __init__(self, library: Library, model: SketchHashModel) -> None:
         self.library = library
         self.model = model.eval()  # shared with the indexer's thread: its mode must not change
@@ -108,6 +118,7 @@ class Searcher:
 
     @property
     def size(self) -> int:
+        """Codes in the index: the photos a search sees."""
         return len(self._index)
 
     def refresh(self) -> int:

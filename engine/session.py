@@ -49,6 +49,8 @@ def activate_model(
 
 @dataclass(frozen=True)
 class IndexUpdate:
+    """An indexing progress event, and after the run how many photos the refreshed searcher sees."""
+
     progress: IndexProgress
     refreshed: int | None  # photos now searchable, when the searcher was refreshed
 

@@ -42,6 +42,11 @@ DOODLE_CLASSES = ("data", "imagenet")
 
 @dataclass(frozen=True)
 class TrainConfig:
+    """Everything a training run needs besides its data and output: the method and its model config
+    (``model``) and procedure options (``options``), the schedule, device, data view (classes,
+    hold-out, extra data) and seed. Frozen; stored in the checkpoint and the resume state
+    (``to_dict``), so a run can be resumed and reproduced."""
+
     method: str = "baseline"
     model: Mapping[str, Any] = field(default_factory=dict)
     options: Mapping[str, Any] = field(default_factory=dict)
@@ -150,6 +155,7 @@ class TrainConfig:
         return self.hold_out
 
     def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (tuples as lists); ``from_dict`` reads it back."""
         values = dataclasses.asdict(self)
         values["classes"] = list(self.classes) if self.classes is not None else None
         if not isinstance(self.hold_out, str):
@@ -159,6 +165,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> TrainConfig:
+        """The config of ``to_dict``; unknown or ill-typed options raise ConfigError naming them."""
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
@@ -172,6 +179,7 @@ class TrainConfig:
             raise ConfigError(f"Training config: {exc}") from exc
 
     def replace(self, **changes: Any) -> TrainConfig:
+        """A copy with ``changes``."""
         return dataclasses.replace(self, **changes)
 
 

@@ -85,6 +85,9 @@ TIES = (
 
 @dataclass(frozen=True)
 class EvalConfig:
+    """What one evaluation measures: the split, classes, protocol, query source, distractors, edge
+    maps and which extra figures (real-valued, HOG baseline, query expansion)."""
+
     split: str | None = "test"
     extra_gallery: Path | None = None
     k: int = 200
@@ -119,6 +122,8 @@ class EvalConfig:
 
 @dataclass(frozen=True)
 class EvalProgress:
+    """Progress of an evaluation stage: ``done`` of ``total``."""
+
     stage: str
     done: int
     total: int
@@ -126,6 +131,8 @@ class EvalProgress:
 
 @dataclass(frozen=True)
 class EvalReport:
+    """The figures of one evaluation (see the module docstring), and its ``protocol``."""
+
     metrics: dict[str, float]
     random: dict[str, float]
     real_valued: dict[str, float] = field(default_factory=dict)
@@ -144,6 +151,7 @@ class EvalReport:
         return self.protocol.get("key")
 
     def to_json(self) -> dict[str, Any]:
+        """The report as JSON-ready dicts (empty parts left out), extras under their names."""
         out: dict[str, Any] = {"metrics": self.metrics, "random": self.random}
         if self.file_order:
             out["file_order"] = self.file_order
@@ -318,6 +326,7 @@ class EvalSet:
 
     @property
     def layout(self) -> str:
+        """The data set's layout (category level or fine-grained): what counts as a hit."""
         return self.dataset.layout
 
 

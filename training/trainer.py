@@ -74,6 +74,9 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class TrainProgress:
+    """A progress event of ``train``: the phase, where the run is (epoch, step), the latest losses,
+    learning rate, speed and ETA, and an epoch's validation ``metrics``."""
+
     phase: str  # "prepare", "step", "fit", "epoch", "done", "cancelled"
     epoch: int  # 1-based
     epochs: int
@@ -92,6 +95,9 @@ class TrainProgress:
 
 @dataclass(frozen=True)
 class TrainResult:
+    """What ``train`` returns: the files it wrote (checkpoint, resume state, log), how far it got,
+    whether it was cancelled, the last losses and the model's id."""
+
     checkpoint: Path
     resume_state: Path
     log: Path
