@@ -175,46 +175,79 @@ def train(
     (or ``SINGLE``) trains in this process alone."""
     cancel = cancel or threading.Event()
     dist = distributed or SINGLE
-    ckpt_path, state_base, log_path = run_files(out)
-    state: dict[str, Any] | None = None
-    if resume is not None:
-        state = load_state(run_files(resume)[1])
-        saved = TrainConfig.from_dict(state["config"])
-        if saved.method != config.method:
-            raise CheckpointError(
-                f"{resume} was trained with '{saved.method}', not '{config.method}'."
-            )
-        config = saved.replace(epochs=config.epochs, device=config.device, workers=config.workers)
-        saved_processes = int(state.get("processes", 1))  # states before distributed training: 1
-        if saved_processes != dist.world_size and state["step"]:
-            raise CheckpointError(
-                f"{resume} was saved in the middle of epoch {state['epoch'] + 1} by "
-                f"{saved_processes} training process(es); resume it with {saved_processes} "
-                "(torchrun --nproc_per_node ...), or resume from a checkpoint saved at the end "
-                "of an epoch, which any number of processes can continue."
-            )
-
-    dataset = training_dataset(config, data_dir)  # every source, the class rules applied
-    if not dataset.sketches:
-        raise ConfigError(f"The '{config.split}' split of {data_dir} has no sketches to train on.")
-    procedure_class = get_procedure(config.method)  # unknown method: fail before decoding
+    config, state = _resumed_config(config, resume, dist)
+    dataset, procedure_class = _training_data(config, data_dir)
     device = dist.device(pick_device(config.device))
     torch.manual_seed(config.seed)
-    start: dict[str, Any] = {}  # a fine-tune's starting checkpoint, for the log
-    if resume is not None:  # a fine-tune resumes from its own state too, not from init_from
-        model = load_checkpoint(resume, method=config.method, device=device)
-    elif config.init_from is not None:
-        model, config, start = load_start_model(config, ckpt_path, device)
-    else:
-        model = create(config.method, **config.model).to(device)
-
+    model, config, start = _start_model(config, resume, run_files(out)[0], device)
     if config.doodle_classes != "data" and not procedure_class.photoless_classes:
         raise ConfigError(
             f"'{config.method}' trains on classes with photos only; doodle_classes "
             f"'{config.doodle_classes}' adds classes without photos."
         )
+    run = _Run(config, dist, out, dataset, model, device, cancel)
+    yield from run.prepare(procedure_class, state, start)
+    return (yield from run.epochs())
 
-    def preparing(steps: Generator[PrepareProgress, None, Any], verb: str):
+
+def _resumed_config(
+    config: TrainConfig, resume: str | Path | None, dist: Distributed
+) -> tuple[TrainConfig, dict[str, Any] | None]:
+    """The config a run trains with (a resumed run's saved one, with this run's epochs, device
+    and workers) and the resume state (None: a new run). Refuses to resume another method's
+    run, or a mid-epoch state with another number of processes."""
+    if resume is None:
+        return config, None
+    state = load_state(run_files(resume)[1])
+    saved = TrainConfig.from_dict(state["config"])
+    if saved.method != config.method:
+        raise CheckpointError(f"{resume} was trained with '{saved.method}', not '{config.method}'.")
+    config = saved.replace(epochs=config.epochs, device=config.device, workers=config.workers)
+    saved_processes = int(state.get("processes", 1))  # states before distributed training: 1
+    if saved_processes != dist.world_size and state["step"]:
+        raise CheckpointError(
+            f"{resume} was saved in the middle of epoch {state['epoch'] + 1} by "
+            f"{saved_processes} training process(es); resume it with {saved_processes} "
+            "(torchrun --nproc_per_node ...), or resume from a checkpoint saved at the end "
+            "of an epoch, which any number of processes can continue."
+        )
+    return config, state
+
+
+def _training_data(config: TrainConfig, data_dir: str | Path):
+    """The training view of the data (every source, the class rules applied) and the method's
+    procedure class; fails before anything is decoded."""
+    dataset = training_dataset(config, data_dir)
+    if not dataset.sketches:
+        raise ConfigError(f"The '{config.split}' split of {data_dir} has no sketches to train on.")
+    return dataset, get_procedure(config.method)  # unknown method: fail before decoding
+
+
+def _start_model(config: TrainConfig, resume, ckpt_path: Path, device: torch.device):
+    """(model, config, start): the resumed run's model, a fine-tune's starting checkpoint
+    (``config.init_from``; ``start`` describes it for the log), or a new model."""
+    if resume is not None:  # a fine-tune resumes from its own state too, not from init_from
+        return load_checkpoint(resume, method=config.method, device=device), config, {}
+    if config.init_from is not None:
+        return load_start_model(config, ckpt_path, device)
+    return create(config.method, **config.model).to(device), config, {}
+
+
+class _Run:
+    """One run of the loop: the model, its procedure, optimisers and schedules, where the loop
+    is (``global_step``, the last losses) and the files it writes. ``prepare`` decodes the data
+    and builds the procedure (or restores it from the resume state), ``epochs`` runs the loop."""
+
+    def __init__(self, config, dist, out, dataset, model, device, cancel) -> None:
+        self.config, self.dist, self.dataset = config, dist, dataset
+        self.model, self.device, self.cancel = model, device, cancel
+        self.ckpt_path, self.state_base, self.log_path = run_files(out)
+        self.start_epoch = self.start_step = self.global_step = 0
+        self.run_steps = self.run_samples = 0
+        self.last_losses: dict[str, float] = {}
+        self.codes_fit: dict[str, Any] = {}  # what the fitted codes of the model were fitted on
+
+    def preparing(self, steps: Generator[PrepareProgress, None, Any], verb: str):
         """Relay a preparation generator as "prepare" events; return its value. Cancelled
         propagates: nothing to save yet."""
         return relay(
@@ -222,7 +255,7 @@ def train(
             lambda p: TrainProgress(
                 "prepare",
                 0,
-                config.epochs,
+                self.config.epochs,
                 p.done,
                 p.total,
                 0,
@@ -231,192 +264,232 @@ def train(
             ),
         )
 
-    data = yield from preparing(
-        prepare_arrays(dataset, model.photo_size, model.sketch_size, cancel), "decoding"
-    )
-    procedure = procedure_class(model, data, config, device)
-    procedure.dist = dist
-    yield from preparing(procedure.prepare(cancel), "computing")
-    optimizers = procedure.build_optimizers()
-    steps_per_epoch = len(  # this process's steps: its share of the epoch's batches
-        dist.shard(procedure.epoch_batches(0, torch.Generator().manual_seed(_seed(config, 0))))
-    )
-    schedulers = {
-        name: torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda s: lr_factor(config, s, steps_per_epoch)
+    def prepare(
+        self, procedure_class, state: dict[str, Any] | None, start: dict[str, Any]
+    ) -> Generator[TrainProgress, None, None]:
+        """Decode the data, build the procedure, its optimisers and schedules (restored from
+        ``state`` when resuming), and write the log's first line."""
+        config, dist, model, device = self.config, self.dist, self.model, self.device
+        self.data = yield from self.preparing(
+            prepare_arrays(self.dataset, model.photo_size, model.sketch_size, self.cancel),
+            "decoding",
         )
-        for name, opt in optimizers.items()
-    }
-    start_epoch, start_step, global_step = 0, 0, 0
-    if state is not None:
-        for name, opt in optimizers.items():
-            opt.load_state_dict(state["optimizers"][name])
-            schedulers[name].load_state_dict(state["schedulers"][name])
-        procedure.load_extra_state(state["procedure"])
-        start_epoch, start_step = state["epoch"], state["step"]
-        global_step = state["global_step"]
-        if int(state.get("processes", 1)) != dist.world_size:  # at an epoch end (see above)
-            global_step = start_epoch * steps_per_epoch  # counted in this run's steps
-            _move_schedules(schedulers, optimizers, config, global_step, steps_per_epoch)
+        procedure = self.procedure = procedure_class(model, self.data, config, device)
+        procedure.dist = dist
+        yield from self.preparing(procedure.prepare(self.cancel), "computing")
+        optimizers = self.optimizers = procedure.build_optimizers()
+        steps_per_epoch = self.steps_per_epoch = len(  # this process's share of the batches
+            dist.shard(procedure.epoch_batches(0, torch.Generator().manual_seed(_seed(config, 0))))
+        )
+        self.schedulers = {
+            name: torch.optim.lr_scheduler.LambdaLR(
+                opt, lambda s: lr_factor(config, s, steps_per_epoch)
+            )
+            for name, opt in optimizers.items()
+        }
+        if state is not None:
+            for name, opt in optimizers.items():
+                opt.load_state_dict(state["optimizers"][name])
+                self.schedulers[name].load_state_dict(state["schedulers"][name])
+            procedure.load_extra_state(state["procedure"])
+            self.start_epoch, self.start_step = state["epoch"], state["step"]
+            self.global_step = state["global_step"]
+            if int(state.get("processes", 1)) != dist.world_size:  # at an epoch end (see above)
+                self.global_step = self.start_epoch * steps_per_epoch  # in this run's steps
+                _move_schedules(
+                    self.schedulers, optimizers, config, self.global_step, steps_per_epoch
+                )
 
-    # gradients averaged across the processes (DistributedDataParallel); None alone
-    trained = {"model": model, **procedure.training_modules()}
-    sync = dist.gradient_sync(trained, device)
-    run_log = _RunLog(log_path, enabled=dist.is_main)
-    run_log.write(
-        "config" if state is None else "resume",
-        config=config.to_dict(),
-        data=dataset.summary(),
-        device=str(device),
-        start=[start_epoch, start_step],
-        processes=dist.world_size,
-        **({"init_from": start} if start else {}),
-    )
-    ctx = StepContext(device, optimizers, config.grad_clip, config.amp, sync=sync)
-    total_steps = steps_per_epoch * config.epochs
-    started, run_steps, run_samples = time.monotonic(), 0, 0
-    last_losses: dict[str, float] = {}
+        # gradients averaged across the processes (DistributedDataParallel); None alone
+        self.trained = {"model": model, **procedure.training_modules()}
+        sync = dist.gradient_sync(self.trained, device)
+        self.run_log = _RunLog(self.log_path, enabled=dist.is_main)
+        self.run_log.write(
+            "config" if state is None else "resume",
+            config=config.to_dict(),
+            data=self.dataset.summary(),
+            device=str(device),
+            start=[self.start_epoch, self.start_step],
+            processes=dist.world_size,
+            **({"init_from": start} if start else {}),
+        )
+        self.ctx = StepContext(device, optimizers, config.grad_clip, config.amp, sync=sync)
+        self.total_steps = steps_per_epoch * config.epochs
+        self.started = time.monotonic()
 
-    codes_fit: dict[str, Any] = {}  # what the fitted codes of the model were fitted on
+    def epochs(self) -> Generator[TrainProgress, None, TrainResult]:
+        """The epochs from where the run starts: steps, epoch-end hooks, fitted codes, the
+        checkpoint; stops between steps on cancel, saving at that step."""
+        config, dist, procedure, run_log = self.config, self.dist, self.procedure, self.run_log
+        for epoch in range(self.start_epoch, config.epochs):
+            batches = dist.shard(
+                procedure.epoch_batches(epoch, torch.Generator().manual_seed(_seed(config, epoch)))
+            )
+            first = self.start_step if epoch == self.start_epoch else 0
+            if first == 0:
+                procedure.on_epoch_start(epoch)
+            for step in range(first, len(batches)):
+                if dist.any(self.cancel.is_set()):  # every process stops at the same step
+                    self.save_on_main(epoch, step)
+                    run_log.write("cancelled", epoch=epoch, step=step, global_step=self.global_step)
+                    yield self.progress(
+                        "cancelled", epoch, step, message="cancelled; checkpoint saved"
+                    )
+                    return self.result(True, epoch)
+                yield self.step(epoch, step, batches[step])
+            yield from self.end_epoch(epoch, len(batches))
+        run_log.write("done", global_step=self.global_step, model_id=model_id(self.model))
+        yield self.progress(
+            "done", config.epochs - 1, self.steps_per_epoch, message=f"saved {self.ckpt_path}"
+        )
+        return self.result(False, config.epochs)
 
-    def fit_codes(epoch: int, last: bool) -> Generator[TrainProgress, None, dict[str, Any]]:
+    def step(self, epoch: int, step: int, batch: Any) -> TrainProgress:
+        """One optimiser step of the procedure on ``batch``; logged, and its progress event."""
+        # the seed of the step's augmentation and dropout; each process its own
+        torch.manual_seed(_seed(self.config, 1_000_000 + self.global_step, *_rank_part(self.dist)))
+        self.procedure.train_mode()
+        self.last_losses = self.procedure.step(batch, self.ctx)
+        for sched in self.schedulers.values():
+            sched.step()
+        self.global_step += 1
+        self.run_steps += 1
+        self.run_samples += self.procedure.batch_samples(batch)
+        event = self.progress("step", epoch, step + 1)
+        self.run_log.write(
+            "step",
+            epoch=epoch + 1,
+            step=step + 1,
+            global_step=self.global_step,
+            losses=self.last_losses,
+            lr=event.lr,
+            samples_per_s=event.samples_per_s,
+        )
+        return event
+
+    def end_epoch(self, epoch: int, steps: int) -> Generator[TrainProgress, None, None]:
+        """The epoch end: rank 0's buffers to all, the procedure's hook, fitted codes (rank 0),
+        the checkpoint and resume state, the log line and the "epoch" event."""
+        model, dist = self.model, self.dist
+        dist.broadcast_module_buffers(list(self.trained.values()))  # BatchNorm stats: rank 0's
+        metrics = self.procedure.on_epoch_end(epoch)
+        if model.fitted_codes is not None and dist.is_main:  # fitted once, then broadcast
+            self.codes_fit.update(
+                (yield from self.fit_codes(epoch, epoch + 1 == self.config.epochs))
+            )
+            self.run_log.write("fit", epoch=epoch + 1, codes_fit=self.codes_fit)
+        self.save_on_main(epoch + 1, 0)
+        self.run_log.write(
+            "epoch",
+            epoch=epoch + 1,
+            global_step=self.global_step,
+            losses=self.last_losses,
+            metrics=metrics,
+        )
+        yield self.progress("epoch", epoch, steps, metrics=dict(metrics))
+
+    def fit_codes(self, epoch: int, last: bool) -> Generator[TrainProgress, None, dict[str, Any]]:
         """Fit a codes="fitted" model's binarisation on the training data (raw outputs, no
         augmentation), on all of it after the last epoch and on INTERIM_LIMIT sketches and
         photos after the others, so every epoch's checkpoint can make codes."""
-        sketches, photos, dropped = training_arrays(data)
+        sketches, photos, dropped = training_arrays(self.data)
         limit = None if last else INTERIM_LIMIT
         fit = yield from relay(
-            fit_model_codes(model, sketches, photos, limit=limit),
-            lambda p: progress(
+            fit_model_codes(self.model, sketches, photos, limit=limit),
+            lambda p: self.progress(
                 "fit",
                 epoch,
-                steps_per_epoch,
+                self.steps_per_epoch,
                 message=f"fitting codes: {p.stage} {p.done}/{p.total}",
             ),
         )
         counts = tuple(min(len(a), limit or len(a)) for a in (sketches, photos))
-        return fit_summary(data, config.split, counts, dropped, fit, model.config.code_fit)
+        return fit_summary(
+            self.data, self.config.split, counts, dropped, fit, self.model.config.code_fit
+        )
 
-    def save(epoch: int, step: int) -> None:
+    def save(self, epoch: int, step: int) -> None:
+        """Write the checkpoint and the resume state at this loop position."""
+        config, dist = self.config, self.dist
         save_checkpoint(
-            model,
-            ckpt_path,
-            name=ckpt_path.stem,
-            data=dataset.summary(),
+            self.model,
+            self.ckpt_path,
+            name=self.ckpt_path.stem,
+            data=self.dataset.summary(),
             training={
                 "config": config.to_dict(),
                 "epoch": epoch,
                 "step": step,
-                "global_step": global_step,
-                "losses": last_losses,
+                "global_step": self.global_step,
+                "losses": self.last_losses,
                 "processes": dist.world_size,
             },
-            **({"codes_fit": codes_fit} if codes_fit else {}),
+            **({"codes_fit": self.codes_fit} if self.codes_fit else {}),
         )
         save_state(
-            state_base,
+            self.state_base,
             {
                 "config": config.to_dict(),
                 "epoch": epoch,
                 "step": step,
-                "global_step": global_step,
+                "global_step": self.global_step,
                 "processes": dist.world_size,
-                "optimizers": {n: o.state_dict() for n, o in optimizers.items()},
-                "schedulers": {n: s.state_dict() for n, s in schedulers.items()},
-                "procedure": procedure.extra_state(),
+                "optimizers": {n: o.state_dict() for n, o in self.optimizers.items()},
+                "schedulers": {n: s.state_dict() for n, s in self.schedulers.items()},
+                "procedure": self.procedure.extra_state(),
             },
         )
 
-    def result(cancelled: bool, epochs_done: int) -> TrainResult:
+    def save_on_main(self, epoch: int, step: int) -> None:
+        """Rank 0 writes the checkpoint and resume state; first every rank takes rank 0's
+        buffers (BatchNorm statistics, which each process updated on its own batches, and
+        whatever rank 0 alone fitted) and checks that all of them hold the same weights and
+        procedure state; every rank goes on once the files are written. Alone: ``save``."""
+        dist = self.dist
+        if dist.active:
+            dist.broadcast_module_buffers(list(self.trained.values()))
+            dist.check_identical(model_id(self.model), "weights")
+            dist.check_identical(state_digest(self.procedure.extra_state()), "procedure state")
+        if dist.is_main:
+            self.save(epoch, step)
+        dist.barrier()
+
+    def result(self, cancelled: bool, epochs_done: int) -> TrainResult:
         return TrainResult(
-            ckpt_path,
-            state_base,
-            log_path,
+            self.ckpt_path,
+            self.state_base,
+            self.log_path,
             epochs_done,
-            global_step,
+            self.global_step,
             cancelled,
-            dict(last_losses),
-            model_id(model),
-            state_digest(procedure.extra_state()),
+            dict(self.last_losses),
+            model_id(self.model),
+            state_digest(self.procedure.extra_state()),
         )
 
-    def progress(phase: str, epoch: int, step: int, **extra: Any) -> TrainProgress:
-        elapsed = time.monotonic() - started
-        rate = run_samples * dist.world_size / elapsed if elapsed > 0 else 0.0  # all processes
-        eta = (total_steps - global_step) * elapsed / run_steps if run_steps else None
-        lr = optimizers["main"].param_groups[0]["lr"] if "main" in optimizers else 0.0
+    def progress(self, phase: str, epoch: int, step: int, **extra: Any) -> TrainProgress:
+        """A progress event at this loop position (speed counted over all processes)."""
+        elapsed = time.monotonic() - self.started
+        rate = self.run_samples * self.dist.world_size / elapsed if elapsed > 0 else 0.0
+        eta = (
+            (self.total_steps - self.global_step) * elapsed / self.run_steps
+            if self.run_steps
+            else None
+        )
+        opts = self.optimizers
+        lr = opts["main"].param_groups[0]["lr"] if "main" in opts else 0.0
         return TrainProgress(
             phase,
             epoch + 1,
-            config.epochs,
+            self.config.epochs,
             step,
-            steps_per_epoch,
-            global_step,
-            total_steps,
-            dict(last_losses),
+            self.steps_per_epoch,
+            self.global_step,
+            self.total_steps,
+            dict(self.last_losses),
             lr,
             rate,
             eta,
             elapsed,
             **extra,
         )
-
-    def save_on_main(epoch: int, step: int) -> None:
-        """Rank 0 writes the checkpoint and resume state; first every rank takes rank 0's
-        buffers (BatchNorm statistics, which each process updated on its own batches, and
-        whatever rank 0 alone fitted) and checks that all of them hold the same weights and
-        procedure state; every rank goes on once the files are written. Alone: ``save``."""
-        if dist.active:
-            dist.broadcast_module_buffers(list(trained.values()))
-            dist.check_identical(model_id(model), "weights")
-            dist.check_identical(state_digest(procedure.extra_state()), "procedure state")
-        if dist.is_main:
-            save(epoch, step)
-        dist.barrier()
-
-    for epoch in range(start_epoch, config.epochs):
-        batches = dist.shard(
-            procedure.epoch_batches(epoch, torch.Generator().manual_seed(_seed(config, epoch)))
-        )
-        first = start_step if epoch == start_epoch else 0
-        if first == 0:
-            procedure.on_epoch_start(epoch)
-        for step in range(first, len(batches)):
-            if dist.any(cancel.is_set()):  # every process stops at the same step
-                save_on_main(epoch, step)
-                run_log.write("cancelled", epoch=epoch, step=step, global_step=global_step)
-                yield progress("cancelled", epoch, step, message="cancelled; checkpoint saved")
-                return result(True, epoch)
-            # the seed of the step's augmentation and dropout; each process its own
-            torch.manual_seed(_seed(config, 1_000_000 + global_step, *_rank_part(dist)))
-            procedure.train_mode()
-            last_losses = procedure.step(batches[step], ctx)
-            for sched in schedulers.values():
-                sched.step()
-            global_step += 1
-            run_steps += 1
-            run_samples += procedure.batch_samples(batches[step])
-            event = progress("step", epoch, step + 1)
-            run_log.write(
-                "step",
-                epoch=epoch + 1,
-                step=step + 1,
-                global_step=global_step,
-                losses=last_losses,
-                lr=event.lr,
-                samples_per_s=event.samples_per_s,
-            )
-            yield event
-        dist.broadcast_module_buffers(list(trained.values()))  # BatchNorm statistics: rank 0's
-        metrics = procedure.on_epoch_end(epoch)
-        if model.fitted_codes is not None and dist.is_main:  # fitted once, then broadcast
-            codes_fit.update((yield from fit_codes(epoch, epoch + 1 == config.epochs)))
-            run_log.write("fit", epoch=epoch + 1, codes_fit=codes_fit)
-        save_on_main(epoch + 1, 0)
-        run_log.write(
-            "epoch", epoch=epoch + 1, global_step=global_step, losses=last_losses, metrics=metrics
-        )
-        yield progress("epoch", epoch, len(batches), metrics=dict(metrics))
-    run_log.write("done", global_step=global_step, model_id=model_id(model))
-    yield progress("done", config.epochs - 1, steps_per_epoch, message=f"saved {ckpt_path}")
-    return result(False, config.epochs)
