@@ -5,6 +5,7 @@ import json
 import shutil
 
 from app.cli import EXIT_ERROR, main
+from engine.defaults import DEFAULT_EXPAND
 
 
 def test_query_expand_on_the_command_line(shared_data, tmp_path, capsys):
@@ -18,6 +19,9 @@ def test_query_expand_on_the_command_line(shared_data, tmp_path, capsys):
     sketch = sorted((shared_data / "sketchy" / "sketches" / "cup").glob("*.png"))[0]
 
     assert main(["query", str(sketch), "--top", "20", "--json", *library]) == 0
+    default = json.loads(capsys.readouterr().out)
+    assert default["expanded"] == DEFAULT_EXPAND  # the app's default applies without the flag
+    assert main(["query", str(sketch), "--top", "20", "--expand", "0", "--json", *library]) == 0
     plain = json.loads(capsys.readouterr().out)
     assert plain["expanded"] == 0 and "expand" not in plain["timings_ms"]
     assert main(["query", str(sketch), "--top", "20", "--expand", "5", "--json", *library]) == 0

@@ -11,6 +11,8 @@ import time
 
 from app.gui import READY_MESSAGE
 from app.gui.library.model_control import MODEL_READY_MESSAGE
+from engine.model_files import DEFAULT_NAME, SHIPPED_DIR
+from engine.models import read_checkpoint_info
 
 START_TIMEOUT_S = 180
 
@@ -43,6 +45,7 @@ def test_app_logs_ready_once_the_window_is_shown_then_the_model(tmp_path):
     model = [line for line in lines if MODEL_READY_MESSAGE in line]
     assert model, f"no model line within {START_TIMEOUT_S} s:\n{output}"
     assert lines.index(ready[0]) < lines.index(model[0])  # the window does not wait for the model
-    assert "baseline" in model[0]  # the shipped default
+    shipped = read_checkpoint_info(SHIPPED_DIR / DEFAULT_NAME)
+    assert f"{shipped.name} ({shipped.method}" in model[0]  # the shipped default
     assert "Traceback" not in output
     assert "faiss.loader" not in output  # its INFO chatter is silenced in the app
