@@ -39,3 +39,15 @@ def test_shipped_model_beats_random_on_held_out_data(path, shared_data):
     key = "map_all" if category else "acc_10"
     assert np.isfinite(report.metrics[key])
     assert report.metrics[key] > report.random[key], report.to_json()
+
+
+def test_the_default_carries_its_recipes_zero_shot_figures():
+    """The default is chosen for subjects it never trained on: its checkpoint carries the
+    figures of its recipe trained without the unseen20 classes (sketches and doodles), and
+    those beat random on them (issue 16)."""
+    info = read_checkpoint_info(SHIPPED_DIR / "default.safetensors")
+    protocols = info.metadata["metrics"]["protocols"]
+    for key in ("unseen20_recipe_validation", "unseen20_doodles_recipe_validation"):
+        figures = protocols[key]
+        assert figures["measured_on"]["trained_without"] == "unseen20"
+        assert figures["metrics"]["map_all"] > 3 * figures["random"]["map_all"], key
