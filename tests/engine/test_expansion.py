@@ -24,6 +24,19 @@ from engine.sketch_input import sketch_input
 from engine.store import create_fresh
 
 
+def indexed_library(tmp_path, files, model) -> Library:
+    """A library of copies of ``files``, indexed by ``model``."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for p in files:
+        shutil.copy(p, photos / p.name)
+    library = Library(tmp_path / "lib")
+    library.add_root(photos)
+    for _ in index_library(library, model):
+        pass
+    return library
+
+
 def brute_force_expand(queries, ids, codes, bits, m, weight=1.0):
     """The expansion written out plainly: sort every gallery code by (Hamming distance, id),
     take the first m, and count the votes of each bit one by one."""
@@ -111,14 +124,8 @@ def test_the_evaluator_entry_point_is_the_searchers_path(real_codes):
 
 
 def test_searcher_expands_with_the_library_codes(model, shared_data, tmp_path):
-    photos = tmp_path / "photos"
-    photos.mkdir()
-    for p in sorted((shared_data / "sketchy" / "photos").glob("*/*.jpg"))[::50][:52]:
-        shutil.copy(p, photos / p.name)
-    library = Library(tmp_path / "lib")
-    library.add_root(photos)
-    for _ in index_library(library, model):
-        pass
+    files = sorted((shared_data / "sketchy" / "photos").glob("*/*.jpg"))[::50][:52]
+    library = indexed_library(tmp_path, files, model)
     searcher = Searcher(library, model)
     sketch_file = sorted((shared_data / "sketchy" / "sketches" / "cup").glob("*.png"))[0]
     plain = searcher.search(sketch_file, k=52, expand=0)
@@ -143,14 +150,8 @@ def test_a_fine_grained_model_is_never_expanded(shared_data, tmp_path):
     kind, so the searcher ignores ``expand`` and answers exactly as without it."""
     dssa = create_fresh("dssa", bits=32, image_size=96)
     assert not dssa.expands and create_fresh("baseline", bits=32, image_size=96).expands
-    photos = tmp_path / "photos"
-    photos.mkdir()
-    for p in sorted((shared_data / "shoes_v1" / "photos").glob("*.jpg"))[:12]:
-        shutil.copy(p, photos / p.name)
-    library = Library(tmp_path / "lib")
-    library.add_root(photos)
-    for _ in index_library(library, dssa):
-        pass
+    shoes = sorted((shared_data / "shoes_v1" / "photos").glob("*.jpg"))[:12]
+    library = indexed_library(tmp_path, shoes, dssa)
     searcher = Searcher(library, dssa)
     sketch_file = sorted((shared_data / "shoes_v1" / "sketches").rglob("*.png"))[0]
     plain = searcher.search(sketch_file, k=12, expand=0)

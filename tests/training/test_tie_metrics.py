@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 
+from tests.training.test_metrics import naive_ap
 from training import metrics as M
 from training.data import FINE_GRAINED
 from training.evaluate import ranking_metrics
@@ -30,15 +31,6 @@ def _orders(distances):
         yield [i for part in parts for i in part]
 
 
-def _naive_ap(ranked, n_relevant, k=None):
-    hits, total = 0, 0.0
-    for i, rel in enumerate(ranked[:k] if k else ranked, start=1):
-        if rel:
-            hits += 1
-            total += hits / i
-    return total / (min(k, n_relevant) if k else n_relevant)
-
-
 def _brute_force(distances, relevance, n_relevant, figure):
     values = [figure([relevance[i] for i in order], n_relevant) for order in _orders(distances)]
     return float(np.mean(values))
@@ -52,7 +44,7 @@ def _one(distances, relevance, n_relevant):
 @pytest.mark.parametrize("k", [None, 1, 2, 3, 5, 10])
 def test_expected_ap_equals_the_mean_over_all_tie_orders(distances, relevance, n_relevant, k):
     dist, rel, count = _one(distances, relevance, n_relevant)
-    brute = _brute_force(distances, relevance, n_relevant, lambda r, n: _naive_ap(r, n, k))
+    brute = _brute_force(distances, relevance, n_relevant, lambda r, n: naive_ap(r, n, k))
     assert M.tie_aware_average_precision(rel, dist, count, k)[0] == pytest.approx(brute)
 
 
@@ -84,7 +76,7 @@ def test_several_queries_average_and_ties_without_relevant_items_change_nothing(
     per_query = M.tie_aware_average_precision(rel, dist, count)
     for q, (d, r, n) in enumerate(rows):
         padded = d + [99] * (7 - len(d)), r + [0] * (7 - len(r))
-        brute = _brute_force(padded[0], padded[1], n, lambda x, c: _naive_ap(x, c))
+        brute = _brute_force(padded[0], padded[1], n, lambda x, c: naive_ap(x, c))
         assert per_query[q] == pytest.approx(brute)
     assert M.tie_aware_map(rel, dist, count) == pytest.approx(per_query.mean())
 
