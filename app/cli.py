@@ -223,6 +223,7 @@ def cmd_query(args: argparse.Namespace) -> int:
         shortlist=args.shortlist,
         expand=DEFAULT_EXPAND if args.expand is None else args.expand,
         query_weight=DEFAULT_QUERY_WEIGHT if args.query_weight is None else args.query_weight,
+        asymmetric=False if args.hamming_only else None,
     )
     STATUS.clear()
     if response.rerank_note:
@@ -245,13 +246,15 @@ def cmd_query(args: argparse.Namespace) -> int:
                     "not_indexed": response.not_indexed,
                     "reranked": response.reranked,
                     "expanded": response.expanded,
+                    "asymmetric": response.asymmetric,
                 },
                 indent=1,
             )
         )
     else:
         for r in response.results:
-            print(f"{r.rank:4d}  {r.distance:3d}/{response.bits}  {display_path(r.path)}")
+            ranked_by = f"  {r.score:6.2f}" if response.asymmetric and r.score is not None else ""
+            print(f"{r.rank:4d}  {r.distance:3d}/{response.bits}{ranked_by}  {display_path(r.path)}")
         stages = ", ".join(f"{k} {v:.1f} ms" for k, v in response.timings_ms.items())
         print(
             f"{response.indexed} photos searched with {name} ({response.model_id}): {stages}",
@@ -432,15 +435,23 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=None,
         metavar="M",
-        help="query expansion: search again with the code the query and its M nearest photos "
-        "vote on, bit by bit; 0: off (default: the app's default)",
+        help="query expansion over the M nearest photos: the query moved towards their codes "
+        "(with --hamming-only: the code they vote on bit by bit); 0: off (default: the app's "
+        "default)",
     )
     p.add_argument(
         "--query-weight",
         type=float,
         default=None,
         metavar="W",
-        help="the query's vote in --expand, against 1 for each photo (default 1)",
+        help="with --hamming-only, the query's vote in --expand, against 1 for each photo "
+        "(default 1)",
+    )
+    p.add_argument(
+        "--hamming-only",
+        action="store_true",
+        help="rank by the Hamming distance of the codes alone, not by the asymmetric distance "
+        "to the sketch's unbinarised output (the default of category-level models)",
     )
     common(p)
     p.set_defaults(run=cmd_query)

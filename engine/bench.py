@@ -2,9 +2,13 @@
 
 1. Query latency per stage: normalise and encode one sketch with the model, then Hamming search
    (k=50) in binary indexes of 10k, 100k and 1M random codes of 64 and 128 bits; the same search
-   after query expansion (``engine.expansion``, m = 10: a first search for the neighbours, their
-   vote, the search again: ``query_expand_ms_*``); end to end (normalise, encode, search as the
-   searcher does) at the largest size and 64 bits, without and with expansion
+   after query expansion by a majority vote (``engine.expansion``, m = the default: a first
+   search for the neighbours, their vote, the search again: ``query_expand_ms_*``); the
+   asymmetric ranking of the searcher's default path (``engine.asymmetric``: a Hamming
+   shortlist of 1000 ranked against the unbinarised query, ``query_asym_ms_*``; with the
+   default expansion, a second shortlist and the ranking of both: ``query_asym_expand_ms_*``);
+   end to end (normalise, encode, search as the searcher does by default: asymmetric, with
+   the default expansion) at the largest size and 64 bits, without and with expansion
    (``query_end_to_end_ms_*``, ``query_end_to_end_expand_ms_*``); and the time to rebuild the
    in-memory index from a catalog of 100k codes.
 2. Indexing throughput on full-size photos (12 MP JPEGs made from real photos, with a little
@@ -35,6 +39,8 @@ from PIL import Image
 
 from engine.catalog import Catalog
 from engine.errors import CheckpointError
+from engine.asymmetric import DEFAULT_ASYMMETRIC_SHORTLIST, asymmetric_search
+from engine.defaults import DEFAULT_EXPAND
 from engine.expansion import CodeTable, expand_queries
 from engine.images import PHOTO_EXTENSIONS, load_photo, prepare_photo
 from engine.index import BinaryIndex
@@ -49,7 +55,7 @@ log = logging.getLogger(__name__)
 
 FULL_SIZE = (4000, 3000)  # 12 MP, the size of a typical phone photo
 QUERIES = 20
-EXPAND = 10  # neighbours voting in the expansion figures
+EXPAND = DEFAULT_EXPAND  # neighbours of the query in the expansion figures
 
 
 def _label(n: int) -> str:
@@ -106,6 +112,7 @@ def bench_query(model: SketchHashModel, sizes: tuple[int, ...], seed: int = 0) -
             index, table = BinaryIndex(bits, "bench"), CodeTable(ids, codes)
             index.add(ids, codes)
             queries = rng.integers(0, 256, (QUERIES, bits // 8), dtype=np.uint8)
+            values = rng.standard_normal((QUERIES, bits)).astype(np.float32)
             turn = iter(range(10**9))
 
             def search(code, expand=0, index=index, table=table) -> None:
@@ -113,15 +120,27 @@ def bench_query(model: SketchHashModel, sizes: tuple[int, ...], seed: int = 0) -
                     code = expand_queries(index, table, code, expand)
                 index.search(code, 50)
 
+            def asym(value, expand=0, index=index, table=table) -> None:
+                asymmetric_search(
+                    index, table, value, 50, shortlist=DEFAULT_ASYMMETRIC_SHORTLIST, expand=expand
+                )
+
             def one_query(expand=0, queries=queries, turn=turn, search=search) -> None:
                 search(queries[next(turn) % QUERIES][None], expand)
 
-            def end_to_end(expand=0, search=search) -> None:
-                search(model.encode_sketches(rasterize(strokes)[None]), expand)
+            def one_asym(expand=0, values=values, turn=turn, asym=asym) -> None:
+                asym(values[next(turn) % QUERIES][None], expand)
+
+            def end_to_end(expand=0, asym=asym) -> None:
+                asym(model.embed_sketches(rasterize(strokes)[None]), expand)
 
             label = f"{_label(n)}_{bits}"
             out[f"query_ms_{label}"] = _median_ms(one_query, QUERIES)
             out[f"query_expand_ms_{label}"] = _median_ms(lambda q=one_query: q(EXPAND), QUERIES)
+            out[f"query_asym_ms_{label}"] = _median_ms(one_asym, QUERIES)
+            out[f"query_asym_expand_ms_{label}"] = _median_ms(
+                lambda q=one_asym: q(EXPAND), QUERIES
+            )
             if bits == 64 and n == max(sizes):
                 out[f"query_end_to_end_ms_{label}"] = _median_ms(end_to_end, 10)
                 out[f"query_end_to_end_expand_ms_{label}"] = _median_ms(

@@ -44,6 +44,8 @@ from PIL import Image
 
 from engine.defaults import DEFAULT_EXPAND  # defined without imports, for the app's start-up
 from engine.errors import ImageLoadError
+from engine.asymmetric import DEFAULT_ASYMMETRIC_SHORTLIST, asymmetric_search
+from engine.codes import hamming_reference, pack_codes
 from engine.expansion import DEFAULT_QUERY_WEIGHT, CodeTable, expand_queries
 from engine.images import load_photo, prepare_photo
 from engine.index import BinaryIndex
@@ -65,7 +67,7 @@ class SearchResult:
     path: Path
     distance: int  # Hamming distance out of ``bits``
     photo_id: int
-    score: float | None = None  # exact (e.g. HOLEF) distance when the results were re-ranked
+    score: float | None = None  # the distance ranked by: exact (HOLEF) or asymmetric, if used
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,7 @@ class SearchResponse:
     rerank_note: str | None = None  # why re-ranking was asked for but not done
     not_indexed: int = 0  # readable photos without a code for this model: not searched
     expanded: int = 0  # neighbours that voted on the query code (0: not expanded)
+    asymmetric: bool = False  # ranked by asymmetric distance (``engine.asymmetric``)
 
 
 DEFAULT_SHORTLIST = 100
@@ -143,11 +146,16 @@ class Searcher:
         shortlist: int = DEFAULT_SHORTLIST,
         expand: int = DEFAULT_EXPAND,
         query_weight: float = DEFAULT_QUERY_WEIGHT,
+        asymmetric: bool | None = None,
     ) -> SearchResponse:
         """The k photos nearest to the sketch (ties broken by photo id); ``rerank``: the first
         max(k, ``shortlist``) by Hamming distance re-ordered by the model's exact distance;
-        ``expand``: search with the code the query and its ``expand`` nearest photos vote on
-        (ignored for a model that does not expand, ``model.expands``: fine-grained DSSA)."""
+        ``asymmetric`` (default: ``model.asymmetric``, every category-level method): the first
+        max(k, DEFAULT_ASYMMETRIC_SHORTLIST) by Hamming distance ranked by the asymmetric
+        distance to the sketch's unbinarised output (``engine.asymmetric``); ``expand``: the
+        query expanded by its ``expand`` nearest photos (in the asymmetric space, or by a
+        majority vote on the code when not asymmetric; ignored for a model that does not
+        expand, ``model.expands``: fine-grained DSSA)."""
         t0 = time.perf_counter()
         sketch = sketch_input(query)
         t1 = time.perf_counter()
@@ -158,24 +166,42 @@ class Searcher:
             rerank = False
         if expand and not self.model.expands:
             expand = 0  # fine-grained: the query's neighbours are other instances
+        if asymmetric is None:
+            asymmetric = self.model.asymmetric
+        asymmetric = asymmetric and not rerank
+        values = None
         if rerank:
             code, feature = self.model.encode_sketches_and_features(sketch[None])
+        elif asymmetric:
+            values = self.model.embed_sketches(sketch[None])
+            code = pack_codes(values)
         else:
             code = self.model.encode_sketches(sketch[None])
         t2 = time.perf_counter()
         with self._lock:
             index, table, not_indexed = self._index, self._table, self.not_indexed
         timings = {}
-        if expand:
-            code = expand_queries(index, table, code, expand, query_weight)
-            timings["expand"] = (time.perf_counter() - t2) * 1e3
-        matches = index.search(code, max(k, shortlist) if rerank else k)
+        scores: list[float | None]
+        if values is not None:
+            ranked = asymmetric_search(
+                index, table, values, k, shortlist=DEFAULT_ASYMMETRIC_SHORTLIST, expand=expand
+            )
+            ids, asym = ranked.ids[0], ranked.distances[0]
+            dists = np.zeros(len(ids), np.int64)
+            if len(ids):  # the Hamming distance of each photo to the query's own code
+                dists = hamming_reference(code, table.lookup(ids))[0]
+        else:
+            if expand:
+                code = expand_queries(index, table, code, expand, query_weight)
+                timings["expand"] = (time.perf_counter() - t2) * 1e3
+            matches = index.search(code, max(k, shortlist) if rerank else k)
+            ids, dists, asym = matches.ids[0], matches.distances[0], None
         t3 = time.perf_counter()
-        ids, dists = matches.ids[0], matches.distances[0]
         paths = self.library.catalog.paths_for(ids)
         # a photo removed since the last refresh has no path any more and is left out
-        found = [(int(i), int(d)) for i, d in zip(ids, dists, strict=True) if int(i) in paths]
-        scores: list[float | None] = [None] * len(found)
+        keep = [j for j, i in enumerate(ids) if int(i) in paths]
+        found = [(int(ids[j]), int(dists[j])) for j in keep]
+        scores = [None] * len(found) if asym is None else [float(asym[j]) for j in keep]
         if rerank and found:
             found, scores, note = self._rerank(feature, found)
             timings["rerank"] = (time.perf_counter() - t3) * 1e3
@@ -203,6 +229,7 @@ class Searcher:
             rerank_note=note,
             not_indexed=not_indexed,
             expanded=min(expand, len(index)),
+            asymmetric=values is not None,
         )
 
     def search_photo(self, photo: PhotoQuery, k: int = 50) -> SearchResponse:

@@ -24,6 +24,11 @@ Protocol (stated in every report's ``protocol``):
   (``training.metrics.tie_aware_*``, closed forms); ``file_order`` keeps the figures of the order
   a user's search shows (equal distances by photo id), and ``codes`` the number of distinct codes
   in the gallery and the mean size of the tie holding each query's best relevant photo;
+- asymmetric figures (``asymmetric``, category-level methods, ``model.asymmetric``): the photo
+  codes ranked by the asymmetric distance to each sketch's unbinarised output
+  (``engine.asymmetric``), as a search ranks them (its shortlist is the whole gallery here);
+- expanded figures (``expanded``, with ``expand`` m): as a search with ``expand=m`` ranks them:
+  in the asymmetric space where the model ranks asymmetrically, else by the codes' majority vote;
 - real-valued figures: cosine similarity of the ``embed_*`` outputs before binarisation (exact
   ties are expected over their orders too);
 - category level: a hit is a photo of the query's class: mAP over all results, mAP@200, P@200;
@@ -51,6 +56,7 @@ from typing import Any
 
 import numpy as np
 
+from engine.asymmetric import asymmetric_against_gallery
 from engine.codes import pack_codes
 from engine.defaults import DEFAULT_EXPAND
 from engine.errors import Cancelled, ConfigError, ImageLoadError
@@ -100,6 +106,7 @@ class EvalConfig:
     doodles: Path | None = None  # a QuickDraw folder: its drawings are the queries
     doodles_per_class: int | None = None  # at most this many drawings a class (None: all)
     expand: int = DEFAULT_EXPAND  # also rank with query expansion over this many photos (0: no)
+    asymmetric: bool = True  # rank as a search does: asymmetric where the model is (False: Hamming)
 
     def __post_init__(self) -> None:
         if self.expand < 0:
@@ -139,6 +146,7 @@ class EvalReport:
     baseline: dict[str, Any] = field(default_factory=dict)
     protocol: dict[str, Any] = field(default_factory=dict)
     expanded: dict[str, float] = field(default_factory=dict)  # binary, with query expansion
+    asymmetric: dict[str, float] = field(default_factory=dict)  # photo codes, unbinarised sketch
     file_order: dict[str, float] = field(default_factory=dict)  # binary, ties by photo id
     codes: dict[str, float] = field(default_factory=dict)  # distinct gallery codes, tie sizes
     extras: dict[str, dict] = field(default_factory=dict)  # a method's extra figures, by name
@@ -159,6 +167,8 @@ class EvalReport:
             out["codes"] = self.codes
         if self.real_valued:
             out["real_valued"] = self.real_valued
+        if self.asymmetric:
+            out["asymmetric"] = self.asymmetric
         if self.expanded:
             out["expanded"] = self.expanded
         if self.baseline:
@@ -428,10 +438,20 @@ def evaluate(
     )
     random = random_figures(len(photos), n_relevant, layout, config.k)
     codes = tie_summary(relevant, found.ids, found.distances, g_codes)
+    asymmetric: dict[str, float] = {}
+    use_asymmetric = model.asymmetric and config.asymmetric
+    if use_asymmetric:
+        ranked = asymmetric_against_gallery(q_emb, g_codes, model.bits)
+        asymmetric, _ = ranked_figures(
+            relevant, ranked.ids, ranked.distances, n_relevant, layout, config.k
+        )
     expanded: dict[str, float] = {}
-    if config.expand:
-        q_expanded = expand_against_gallery(q_codes, g_codes, model.bits, config.expand)
-        again = binary_matches(q_expanded, g_codes, model.bits, mid)
+    if config.expand and model.expands:  # a search never expands a fine-grained model
+        if use_asymmetric:
+            again = asymmetric_against_gallery(q_emb, g_codes, model.bits, expand=config.expand)
+        else:
+            q_expanded = expand_against_gallery(q_codes, g_codes, model.bits, config.expand)
+            again = binary_matches(q_expanded, g_codes, model.bits, mid)
         expanded, _ = ranked_figures(
             relevant, again.ids, again.distances, n_relevant, layout, config.k
         )
@@ -462,10 +482,21 @@ def evaluate(
         ),
         "hit": "same class" if layout == CATEGORY else "the sketch's own photo",
         "binary": f"{model.bits}-bit codes, Hamming distance, engine BinaryIndex (Faiss)",
+        "asymmetric": (
+            "photo codes ranked by the asymmetric distance to the sketch's unbinarised output "
+            "(engine.asymmetric, as a search ranks them)"
+            if use_asymmetric
+            else "not used"
+        ),
         "expanded": (
-            f"the query code expanded by its {config.expand} nearest photos (engine.expansion, "
-            "as a search with that expansion), then ranked again"
-            if config.expand
+            f"the query expanded by its {config.expand} nearest photos "
+            + (
+                "in the asymmetric space (engine.asymmetric)"
+                if use_asymmetric
+                else "by a majority vote on the code (engine.expansion)"
+            )
+            + ", as a search with that expansion, then ranked again"
+            if config.expand and model.expands
             else "not measured"
         ),
         "real_valued": "cosine similarity of the model outputs before binarisation",
@@ -485,7 +516,9 @@ def evaluate(
     if config.protocol != STANDARD:
         protocol["split"] = f"none (every sketch and photo of the {config.protocol} classes)"
         protocol["class_names"] = list(ev.dataset.classes)
-    return EvalReport(figures, random, real, baseline, protocol, expanded, file_order, codes, extra)
+    return EvalReport(
+        figures, random, real, baseline, protocol, expanded, asymmetric, file_order, codes, extra
+    )
 
 
 def protocol_key(config: EvalConfig) -> str | None:

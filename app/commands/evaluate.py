@@ -1,12 +1,14 @@
 """``sketch-search evaluate``: retrieval figures of a checkpoint on a data set folder.
 
-Prints each figure with the random-ranking expectation beside it, the real-valued (before
-binarisation) figures, the classical HOG baseline, and the protocol (queries, gallery, ties).
+Prints each figure with the random-ranking expectation beside it, the asymmetric figures (photo
+codes against the sketch's unbinarised output, as a search of a category-level model ranks),
+the expanded ones, the real-valued (before binarisation) figures, the classical HOG baseline,
+and the protocol (queries, gallery, ties).
 The figures are the expectation over every order of photos at equal distance (short codes tie
 often); the ``file order`` column is that of the order a search shows (ties by photo id), and
 the number of distinct codes in the gallery is printed beside them.
-``--json`` prints ``{"metrics", "file_order", "codes", "random", "real_valued", "baseline",
-"protocol"}`` (and
+``--json`` prints ``{"metrics", "file_order", "codes", "random", "asymmetric", "expanded",
+"real_valued", "baseline", "protocol"}`` (and
 ``"reranking"`` with ``--rerank``: the shortlist re-ranked by the model's exact distance, and the
 exhaustive ranking by it, which is the paper's protocol for DSSA); ``--store``
 also writes them into the checkpoint's metadata (weights, name and training record unchanged).
@@ -74,6 +76,12 @@ def add_parser(subparsers) -> None:
         help="also rank with query expansion over the M nearest photos, as `query --expand M` "
         "(default: the app's default expansion; 0: not measured)",
     )
+    p.add_argument(
+        "--hamming-only",
+        action="store_true",
+        help="measure expansion as a search with --hamming-only does (a majority vote on the "
+        "code) and leave out the asymmetric figures",
+    )
     p.add_argument("--no-baseline", action="store_true", help="skip the classical HOG baseline")
     p.add_argument("--device", default=None, help="cpu, cuda or mps (default: best available)")
     p.add_argument(
@@ -122,6 +130,7 @@ def run(args: argparse.Namespace) -> int:
         doodles=args.doodles,
         doodles_per_class=args.doodles_per_class,
         **({} if args.expand is None else {"expand": args.expand}),
+        asymmetric=not args.hamming_only,
     )
     extras = {}
     if args.rerank is not None:  # the model re-ranks: checked above (model.rerank_features)
@@ -167,15 +176,17 @@ def format_report(result: dict[str, Any]) -> str:
     base = result.get("baseline", {})
     expanded = result.get("expanded", {})
     qe = f"QE m={expanded['m']}" if expanded else "QE"
+    asym = result.get("asymmetric", {})
     file_order = result.get("file_order", {})
     lines.append(
-        f"{'metric':<10}{'binary':>10}{'file ord':>10}{qe:>10}{'random':>10}{'real':>10}"
-        f"{'HOG':>10}{'HOG real':>10}"
+        f"{'metric':<10}{'binary':>10}{'file ord':>10}{'asym':>10}{qe:>10}{'random':>10}"
+        f"{'real':>10}{'HOG':>10}{'HOG real':>10}"
     )
     for key, value in result["metrics"].items():
         cells = [
             value,
             file_order.get(key),
+            asym.get(key),
             expanded.get(key),
             result["random"].get(key),
             real.get(key),

@@ -16,8 +16,8 @@ from engine.defaults import DEFAULT_EXPAND
 
 RERANK_TIP = "Re-order the top 100 by the model's exact distance"
 EXPAND_TIP = (
-    "Query expansion: search again with the code your sketch and its N nearest photos vote on "
-    "(off: search with the sketch's own code)"
+    "Query expansion: move your sketch towards its N nearest photos and rank again "
+    "(off: search with the sketch alone)"
 )
 
 

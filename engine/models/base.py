@@ -84,6 +84,10 @@ class SketchHashModel(nn.Module, ABC):
     expands: ClassVar[bool] = True
     """False for a fine-grained method (one right photo per sketch): query expansion would pull the
     query towards its neighbours, other products of the same kind, so the searcher leaves it off."""
+    asymmetric: ClassVar[bool] = True
+    """True when a search ranks its Hamming shortlist by the asymmetric distance to the sketch's
+    unbinarised output (``engine.asymmetric``): every category-level method. False for
+    fine-grained DSSA, which re-ranks by its own exact distance (``rerank_features``)."""
     can_imagine: ClassVar[bool] = False
     """True when the model has ``imagine(sketches) -> uint8 (n, P, P, 3)`` photos (GDH's G_I)."""
     full_precision_prefixes: ClassVar[tuple[str, ...]] = (MODULE_NAME + ".",)

@@ -57,7 +57,9 @@ def test_tiles_show_the_file_name_and_their_buttons_open_reveal_and_search_simil
     first = model.index(0)
     result = first.data(ResultRole)
     assert first.data(Qt.ItemDataRole.DisplayRole) == result.path.name
-    assert first.data(MetaRole) == f"#1  ·  d {result.distance}/64"
+    # the default model ranks by the asymmetric distance, which the tile shows
+    assert first.data(MetaRole) == f"#1  ·  d {result.score:.1f}/64"
+    assert "asymmetric distance" in first.data(Qt.ItemDataRole.ToolTipRole)
     assert first.data(Qt.ItemDataRole.ToolTipRole).startswith(str(result.path))
 
     catcher = UrlCatcher()

@@ -128,10 +128,10 @@ def test_searcher_expands_with_the_library_codes(model, shared_data, tmp_path):
     library = indexed_library(tmp_path, files, model)
     searcher = Searcher(library, model)
     sketch_file = sorted((shared_data / "sketchy" / "sketches" / "cup").glob("*.png"))[0]
-    plain = searcher.search(sketch_file, k=52, expand=0)
-    assert plain.expanded == 0 and "expand" not in plain.timings_ms
+    plain = searcher.search(sketch_file, k=52, expand=0, asymmetric=False)
+    assert plain.expanded == 0 and "expand" not in plain.timings_ms and not plain.asymmetric
     assert searcher.search(sketch_file, k=52).expanded == min(DEFAULT_EXPAND, 52)
-    expanded = searcher.search(sketch_file, k=52, expand=10)
+    expanded = searcher.search(sketch_file, k=52, expand=10, asymmetric=False)
     assert expanded.expanded == 10 and expanded.timings_ms["expand"] > 0
 
     ids, codes = library.catalog.codes_for(searcher.model_id, 64)

@@ -1,11 +1,12 @@
-"""``evaluate``'s figures with query expansion are those of a brute-force expansion loop (the
-expectation over the orders of tied photos, as every headline figure)."""
+"""``evaluate``'s figures with query expansion and asymmetric ranking are those of brute-force
+loops (the expectation over the orders of tied photos, as every headline figure)."""
 
 import numpy as np
 
 from engine.codes import hamming_reference, pack_codes, unpack_codes
 from engine.models import create
 from engine.sketch_input import sketch_input
+from tests.engine.test_asymmetric import brute_force
 from training import metrics as M
 from training.arrays import prepare_arrays
 from training.data import load_dataset
@@ -36,13 +37,47 @@ def naive_expanded_map(model, data_dir, m):
     return M.tie_aware_map(ranked, np.array(distances), ranked.sum(axis=1))
 
 
+def naive_asymmetric_map(model, data_dir, m):
+    data = load_dataset(data_dir).restrict_classes(CLASSES).subset("test")
+    arrays = drain(prepare_arrays(data, model.photo_size, model.sketch_size))
+    values = model.embed_sketches(np.stack([sketch_input(s.path) for s in data.sketches]))
+    g = pack_codes(model.embed_photos(arrays.photos))
+    ids = np.arange(len(g))
+    rows = brute_force(values, ids, g, model.bits, len(g), len(g), m)
+    ranked = np.array([arrays.photo_labels[[i for i, _ in r]] for r in rows])
+    ranked = ranked == arrays.sketch_labels[:, None]
+    distances = np.array([[d for _, d in r] for r in rows])
+    return M.tie_aware_map(ranked, distances, ranked.sum(axis=1))
+
+
 def test_expanded_figures_match_a_brute_force_loop(shared_data):
     model = create("baseline", image_size=96, pretrained=True).eval()
-    config = EvalConfig(classes=CLASSES, baseline=False, real_valued=False, expand=3)
+    config = EvalConfig(
+        classes=CLASSES, baseline=False, real_valued=False, expand=3, asymmetric=False
+    )
     report = drain(evaluate(model, shared_data / "sketchy", config))
-    assert report.expanded["m"] == 3
+    assert report.expanded["m"] == 3 and report.asymmetric == {}
     expected = naive_expanded_map(model, shared_data / "sketchy", 3)
     assert abs(report.expanded["map_all"] - expected) < 1e-9
     assert report.expanded["map_all"] != report.metrics["map_all"]  # the expansion did something
-    plain = drain(evaluate(model, shared_data / "sketchy", EvalConfig(classes=CLASSES, expand=0)))
+    plain = drain(
+        evaluate(
+            model, shared_data / "sketchy", EvalConfig(classes=CLASSES, expand=0, asymmetric=False)
+        )
+    )
     assert plain.expanded == {} and plain.metrics == report.metrics
+
+
+def test_asymmetric_figures_match_a_brute_force_loop(shared_data):
+    """By default (a category-level model) the report holds the asymmetric ranking's figures
+    and the expansion is the asymmetric one, each as a plain loop computes them."""
+    model = create("baseline", image_size=96, pretrained=True).eval()
+    config = EvalConfig(classes=CLASSES, baseline=False, real_valued=False, expand=3)
+    report = drain(evaluate(model, shared_data / "sketchy", config))
+    expected = naive_asymmetric_map(model, shared_data / "sketchy", 0)
+    assert abs(report.asymmetric["map_all"] - expected) < 1e-6
+    expanded = naive_asymmetric_map(model, shared_data / "sketchy", 3)
+    assert abs(report.expanded["map_all"] - expanded) < 1e-6
+    assert report.asymmetric["map_all"] != report.metrics["map_all"]
+    assert "asymmetric" in report.protocol["expanded"]
+    assert report.to_json()["asymmetric"] == report.asymmetric

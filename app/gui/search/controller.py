@@ -44,7 +44,7 @@ class SearchController(QObject):
         self._searcher: Searcher | None = None
         self.count = 50
         self.rerank = False  # re-order the Hamming shortlist by the model's exact distance
-        self.expand = DEFAULT_EXPAND  # query expansion: nearest photos voting on the code
+        self.expand = DEFAULT_EXPAND  # query expansion over this many nearest photos
         self.refresh_only = False  # nothing but the library changed since the results shown
         self._job = NewestJob(runner, self._search_call, self, debounce_ms)
         self._job.returned.connect(self.resultsReady)

@@ -97,6 +97,7 @@ class ResultsModel(QAbstractListModel):
         self._results: tuple[SearchResult, ...] = ()
         self._row_of: dict[str, int] = {}
         self.bits = 0
+        self.asymmetric = False  # ranked by the asymmetric distance (result.score)
         self._placeholder = QPixmap(THUMB_SIZE, THUMB_SIZE)
         self._placeholder.fill(QColor(235, 235, 235))
         self._pixmaps: dict[str, QPixmap] = {}
@@ -108,6 +109,7 @@ class ResultsModel(QAbstractListModel):
         self._thumbnails.cancel_pending()
         self._results = response.results if response else ()
         self.bits = response.bits if response else 0
+        self.asymmetric = bool(response and response.asymmetric)
         self._row_of = {str(r.path): i for i, r in enumerate(self._results)}
         self._pixmaps = {k: v for k, v in self._pixmaps.items() if k in self._row_of}
         self.endResetModel()
@@ -125,15 +127,22 @@ class ResultsModel(QAbstractListModel):
         if role == Qt.ItemDataRole.DisplayRole:
             return display_path(result.path.name)
         if role == MetaRole:
+            if self.asymmetric and result.score is not None:
+                return f"#{result.rank}  ·  d {result.score:.1f}/{self.bits}"
             return f"#{result.rank}  ·  d {result.distance}/{self.bits}"
         if role == Qt.ItemDataRole.DecorationRole:
             return self._pixmap(str(result.path))
         if role == Qt.ItemDataRole.ToolTipRole:
             error = self._thumbnails.error(result.path, THUMB_SIZE)
             note = f"\nCannot show a preview: {error}" if error else ""
+            ranked = (
+                f", {result.score:.2f} from the sketch itself (asymmetric distance)"
+                if self.asymmetric and result.score is not None
+                else ""
+            )
             return (
                 f"{display_path(result.path)}\nRank {result.rank}, Hamming distance "
-                f"{result.distance} of {self.bits} bits{note}\n"
+                f"{result.distance} of {self.bits} bits{ranked}{note}\n"
                 "Double-click or Enter: open · Space: larger preview · right-click: more"
             )
         if role == PathRole:
