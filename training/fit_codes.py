@@ -17,6 +17,7 @@ the source's stored figures are left out (they measured its sign codes).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from collections.abc import Generator
@@ -81,12 +82,15 @@ def fit_checkpoint(
     *,
     split: str | None = FIT_SPLIT,
     code_fit: str | None = None,
+    from_features: bool = False,
     name: str | None = None,
     device: str | None = None,
     cancel: threading.Event | None = None,
 ) -> Generator[FitProgress, None, Path]:
     """Fit the codes of checkpoint ``src`` on ``data_dir`` and write the fitted copy to ``out``;
-    yields progress (decoding, then the model's raw outputs), returns ``out``."""
+    yields progress (decoding, then the model's raw outputs), returns ``out``.
+    ``from_features`` (DSSA): fit the codes on the model's features rather than on its hash
+    layer's outputs (``codes_from="features"``)."""
     src, out = Path(src), Path(out)
     if out.resolve() == src.resolve():
         raise ConfigError("fit-codes writes a new checkpoint; give another --out than the source.")
@@ -102,7 +106,15 @@ def fit_checkpoint(
         log.warning("%s has no split.json: fitting on the whole folder.", dataset.root)
         split = None
     source = load_checkpoint(src, device=device)
-    model = with_fitted_codes(source, code_fit)
+    changes = {}
+    if from_features:
+        if "codes_from" not in {f.name for f in dataclasses.fields(source.config)}:
+            raise ConfigError(
+                f"{info.name} is a {source.method} model; only DSSA codes can be fitted on its "
+                "features (--from-features)."
+            )
+        changes["codes_from"] = "features"
+    model = with_fitted_codes(source, code_fit, **changes)
     gen = prepare_arrays(dataset, model.photo_size, model.sketch_size, cancel or threading.Event())
     data = yield from _as_fit_progress(gen)
     sketches, photos, dropped = training_arrays(data)

@@ -6,6 +6,8 @@ PCA + ITQ projection, ``engine.models.fitted``) on the raw outputs of the data s
 split, zero-shot test classes left out (``training.fit_codes``). The model id changes with the
 codes, so a library indexed with the source is indexed again for the fitted copy. Its figures
 are not carried over (they measured the sign codes): run ``evaluate --store`` on the copy.
+``--from-features`` (DSSA) fits the codes on the model's D-d features instead of its hash
+layer's K outputs (``DSSAConfig.codes_from``).
 """
 
 from __future__ import annotations
@@ -34,10 +36,17 @@ def add_parser(subparsers) -> None:
     )
     p.add_argument(
         "--fit-on",
-        choices=("both", "photos"),
+        choices=("both", "photos", "sketches"),
         default=None,
         help="fit PCA and the ITQ rotation on the photos' centred outputs or on both domains' "
-        "(default: the checkpoint's code_fit, 'photos' unless set)",
+        "('sketches': PCA on the sketches, ITQ on both; default: the checkpoint's code_fit, "
+        "'photos' unless set)",
+    )
+    p.add_argument(
+        "--from-features",
+        action="store_true",
+        help="DSSA: make the codes from the fine-grained features (PCA + ITQ to K bits) instead "
+        "of the hash layer's outputs",
     )
     p.add_argument("--out", type=Path, help="the fitted checkpoint (default: CKPT-fitted)")
     p.add_argument("--name", help="the fitted model's name (default: the source's, -fitted)")
@@ -63,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
             out,
             split=args.split,
             code_fit=args.fit_on,
+            from_features=args.from_features,
             name=args.name,
             device=args.device,
             cancel=cancel,

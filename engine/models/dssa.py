@@ -45,6 +45,14 @@ caller passes the data set's released one). Per input:
    1 px lines that fade to grey at 128-160 px and a framing unlike the canonical sketch's; this
    makes both inputs of the shared network the same kind of picture. An edge map with no edge
    (a flat photo) stays blank paper. ``canonical_edges=False`` feeds the raw maps (the paper).
+8. ``codes_from="features"`` (with ``codes="fitted"``, ``engine.models.fitted``): the code is
+   the sign of the D-d feature itself, centred per domain and projected by PCA + ITQ to K bits,
+   fitted after training (``sketch-search fit-codes --from-features``); the hash layer is then
+   unused. Measured on QMUL-Shoe with the shipped dssa-shoes-64 (engine edge maps, fitted on
+   the training split's photos): Hamming acc@1/acc@10 4.0%/34.6% (26 distinct codes among the
+   115 test photos) -> 14.8%/57.7% (115 distinct); the features' own cosine ranking is
+   27.0%/60.0%. The hash layer, trained beside the triplet loss, collapses the features' fine
+   detail to a few shared codes; the features' principal directions keep it.
 Inputs are ``image_size`` square for both sides (default 224: EfficientNet's native size, one
 pixel from the paper's 225 crop of 256).
 """
@@ -73,6 +81,7 @@ CHANNELS = 256  # conv5 width of Sketch-a-Net; the attended map of both backbone
 FC6, FC7 = 512, 256
 POOL5_SIDE = 7
 LITE_GRID = 4
+CODES_FROM = ("hash", "features")  # what the code is the sign of: the hash layer, or the features
 
 
 def holef_distance(x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
@@ -100,6 +109,7 @@ class DSSAConfig(ModelConfig):
     holef: bool = True  # HOLEF distance with a learnt W; False: squared Euclidean (Table 4)
     dropout: float = 0.5  # after FC6, as in Sketch-a-Net
     canonical_edges: bool = True  # edge maps normalised like sketches (see the docstring, 7.)
+    codes_from: str = "hash"  # "features": fitted codes of the features themselves (8.)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -113,6 +123,10 @@ class DSSAConfig(ModelConfig):
             raise ConfigError("dssa image_size must be between 96 and 512 (the paper uses 225).")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError("dssa dropout must be in [0, 1).")
+        if self.codes_from not in CODES_FROM:
+            raise ConfigError(f"dssa codes_from must be one of {CODES_FROM}.")
+        if self.codes_from == "features" and self.codes != "fitted":
+            raise ConfigError('dssa codes from the features must be fitted (codes="fitted").')
 
     @property
     def feature_dim(self) -> int:
@@ -195,6 +209,7 @@ class DSSAModel(SketchHashModel):
     needs_edges = True
     rerank_features = True  # the HOLEF distance on stored features re-ranks a Hamming shortlist
     expands = False  # one particular photo is sought: its neighbours are other shoes
+    asymmetric = False  # re-ranked by HOLEF on stored features instead
 
     def __init__(self, config: DSSAConfig) -> None:
         super().__init__(config)
@@ -250,15 +265,24 @@ class DSSAModel(SketchHashModel):
         weight = None if self.holef_weight is None else self.holef_weight.to(x.dtype)
         return holef_pairwise(x, y, weight)
 
+    @property
+    def raw_dim(self) -> int:
+        """K hash outputs, or the D-d features when the codes are fitted on them."""
+        return self.config.feature_dim if self.config.codes_from == "features" else self.config.bits
+
+    def outputs(self, features: torch.Tensor) -> torch.Tensor:
+        """(B, D) features to the raw outputs the code is made from (``codes_from``)."""
+        return features if self.config.codes_from == "features" else self.hash(features)
+
     def sketch_forward(self, sketches: torch.Tensor) -> torch.Tensor:
-        return self.hash(self.features(sketches))
+        return self.outputs(self.features(sketches))
 
     def photo_forward(
         self, photos: torch.Tensor, edges: torch.Tensor | None = None
     ) -> torch.Tensor:
         if edges is None:
             raise ConfigError("DSSA ranks photos by their edge maps; pass the photos' edge maps.")
-        return self.hash(self.features(edges))
+        return self.outputs(self.features(edges))
 
     # ------------------------------------------------------------------ edge maps
     def canonical_edges(self, edges: np.ndarray) -> np.ndarray:
@@ -334,7 +358,7 @@ class DSSAModel(SketchHashModel):
 
     def _features_and_outputs(self, drawings: torch.Tensor, domain: str) -> torch.Tensor:
         f = self.features(drawings)
-        return torch.cat([f, self.project(self.hash(f), domain)], dim=1)
+        return torch.cat([f, self.project(self.outputs(f), domain)], dim=1)
 
     def feature_distances(self, queries: np.ndarray, gallery: np.ndarray) -> np.ndarray:
         """float32 (n, m) HOLEF distances of numpy features (float16 storage is fine)."""

@@ -254,11 +254,12 @@ def _raw_outputs(rows, idx: np.ndarray, stage: str, batch_size: int, cancel: thr
     return np.concatenate(parts) if parts else np.empty((0, 0), np.float32)
 
 
-def with_fitted_codes(model, code_fit: str | None = None):
+def with_fitted_codes(model, code_fit: str | None = None, **changes):
     """A copy of ``model`` (same weights, device and mode) whose config asks for fitted codes
-    (``code_fit``: None keeps the model's), not fitted yet: what ``fit_model_codes`` takes."""
+    (``code_fit``: None keeps the model's; ``changes``: other config fields, e.g. DSSA's
+    ``codes_from``), not fitted yet: what ``fit_model_codes`` takes."""
     config = dataclasses.replace(
-        model.config, codes="fitted", code_fit=code_fit or model.config.code_fit
+        model.config, codes="fitted", code_fit=code_fit or model.config.code_fit, **changes
     )
     fitted = type(model)(config)
     prefix = MODULE_NAME + "."

@@ -123,3 +123,48 @@ def test_fit_codes_command_fits_on_the_train_split_only(shared_data, tmp_path, c
         drain(fit_checkpoint(src, shoes, tmp_path / "x.safetensors", split="test"))
     assert main(["fit-codes", str(src), "--data", str(shoes), "--out", str(src)]) == EXIT_ERROR
     assert "another --out" in capsys.readouterr().err
+
+
+def test_dssa_codes_fitted_on_its_features(shared_data, tmp_path, capsys):
+    """``fit-codes --from-features``: a DSSA model's codes become the fitted PCA + ITQ of its
+    D-d features (issue 17): raw outputs are the features, the fit is the one recomputed from
+    them, it reloads bit-exactly, and the features' codes are not the hash layer's. Other
+    methods refuse the switch."""
+    shoes = shared_data / "shoes_v1"
+    torch.manual_seed(0)
+    source = create("dssa", bits=32, image_size=96, pretrained=False).eval()
+    src = save_checkpoint(source, tmp_path / "dssa.safetensors")
+    out = tmp_path / "dssa-f.safetensors"
+    args = ["fit-codes", str(src), "--data", str(shoes), "--out", str(out), "--from-features"]
+    assert main([*args, "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    fitted = load_checkpoint(out)
+    assert fitted.config.codes_from == "features" and fitted.config.codes == "fitted"
+    assert fitted.raw_dim == fitted.config.feature_dim == 512 != fitted.bits
+    want, n_s, n_p = _raw_fit(load_checkpoint(src), shoes, "train")
+    assert (n_s, n_p) == (printed["sketches"], printed["photos"])
+    assert want.projection.shape == (32, 32)  # the hash layer's outputs: not what was fitted
+    data = drain(prepare_arrays(load_dataset(shoes).subset("train"), 96, 96))
+    feats = fit_codes(
+        fitted.embed_sketches(data.sketches, raw=True),
+        fitted.embed_photos(data.photos, raw=True),
+        32,
+        code_fit="photos",
+    )
+    assert torch.equal(fitted.fitted_codes.projection, torch.from_numpy(feats.projection))
+    sketch = data.sketches[:8]
+    raw = fitted.sketch_features(sketch)
+    np.testing.assert_allclose(fitted.embed_sketches(sketch, raw=True), raw, atol=1e-6)
+    codes, features = fitted.encode_sketches_and_features(sketch)
+    np.testing.assert_array_equal(codes, fitted.encode_sketches(sketch))
+    np.testing.assert_allclose(features, raw, atol=1e-6)
+    assert (codes != source.encode_sketches(sketch)).any()
+
+    baseline = save_checkpoint(
+        create("baseline", bits=32, image_size=96, pretrained=False), tmp_path / "b.safetensors"
+    )
+    bad = ["fit-codes", str(baseline), "--data", str(shoes), "--from-features"]
+    assert main([*bad, "--out", str(tmp_path / "b-f.safetensors")]) == EXIT_ERROR
+    assert "only DSSA" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match="must be fitted"):
+        create("dssa", bits=32, image_size=96, pretrained=False, codes_from="features")

@@ -43,6 +43,8 @@ METHOD = {
         "dropout": "Dropout after FC6, as in Sketch-a-Net (paper: 0.5).",
         "canonical_edges": "Normalise photo edge maps as sketches are (cropped to their lines, "
         "centred). Ours: on.",
+        "codes_from": "What the code is made from: 'hash' (the hash layer's outputs) or "
+        "'features' (PCA + ITQ of the features; needs codes 'fitted'). Shipped: 'features'.",
         "margin": "Margin of the HOLEF triplet loss on unit-length features (the paper gives "
         "none; ours: 0.2).",
         "holef_lambda": "Weight lambda of HOLEF's regulariser on W - I, L1 + Frobenius "
