@@ -254,7 +254,8 @@ def cmd_query(args: argparse.Namespace) -> int:
     else:
         for r in response.results:
             ranked_by = f"  {r.score:6.2f}" if response.asymmetric and r.score is not None else ""
-            print(f"{r.rank:4d}  {r.distance:3d}/{response.bits}{ranked_by}  {display_path(r.path)}")
+            where = display_path(r.path)
+            print(f"{r.rank:4d}  {r.distance:3d}/{response.bits}{ranked_by}  {where}")
         stages = ", ".join(f"{k} {v:.1f} ms" for k, v in response.timings_ms.items())
         print(
             f"{response.indexed} photos searched with {name} ({response.model_id}): {stages}",

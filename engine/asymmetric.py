@@ -15,10 +15,11 @@ each). The shortlist is at least k, so the asymmetric order never shows fewer ph
 Query expansion in this space (``expand`` m > 0): the query and the mean signed code of its m
 nearest photos by ``d`` make a new real-valued query, ``x' + NEIGHBOUR_WEIGHT * mean s(b)``
 (scaled back to norm sqrt(K)), and the shortlist is ranked by ``d`` to it. (A second Hamming
-search with the expanded query's code, its shortlist joined to the first, cost about twice as
-much at a million photos; the first shortlist already holds the query's neighbourhood.) Measured with the default model's recipe trained without
-the unseen20 classes (binary mAP@all, 64 bits; see DEVELOPERS.md): Hamming 0.375, asymmetric
-0.426, asymmetric with expansion over 5 photos 0.499 (majority-vote expansion over 10: 0.442).
+search with the expanded query's code, its shortlist joined to the first, cost three times as
+much at a million photos: 12.5 against 3.9 ms; the first shortlist already holds the query's
+neighbourhood.) Measured with the default model's recipe trained without the unseen20 classes
+(binary mAP@all, 64 bits; see DEVELOPERS.md): Hamming 0.375, asymmetric 0.426, asymmetric with
+expansion over 5 photos 0.499 (majority-vote expansion over 10: 0.442).
 
 Equal distances (photos with equal codes) are ordered by photo id, as the index orders equal
 Hamming distances; distances are rounded to 1e-6 so that equal codes tie exactly whatever path the
@@ -108,9 +109,7 @@ def asymmetric_search(
     ``expand``, to the expanded query's code). ``table`` holds the index's ids and codes."""
     values = np.asarray(values)
     if values.ndim != 2 or values.shape[1] != index.bits:
-        raise ConfigError(
-            f"Query values {values.shape} do not fit a {index.bits}-bit index."
-        )
+        raise ConfigError(f"Query values {values.shape} do not fit a {index.bits}-bit index.")
     if expand < 0:
         raise ConfigError(f"Query expansion needs m >= 0 neighbours; got {expand}.")
     if k < 1 or shortlist < 1:

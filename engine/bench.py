@@ -37,10 +37,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from engine.catalog import Catalog
-from engine.errors import CheckpointError
 from engine.asymmetric import DEFAULT_ASYMMETRIC_SHORTLIST, asymmetric_search
+from engine.catalog import Catalog
 from engine.defaults import DEFAULT_EXPAND
+from engine.errors import CheckpointError
 from engine.expansion import CodeTable, expand_queries
 from engine.images import PHOTO_EXTENSIONS, load_photo, prepare_photo
 from engine.index import BinaryIndex
@@ -138,9 +138,7 @@ def bench_query(model: SketchHashModel, sizes: tuple[int, ...], seed: int = 0) -
             out[f"query_ms_{label}"] = _median_ms(one_query, QUERIES)
             out[f"query_expand_ms_{label}"] = _median_ms(lambda q=one_query: q(EXPAND), QUERIES)
             out[f"query_asym_ms_{label}"] = _median_ms(one_asym, QUERIES)
-            out[f"query_asym_expand_ms_{label}"] = _median_ms(
-                lambda q=one_asym: q(EXPAND), QUERIES
-            )
+            out[f"query_asym_expand_ms_{label}"] = _median_ms(lambda q=one_asym: q(EXPAND), QUERIES)
             if bits == 64 and n == max(sizes):
                 out[f"query_end_to_end_ms_{label}"] = _median_ms(end_to_end, 10)
                 out[f"query_end_to_end_expand_ms_{label}"] = _median_ms(

@@ -42,10 +42,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from engine.defaults import DEFAULT_EXPAND  # defined without imports, for the app's start-up
-from engine.errors import ImageLoadError
 from engine.asymmetric import DEFAULT_ASYMMETRIC_SHORTLIST, asymmetric_search
 from engine.codes import hamming_reference, pack_codes
+from engine.defaults import DEFAULT_EXPAND  # defined without imports, for the app's start-up
+from engine.errors import ImageLoadError
 from engine.expansion import DEFAULT_QUERY_WEIGHT, CodeTable, expand_queries
 from engine.images import load_photo, prepare_photo
 from engine.index import BinaryIndex

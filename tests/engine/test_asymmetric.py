@@ -43,7 +43,8 @@ def plain_distance(x, code, bits):
     """(K - x' . s) / 2 written out, x' = x scaled to norm sqrt(K), s the code's +-1 bits."""
     norm = math.sqrt(sum(float(v) * float(v) for v in x))
     bits_of = unpack_codes(code[None], bits)[0]
-    dot = sum(float(v) * math.sqrt(bits) / norm * (1 if b else -1) for v, b in zip(x, bits_of))
+    signs = [1 if b else -1 for b in bits_of]
+    dot = sum(float(v) * math.sqrt(bits) / norm * b for v, b in zip(x, signs, strict=True))
     return round((bits - dot) / 2, 6)
 
 
