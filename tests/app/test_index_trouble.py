@@ -72,6 +72,18 @@ def test_skipped_paths_and_an_unmounted_folder_in_the_panel(
     assert "2 could not be read" in panel.progress_label.text()
     assert window.models.active.searcher.size == good
 
+    # a file that fails is not read again while unchanged: the line still counts it, as the list
+    (photo_folder / "a" / "broken.jpg").write_bytes(b"not a photo at all")
+    for _ in range(2):
+        QTest.mouseClick(panel.index_button, Qt.MouseButton.LeftButton)
+        wait_for_index(window)
+        assert "(3)" in panel.failures_label.text()
+        assert "3 could not be read (listed below)" in panel.progress_label.text()
+    (photo_folder / "a" / "broken.jpg").unlink()
+    QTest.mouseClick(panel.index_button, Qt.MouseButton.LeftButton)
+    assert wait_for_index(window).removed == 1
+    assert "(2)" in panel.failures_label.text()
+
     os.rename(photo_folder, tmp_path / "drive")  # unmounted: an empty mount point is left
     photo_folder.mkdir()
     QTest.mouseClick(panel.index_button, Qt.MouseButton.LeftButton)

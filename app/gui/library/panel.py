@@ -37,8 +37,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def describe_progress(p: IndexProgress) -> str:
-    """One line for the progress label: count, rate and ETA."""
+def describe_progress(p: IndexProgress, unreadable: int | None = None) -> str:
+    """One line for the progress label: count, rate and ETA. ``unreadable``: the files the
+    library lists as unreadable after a finished run (files that failed before and did not
+    change are not read again, so the run's own count can be smaller than that list)."""
     if p.phase == "scanning":
         return f"Looking for photos… {p.found:,} found"
     if p.phase == "encoding":
@@ -55,6 +57,8 @@ def describe_progress(p: IndexProgress) -> str:
             f"Cancelled after {p.encoded:,} of {p.to_encode:,}{failed}. "
             "Press Index to continue where it stopped."
         )
+    if unreadable is not None:
+        failed = f", {unreadable:,} could not be read (listed below)" if unreadable else ""
     away = ""
     if p.unavailable_roots:
         folders = (
@@ -288,7 +292,8 @@ class LibraryPanel(QWidget):
         self.progress_label.setText(f"Indexing stopped: {message} Press Index to try again.")
 
     def set_progress(self, p: IndexProgress) -> None:
-        self.progress_label.setText(describe_progress(p))
+        unreadable = len(self.library.failures()) if p.phase == "done" else None
+        self.progress_label.setText(describe_progress(p, unreadable))
         if p.phase == "encoding" and p.to_encode:
             self.progress.setRange(0, p.to_encode)
             self.progress.setValue(p.encoded)
