@@ -294,6 +294,7 @@ def cmd_models(args: argparse.Namespace) -> int:
             "backbone": info.backbone,
             "default": default is not None and info.path == default,
             "metrics": info.metrics,
+            "searched": _searched(info.metadata.get("metrics") or {}),
             "protocols": _protocol_figures(info.metadata),
         }
         for info in installed_checkpoints()
@@ -308,12 +309,16 @@ def cmd_models(args: argparse.Namespace) -> int:
         metrics = ", ".join(
             f"{k} {v:.3f}" for k, v in c["metrics"].items() if isinstance(v, int | float)
         )
+        if "map_all" in c["searched"]:
+            metrics += f"; as the app searches map_all {c['searched']['map_all']:.3f}"
         print(
             f"  {c['name']}{mark}: {c['method']} {c['bits']} bits, {c['backbone']}"
             f"{'; ' + metrics if metrics else ''}\n    {c['path']}"
         )
         for key, figures in c["protocols"].items():
             shown = [f"{k} {v:.3f}" for k, v in figures["metrics"].items()]
+            if "map_all" in figures["searched"]:
+                shown.append(f"as the app searches map_all {figures['searched']['map_all']:.3f}")
             for part in ("random", "real_valued"):
                 if "map_all" in figures[part]:
                     shown.append(f"{part.replace('_', '-')} map_all {figures[part]['map_all']:.3f}")
@@ -323,12 +328,25 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 def _protocol_figures(metadata: dict) -> dict[str, dict]:
     """The figures of the other evaluation protocols a checkpoint stores (``evaluate --store
-    --protocol unseen20``, ``--doodles``), by protocol key: metrics, random and real-valued."""
+    --protocol unseen20``, ``--doodles``), by protocol key: metrics, random, real-valued and
+    those of the ranking the app searches with (``_searched``)."""
     stored = (metadata.get("metrics") or {}).get("protocols") or {}
     return {
         key: {part: dict(report.get(part) or {}) for part in ("metrics", "random", "real_valued")}
+        | {"searched": _searched(report)}
         for key, report in stored.items()
     }
+
+
+def _searched(report: dict) -> dict[str, float]:
+    """The figures of a stored report as the app ranks by default: with its expansion (which
+    is asymmetric for a category-level model), else asymmetric, else {} (the binary figures
+    are already the app's ranking, e.g. fine-grained DSSA)."""
+    for part in ("expanded", "asymmetric"):
+        figures = report.get(part) or {}
+        if figures:
+            return {k: v for k, v in figures.items() if k != "m"}
+    return {}
 
 
 def cmd_compact(args: argparse.Namespace) -> int:

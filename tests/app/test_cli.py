@@ -135,3 +135,17 @@ def test_models_lists_methods(capsys):
     out = _json(capsys)
     assert "baseline" in out["methods"]
     assert all({"name", "method", "bits", "path"} <= set(c) for c in out["checkpoints"])
+    # each category-level model says how it scores the way the app searches (asymmetric, with
+    # the default expansion), beside its Hamming figures; DSSA's codes are already its ranking
+    from engine.models import read_checkpoint_info
+
+    for c in out["checkpoints"]:
+        stored = read_checkpoint_info(c["path"]).metadata.get("metrics") or {}
+        if c["method"] == "dssa":
+            assert c["searched"] == {}
+        elif stored.get("expanded"):
+            assert c["searched"]["map_all"] == stored["expanded"]["map_all"]
+    assert main(["models"]) == 0
+    text = capsys.readouterr().out
+    searched = [c for c in out["checkpoints"] if c["searched"]]
+    assert text.count("as the app searches map_all") >= len(searched) > 0
