@@ -19,12 +19,20 @@ Where re-ranking cannot run, the search falls back to the Hamming order rather t
 - a shortlisted photo has no stored feature for the model (a catalog indexed by an older
   version): the note asks to run the indexer again, which stores the missing features.
 
-Query expansion (``search(..., expand=m)``, ``engine.expansion``): the query code and the codes
-of its m nearest photos vote bit by bit on a new code (ties keep the query's bit; the query's
-vote weighs ``query_weight``), and the index is searched again with it; results then report
-Hamming distances to the expanded code. The searcher keeps a numpy copy of the index's ids and
-codes (``CodeTable``, built with the index on ``refresh``) to read the neighbours' codes without
-a catalog round trip. ``DEFAULT_EXPAND`` is the one default, for the app and the command line.
+Asymmetric ranking (the default of every category-level model, ``model.asymmetric``;
+``engine.asymmetric``): the max(k, 1000) nearest codes by Hamming distance are ranked by their
+distance to the sketch's unbinarised output, and expansion moves that output towards its m
+nearest photos' codes; each result then carries that distance as ``score`` (``distance`` stays
+the Hamming distance to the sketch's own code). ``asymmetric=False`` gives the Hamming path
+below.
+
+Query expansion on the Hamming path (``search(..., expand=m, asymmetric=False)``,
+``engine.expansion``): the query code and the codes of its m nearest photos vote bit by bit on
+a new code (ties keep the query's bit; the query's vote weighs ``query_weight``), and the index
+is searched again with it; results then report Hamming distances to the expanded code. The
+searcher keeps a numpy copy of the index's ids and codes (``CodeTable``, built with the index on
+``refresh``) to read the neighbours' codes without a catalog round trip; both paths use it.
+``DEFAULT_EXPAND`` is the one default, for the app and the command line.
 
 Photo queries (``search_photo``, "more like this photo"): a photo is encoded with the model's
 photo encoder, exactly as the indexer encodes the library, and searched in the same index.
