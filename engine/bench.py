@@ -7,8 +7,10 @@
    asymmetric ranking of the searcher's default path (``engine.asymmetric``: a Hamming
    shortlist of 1000 ranked against the unbinarised query, ``query_asym_ms_*``; with the
    default expansion, a second shortlist and the ranking of both: ``query_asym_expand_ms_*``);
-   end to end (normalise, encode, search as the searcher does by default: asymmetric, with
-   the default expansion) at the largest size and 64 bits, without and with expansion
+   the sketch encoder eager (``query_encode_ms``) and frozen for one query as a search runs it
+   (``query_encode_frozen_ms``, ``engine.query_encoder``); end to end (normalise, encode with
+   the frozen encoder, search as the searcher does by default: asymmetric, with the default
+   expansion) at the largest size and 64 bits, without and with expansion
    (``query_end_to_end_ms_*``, ``query_end_to_end_expand_ms_*``); and the time to rebuild the
    in-memory index from a catalog of 100k codes.
 2. Indexing throughput on full-size photos (12 MP JPEGs made from real photos, with a little
@@ -48,6 +50,7 @@ from engine.indexer import index_library, walk_photos
 from engine.library import Library
 from engine.models import SketchHashModel
 from engine.paths import cache_dir
+from engine.query_encoder import QueryEncoder
 from engine.sketch import Point, Stroke, rasterize
 from engine.store import create_fresh, load_model
 
@@ -105,6 +108,9 @@ def bench_query(model: SketchHashModel, sizes: tuple[int, ...], seed: int = 0) -
     out["query_normalize_ms"] = _median_ms(lambda: rasterize(strokes), 20)
     sketch = rasterize(strokes)
     out["query_encode_ms"] = _median_ms(lambda: model.encode_sketches(sketch[None]), 10)
+    encoder = QueryEncoder(model.eval())  # what a search encodes with (engine.query_encoder)
+    encoder.warm_up()
+    out["query_encode_frozen_ms"] = _median_ms(lambda: encoder.embed(sketch[None]), 10)
     for bits in (64, 128):
         for n in sizes:
             ids = np.arange(n, dtype=np.int64)
@@ -132,7 +138,7 @@ def bench_query(model: SketchHashModel, sizes: tuple[int, ...], seed: int = 0) -
                 asym(values[next(turn) % QUERIES][None], expand)
 
             def end_to_end(expand=0, asym=asym) -> None:
-                asym(model.embed_sketches(rasterize(strokes)[None]), expand)
+                asym(encoder.embed(rasterize(strokes)[None]), expand)
 
             label = f"{_label(n)}_{bits}"
             out[f"query_ms_{label}"] = _median_ms(one_query, QUERIES)

@@ -59,6 +59,7 @@ from engine.images import load_photo, prepare_photo
 from engine.index import BinaryIndex
 from engine.library import Library
 from engine.models import SketchHashModel, model_id
+from engine.query_encoder import QueryEncoder
 from engine.sketch_input import SketchQuery, sketch_input
 
 log = logging.getLogger(__name__)
@@ -121,11 +122,16 @@ class Searcher:
         self.model = model.eval()  # shared with the indexer's thread: its mode must not change
         self.model_id = model_id(model)
         self.bits = model.bits
+        self.encoder = QueryEncoder(self.model)  # the sketch side, frozen for one query
         self._index = BinaryIndex(self.bits, self.model_id)
         self._table = CodeTable.from_pairs(np.empty(0, np.int64), np.empty((0, self.bits // 8)))
         self._lock = threading.Lock()
         self.not_indexed = 0
         self.refresh()
+
+    def warm_up(self) -> None:
+        """Prepare the query encoder now (``engine.query_encoder``), off the first search."""
+        self.encoder.warm_up()
 
     @property
     def size(self) -> int:
@@ -181,10 +187,10 @@ class Searcher:
         if rerank:
             code, feature = self.model.encode_sketches_and_features(sketch[None])
         elif asymmetric:
-            values = self.model.embed_sketches(sketch[None])
+            values = self.encoder.embed(sketch[None])
             code = pack_codes(values)
         else:
-            code = self.model.encode_sketches(sketch[None])
+            code = pack_codes(self.encoder.embed(sketch[None]))
         t2 = time.perf_counter()
         with self._lock:
             index, table, not_indexed = self._index, self._table, self.not_indexed

@@ -44,7 +44,9 @@ def activate_model(
 
     if model is None:
         model = load_model(spec or None)
-    return ActiveModel(model, Searcher(library, model), spec)
+    searcher = Searcher(library, model)
+    searcher.warm_up()  # on the loading thread: the first sketch does not wait for it
+    return ActiveModel(model, searcher, spec)
 
 
 @dataclass(frozen=True)

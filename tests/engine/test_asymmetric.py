@@ -154,7 +154,7 @@ def test_the_searcher_ranks_asymmetrically_by_default(model, shared_data, tmp_pa
     response = searcher.search(sketch_file, k=30, expand=4)
     assert response.asymmetric and response.expanded == 4
     ids, codes = library.catalog.codes_for(searcher.model_id, 64)
-    values = model.embed_sketches(sketch_input(sketch_file)[None])
+    values = searcher.encoder.embed(sketch_input(sketch_file)[None])  # the query's own values
     want = brute_force(values, ids, codes, 64, 30, 1000, 4)[0]
     assert [r.photo_id for r in response.results] == [i for i, _ in want]
     np.testing.assert_allclose([r.score for r in response.results], [d for _, d in want], atol=2e-6)

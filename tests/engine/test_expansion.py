@@ -135,7 +135,7 @@ def test_searcher_expands_with_the_library_codes(model, shared_data, tmp_path):
     assert expanded.expanded == 10 and expanded.timings_ms["expand"] > 0
 
     ids, codes = library.catalog.codes_for(searcher.model_id, 64)
-    query = model.encode_sketches(sketch_input(sketch_file)[None])
+    query = pack_codes(searcher.encoder.embed(sketch_input(sketch_file)[None]))
     new_code = brute_force_expand(query, ids, codes, 64, 10)
     dist = hamming_reference(new_code, codes)[0]
     want = sorted(zip(dist.tolist(), ids.tolist(), strict=True))
