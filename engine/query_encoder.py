@@ -44,7 +44,10 @@ class _SketchSide(torch.nn.Module):
 
 class QueryEncoder:
     """``embed(sketches)`` equals ``model.embed_sketches(sketches)`` (within 1e-5), through a
-    frozen graph for single CPU queries; built on first use or by ``warm_up``."""
+    frozen graph for single CPU queries once ``warm_up`` has built it. Until then the model's
+    own path answers: building takes about a second, which a one-query command (``query``)
+    would pay on top of its one encoding, so only a long-lived searcher (the app's, on the
+    thread that loads its model) builds it."""
 
     def __init__(self, model: SketchHashModel) -> None:
         self.model = model
@@ -59,8 +62,8 @@ class QueryEncoder:
         return self._graph is not None
 
     def warm_up(self) -> None:
-        """Build the frozen graph now (about a second), e.g. on the thread that loads a model,
-        so that the first search does not wait for it."""
+        """Build the frozen graph (about a second), e.g. on the thread that loads a model;
+        ``embed`` uses it from then on."""
         self._build()
 
     def embed(self, sketches: np.ndarray) -> np.ndarray:
@@ -68,7 +71,7 @@ class QueryEncoder:
         ``model.embed_sketches``."""
         arr = np.asarray(sketches)
         if arr.ndim == 3 and len(arr) == 1 and not self.model.training:
-            graph = self._build()
+            graph = self._graph
             if graph is not None:
                 self.model.check_codes()
                 batch = sketch_tensor(arr, self.model.sketch_size, torch.device("cpu"))
