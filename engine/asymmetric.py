@@ -34,7 +34,7 @@ import numpy as np
 
 from engine.codes import check_bits, pack_codes
 from engine.errors import ConfigError
-from engine.expansion import CodeTable
+from engine.expansion import CodeTable, gallery_index
 from engine.index import BinaryIndex
 
 DEFAULT_ASYMMETRIC_SHORTLIST = 1000
@@ -127,12 +127,13 @@ def asymmetric_search(
         x = scaled_queries(values[start : start + CHUNK])
         ids = index.search(pack_codes(x), width).ids
         codes = signed(table.lookup(ids), index.bits)
-        order = _order(ids, asymmetric_distances(x, codes))
-        if expand:
-            near = np.take_along_axis(order, np.arange(min(expand, width))[None, :], axis=1)
-            x = expand_scaled(x, np.take_along_axis(codes, near[:, :, None], axis=1), weight)
-            order = _order(ids, asymmetric_distances(x, codes))
         dist = asymmetric_distances(x, codes)
+        order = _order(ids, dist)
+        if expand:
+            near = order[:, : min(expand, width)]
+            x = expand_scaled(x, np.take_along_axis(codes, near[:, :, None], axis=1), weight)
+            dist = asymmetric_distances(x, codes)
+            order = _order(ids, dist)
         ids_out[start : start + len(x)] = np.take_along_axis(ids, order, axis=1)[:, :out_k]
         dist_out[start : start + len(x)] = np.take_along_axis(dist, order, axis=1)[:, :out_k]
     return AsymmetricMatches(ids_out, dist_out)
@@ -153,11 +154,6 @@ def asymmetric_against_gallery(
 ) -> AsymmetricMatches:
     """Full ranking of a gallery's packed codes (photo ids 0..n-1) for real-valued queries: what
     a search with k = the gallery's size returns (the shortlist is then the whole gallery)."""
-    gallery = np.asarray(gallery, np.uint8)
-    ids = np.arange(len(gallery), dtype=np.int64)
-    index = BinaryIndex(bits, "asymmetric")
-    index.add(ids, gallery)
-    n = max(len(gallery), 1)
-    return asymmetric_search(
-        index, CodeTable(ids, gallery), values, n, shortlist=n, expand=expand, weight=weight
-    )
+    index, table = gallery_index(gallery, bits)
+    n = max(len(table), 1)
+    return asymmetric_search(index, table, values, n, shortlist=n, expand=expand, weight=weight)

@@ -109,8 +109,15 @@ def expand_against_gallery(
 ) -> np.ndarray:
     """Packed query codes expanded against a gallery's packed codes (photo ids 0..n-1, so ties
     go to the lower row, as in an evaluation's ranking): what a search with ``m`` does."""
+    index, table = gallery_index(gallery, bits)
+    return expand_queries(index, table, queries, m, query_weight)
+
+
+def gallery_index(gallery: np.ndarray, bits: int) -> tuple[BinaryIndex, CodeTable]:
+    """An index and code table of a gallery's packed codes under photo ids 0..n-1 (what an
+    evaluation ranks: equal distances go to the lower row)."""
     gallery = np.asarray(gallery, np.uint8)
     ids = np.arange(len(gallery), dtype=np.int64)
-    index = BinaryIndex(bits, "expansion")
+    index = BinaryIndex(bits, "gallery")
     index.add(ids, gallery)
-    return expand_queries(index, CodeTable(ids, gallery), queries, m, query_weight)
+    return index, CodeTable(ids, gallery)
