@@ -147,6 +147,10 @@ class TrainingProcedure(ABC):
         for module in self.frozen:
             module.eval()
 
+    def start_new_model(self) -> None:  # noqa: B027 - optional hook
+        """Called before ``prepare`` for a new model only (not a resumed run or a fine-tune):
+        where a method starts weights from elsewhere (e.g. DSH's C2-Net)."""
+
     def prepare(self, cancel: threading.Event) -> Generator[PrepareProgress, None, None]:
         """Work before the first step, with progress; raises Cancelled once ``cancel`` is set."""
         yield from ()

@@ -276,6 +276,8 @@ class _Run:
         )
         procedure = self.procedure = procedure_class(model, self.data, config, device)
         procedure.dist = dist
+        if state is None and config.init_from is None:  # neither resumed nor a fine-tune
+            procedure.start_new_model()
         yield from self.preparing(procedure.prepare(self.cancel), "computing")
         optimizers = self.optimizers = procedure.build_optimizers()
         steps_per_epoch = self.steps_per_epoch = len(  # this process's share of the batches

@@ -25,9 +25,10 @@ Structure (the paper's, with our choices marked):
 - ``sketch_tokens=False``: the ablation without the token stream; the photo side is C1 -> FCs ->
   K, no edge maps are computed (``edge_maps`` returns None).
 - ``dropout`` (default 0.5, the paper's) and ``fc_batchnorm`` (BatchNorm after each FC layer;
-  default off, not in the paper) are options for short CPU runs: the measured CPU recipe
-  (``training.methods.dsh``) uses ``dropout=0`` and ``fc_batchnorm=True``, because without them
-  the outputs fell to an input-independent optimum of the pairwise loss within the budget.
+  default off, not in the paper) are options for short CPU runs: the shipped recipe
+  (``training.methods.dsh``, DEVELOPERS.md) uses the paper's dropout and ``fc_batchnorm=True``;
+  the earlier recipe, which trained the trunks, needed ``dropout=0`` as well, because without
+  them the outputs fell to an input-independent optimum of the pairwise loss within the budget.
 
 Backbones:
 - ``paper`` (random init: the authors' weights cannot be had): C1 CaffeNet-like conv1-5

@@ -98,3 +98,101 @@ def test_alternation_never_increases_the_objective():
     assert all(later <= earlier + 1e-9 for earlier, later in itertools.pairwise(values))
     b2, d2 = discrete.alternate(labels, features, reg, mu, codes=codes, iterations=4)
     assert torch.equal(b2, b) and torch.allclose(d2, d)
+
+
+# ---------------------------------------------------------------- class embeddings
+def _embedding(seed: int, c: int, dim: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(c, dim, generator=g)
+
+
+@pytest.mark.parametrize("reg", [0.0, 0.5, 3.0])
+def test_embedded_d_step_matches_lstsq_on_stacked_ridge_system(reg):
+    codes, labels, _ = _random_problem(2, n=30, k=5, c=6)
+    e = _embedding(0, 6, 3)
+    w = discrete.d_step(codes, labels, reg, embedding=e)
+    ey = e[labels].double()
+    a = torch.cat([ey, (reg**0.5) * torch.eye(3, dtype=torch.float64)])
+    rhs = torch.cat([codes.double(), torch.zeros(3, 5, dtype=torch.float64)])
+    assert w.shape == (3, 5)
+    torch.testing.assert_close(
+        w.double(), torch.linalg.lstsq(a, rhs).solution, atol=1e-5, rtol=1e-5
+    )
+
+
+def test_identity_embedding_is_the_one_hot_factorisation():
+    codes, labels, features = _random_problem(3, n=25, k=6, c=4)
+    eye = torch.eye(4)
+    torch.testing.assert_close(
+        discrete.d_step(codes, labels, 0.7, embedding=eye), discrete.d_step(codes, labels, 0.7)
+    )
+    b1, d1 = discrete.alternate(labels, features, 0.7, 0.5, codes=codes, embedding=eye)
+    b2, d2 = discrete.alternate(labels, features, 0.7, 0.5, codes=codes)
+    assert torch.equal(b1, b2)
+    torch.testing.assert_close(d1, d2)
+
+
+def test_embedded_b_step_matches_enumeration_and_alternation_never_increases():
+    codes, labels, features = _random_problem(4, n=40, k=4, c=5)
+    e = _embedding(1, 5, 2)
+    reg, mu = 0.5, 0.8
+    w = discrete.d_step(codes, labels, reg, embedding=e)
+    b = discrete.b_step(w, labels, features, mu, embedding=e)
+    target = e @ w
+    for i in range(len(labels)):  # each row: the best of the 16 sign vectors
+        best = min(
+            itertools.product((-1.0, 1.0), repeat=4),
+            key=lambda v: float(
+                ((torch.tensor(v) - target[labels[i]]) ** 2).sum()
+                + mu * ((torch.tensor(v) - features[i]) ** 2).sum()
+            ),
+        )
+        assert b[i].tolist() == list(best)
+    b, values = codes, []
+    for _ in range(4):
+        w = discrete.d_step(b, labels, reg, embedding=e)
+        values.append(discrete.factorisation_objective(b, labels, w, reg, features, mu, e).item())
+        b = discrete.b_step(w, labels, features, mu, embedding=e)
+        values.append(discrete.factorisation_objective(b, labels, w, reg, features, mu, e).item())
+    assert all(later <= earlier + 1e-9 for earlier, later in itertools.pairwise(values))
+    with pytest.raises(ConfigError, match="labels go up to"):  # fewer rows than classes
+        discrete.d_step(codes, labels, reg, embedding=_embedding(0, 4, 2))
+    with pytest.raises(ConfigError, match="does not fit W"):
+        discrete.b_step(w[:1], labels, features, mu, embedding=e)
+
+
+def test_class_embedding_rows_follow_the_class_means():
+    g = torch.Generator().manual_seed(0)
+    centres = torch.randn(4, 10, generator=g) * 5
+    labels = torch.arange(4).repeat_interleave(6)
+    features = centres[labels] + 0.01 * torch.randn(24, 10, generator=g)
+    e = discrete.class_embedding(features, labels, 4, dim=2)
+    assert e.shape == (4, 3) and torch.equal(e[:, 2], torch.ones(4))
+    torch.testing.assert_close(e[:, :2].norm(dim=1), torch.ones(4))
+    # the rows are the centred class means in their two main directions: their cosines agree
+    means = centres - centres.mean(0)
+    _, _, v = torch.linalg.svd(means)
+    proj = torch.nn.functional.normalize(means @ v[:2].T, dim=1)
+    torch.testing.assert_close(e[:, :2].abs(), proj.abs(), atol=1e-3, rtol=1e-3)
+    with pytest.raises(ConfigError, match="no sample"):
+        discrete.class_embedding(features, labels, 5, dim=2)
+
+
+def test_embedding_codes_are_seeded_signs_shared_by_equal_rows():
+    e = torch.cat([_embedding(2, 5, 8), torch.ones(5, 1)], 1)
+    e[4] = e[1]
+    a, b, c = (discrete.embedding_codes(e, 64, s) for s in (0, 0, 1))
+    assert a.shape == (5, 64) and set(a.unique().tolist()) == {-1.0, 1.0}
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    assert torch.equal(a[4], a[1])
+    # nearer rows share more bits (random-hyperplane hashing), on average over seeds
+    near = e.clone()
+    near[3, :8] = e[0, :8] + 0.1 * e[2, :8]
+    shared = [
+        (
+            float((codes[0] == codes[3]).float().mean()),
+            float((codes[0] == codes[2]).float().mean()),
+        )
+        for codes in (discrete.embedding_codes(near, 256, s) for s in range(4))
+    ]
+    assert sum(x for x, _ in shared) > sum(y for _, y in shared)

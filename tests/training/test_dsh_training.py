@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from engine.errors import ConfigError
+from engine.errors import CheckpointError, ConfigError
+from engine.model_files import default_checkpoint
 from engine.models import create, load_checkpoint
+from engine.models.checkpoint import save_checkpoint
 from training import EvalConfig, TrainConfig, discrete, evaluate, losses, run_files, train
 from training.arrays import prepare_arrays
 from training.data import load_dataset
@@ -56,8 +58,12 @@ def _procedure(root, **options) -> DSHProcedure:
     return DSHProcedure(model, data, config, torch.device("cpu"))
 
 
+# the paper-like path: one-hot factorisation, the trunks in the step
+PAPER_PATH = {"class_embedding": "one_hot", "cache_trunks": False}
+
+
 def test_step_total_is_the_weighted_terms_and_codes_follow_labels(category_folder):
-    proc = _procedure(category_folder, w_pair=0.7, w_quant=2.0)
+    proc = _procedure(category_folder, w_pair=0.7, w_quant=2.0, **PAPER_PATH)
     # class initialisation: every sample starts at its class's code, D at those codes
     assert torch.equal(proc.photo_codes, proc.projection[proc.photo_labels])
     assert torch.equal(proc.sketch_codes, proc.projection[proc.sketch_labels])
@@ -71,7 +77,7 @@ def test_step_total_is_the_weighted_terms_and_codes_follow_labels(category_folde
 
 
 def test_epoch_end_update_is_the_closed_form_alternation(category_folder):
-    proc = _procedure(category_folder, mu=0.5, reg=2.0, alternations=2)
+    proc = _procedure(category_folder, mu=0.5, reg=2.0, alternations=2, **PAPER_PATH)
     fp, fs = proc.network_outputs()
     labels = torch.cat([proc.photo_labels, proc.sketch_labels])
     before = torch.cat([proc.photo_codes, proc.sketch_codes])
@@ -113,7 +119,8 @@ def test_resume_keeps_codes_and_projection(sketchy, tmp_path):
     try:
         while True:
             event = next(run)
-            decoded = event.phase == "prepare" and "sketches" in event.message
+            # the last preparation: the cached trunk features of the sketches
+            decoded = event.phase == "prepare" and "sketch features" in event.message
             if decoded and event.step == event.steps_per_epoch:  # stop before the first step
                 cancel.set()
     except StopIteration as stop:
@@ -123,15 +130,22 @@ def test_resume_keeps_codes_and_projection(sketchy, tmp_path):
     for key in ("photo_codes", "sketch_codes", "projection"):
         assert torch.equal(again[key], saved[key]), key
     assert not torch.equal(saved["projection"], class_codes(2, 32, config.seed))
+    assert torch.equal(again["embedding"], saved["embedding"])
+    # a new model's C2-Net started from the default model's sketch encoder, kept by the cache
+    anchor = load_checkpoint(default_checkpoint())
+    trained = load_checkpoint(out)
+    for name, value in anchor.sketch_trunk.state_dict().items():
+        assert torch.equal(trained.c2.net.state_dict()[name], value), name
 
 
 @pytest.mark.parametrize(
     "model", [{}, {"sketch_tokens": False}], ids=["with-sketch-tokens", "no-sketch-tokens"]
 )
 def test_short_real_run_beats_random(sketchy, tmp_path, model):
-    """3 Sketchy classes, 64 px, 12 steps of 12 sketches + 12 photos on the pretrained trunks,
-    codes updated after each of 3 epochs; the training photos of those classes ranked by
-    Hamming distance through the engine index must beat the random expectation."""
+    """3 Sketchy classes, 64 px, 12 steps of 12 sketches + 12 photos on the cached pretrained
+    trunks (C2 the default model's sketch encoder), codes updated after each of 3 epochs; the
+    training photos of those classes ranked by Hamming distance through the engine index must
+    beat the random expectation."""
     torch.set_num_threads(1)
     classes = FEW_CLASSES[:3]
     config = TrainConfig(
@@ -171,3 +185,70 @@ def test_short_real_run_beats_random(sketchy, tmp_path, model):
         )
     )
     assert report.metrics["map_all"] > report.random["map_all"], report.to_json()
+
+
+def test_cached_trunks_give_the_models_own_outputs_and_only_heads_learn(category_folder):
+    proc = _procedure(category_folder, class_embedding="one_hot")
+    drain(proc.prepare(threading.Event()))
+    model = proc.model
+    assert not any(p.requires_grad for t in (model.c1, model.c2) for p in t.parameters())
+    assert set(proc.cache) == {"photo", "token", "sketch"}
+    fp, fs = proc.network_outputs()
+    # the cache answers what the model answers on the same photos and sketches
+    photos, sketches = proc.data.photos, proc.data.sketches
+    torch.testing.assert_close(
+        fp, torch.tanh(torch.from_numpy(model.embed_photos(photos, raw=True))), atol=1e-4, rtol=0
+    )
+    torch.testing.assert_close(
+        fs,
+        torch.tanh(torch.from_numpy(model.embed_sketches(sketches, raw=True))),
+        atol=1e-4,
+        rtol=0,
+    )
+    trunk_before = {k: v.clone() for k, v in model.c2.state_dict().items()}
+    head_before = model.sketch_hash.weight.clone()
+    ctx = StepContext(torch.device("cpu"), proc.build_optimizers(), 5.0, False)
+    proc.train_mode()
+    for batch in proc.epoch_batches(0, torch.Generator().manual_seed(0))[:2]:
+        proc.step(batch, ctx)
+    assert not torch.equal(model.sketch_hash.weight, head_before)
+    for name, value in model.c2.state_dict().items():  # BatchNorm statistics included
+        assert torch.equal(value, trunk_before[name]), name
+
+
+def test_photo_prototype_codes_start_from_the_class_embedding(category_folder):
+    proc = _procedure(category_folder)
+    drain(proc.prepare(threading.Event()))
+    classes = proc.num_classes
+    e = proc.embedding
+    assert e.shape == (classes, min(32, classes) + 1)
+    # the embedding is the class means of the cached photo features
+    expected = discrete.class_embedding(proc.cache["photo"], proc.photo_labels, classes, 32)
+    torch.testing.assert_close(e, expected)
+    start = discrete.embedding_codes(e, proc.model.bits, proc.config.seed)
+    assert torch.equal(proc.photo_codes, start[proc.photo_labels])
+    assert torch.equal(proc.sketch_codes, start[proc.sketch_labels])
+    figures = proc.on_epoch_end(0)
+    labels = torch.cat([proc.photo_labels, proc.sketch_labels])
+    fp, fs = proc.network_outputs()
+    b = discrete.b_step(proc.projection, labels, torch.cat([fp, fs]), 1.0, embedding=e)
+    assert torch.equal(torch.cat([proc.photo_codes, proc.sketch_codes]), b)
+    assert 0.0 <= figures["codes_flipped"] <= 1.0
+
+
+def test_sketch_trunk_from_refuses_what_is_not_an_anchor_sketch_encoder(category_folder, tmp_path):
+    proc = _procedure(category_folder, sketch_trunk_from=str(tmp_path / "missing.safetensors"))
+    with pytest.raises(CheckpointError):
+        proc.start_new_model()
+    other = tmp_path / "dsh.safetensors"
+    save_checkpoint(proc.model, other)
+    proc = _procedure(category_folder, sketch_trunk_from=str(other))
+    with pytest.raises(CheckpointError, match="not 'anchor'"):
+        proc.start_new_model()
+    untouched = {k: v.clone() for k, v in proc.model.c2.state_dict().items()}
+    proc = _procedure(category_folder, sketch_trunk_from="")
+    proc.start_new_model()  # "": ImageNet's (here the untrained) weights stay
+    for name, value in proc.model.c2.state_dict().items():
+        assert torch.equal(value, untouched[name]), name
+    with pytest.raises(ConfigError, match="class_embedding"):
+        _procedure(category_folder, class_embedding="words")

@@ -105,8 +105,17 @@ METHOD = {
         "network (ours: 1).",
         "reg": "Ridge regulariser of the closed-form D step (ours: 1).",
         "alternations": "Rounds of the D and B steps at each epoch's end (ours: 3).",
-        "init_codes": "How the codes start: 'class' (a random code per class) or 'network' (the "
-        "untrained net's signs). Ours: class.",
+        "init_codes": "How the codes start: 'class' (a code per class, from its embedding) or "
+        "'network' (the untrained net's signs). Ours: class.",
+        "class_embedding": "What the codes factorise through: 'photo_prototypes' (each class's "
+        "mean photo feature, standing in for the paper's word vectors, so classes that look "
+        "alike get nearby codes) or 'one_hot' (each class its own). Ours: photo_prototypes.",
+        "embedding_dim": "Dimensions kept of the photo-prototype class embedding (ours: 32).",
+        "cache_trunks": "Keep both pretrained trunks frozen, run them once per image and train "
+        "only the fully connected layers (thousands of steps on a CPU). Ours: on.",
+        "sketch_trunk_from": "Where a new model's C2-Net (sketches and token maps) starts: "
+        "'default' (the default model's sketch encoder), an anchor checkpoint's path, or empty "
+        "for ImageNet's weights. Ours: default.",
     },
     "gdh": {
         "gen_channels": "Generator width; its ResBlocks run at 4x this (paper: 32, i.e. 128).",
