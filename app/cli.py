@@ -487,7 +487,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=cmd_compact)
 
     p = sub.add_parser("bench", help="measure query latency, indexing throughput and memory")
-    p.add_argument("--photos", type=int, default=64, help="full-size photos to index")
+    p.add_argument(
+        "--photos",
+        type=int,
+        default=256,
+        help="full-size photos to index (from 200 a run uses the frozen photo graph)",
+    )
     p.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     p.add_argument("--model", default=None, help="checkpoint or method (default: shipped)")
     p.add_argument("--device", default=None)

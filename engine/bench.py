@@ -15,9 +15,13 @@
    in-memory index from a catalog of 100k codes.
 2. Indexing throughput on full-size photos (12 MP JPEGs made from real photos, with a little
    grain so they compress like camera files), beside the throughput of decoding alone and of the
-   model alone on the same files. ``pipeline_efficiency`` = indexing / min(decode, model): 1.0
-   means decoding hides completely behind encoding (or the reverse), which needs them to run on
-   separate resources (decoding on the CPU, the model on a GPU). On a CPU-only machine both
+   model alone on the same files, as an indexing run of that many photos runs it (from
+   ``engine.frozen.FROZEN_PHOTOS_MIN`` photos, 200, through the frozen photo graph; the default
+   256 photos make such a run: ``index_frozen_photo_side``), with torch's threads beside the
+   decoding threads (``engine.devices.cpu_threads_beside``). ``pipeline_efficiency`` =
+   indexing / min(decode, model): 1.0 means decoding hides completely behind encoding (or the
+   reverse), which needs them to run on separate resources (decoding on the CPU, the model on a
+   GPU). On a CPU-only machine both
    compete for the same cores, so ``pipeline_efficiency_vs_serial`` also compares indexing with
    running the two back to back (1 / (1/decode + 1/model)).
 3. Peak resident memory while indexing (sampled from /proc every 20 ms; Linux).
@@ -42,8 +46,10 @@ from PIL import Image
 from engine.asymmetric import DEFAULT_ASYMMETRIC_SHORTLIST, asymmetric_search
 from engine.catalog import Catalog
 from engine.defaults import DEFAULT_EXPAND
+from engine.devices import cpu_threads_beside
 from engine.errors import CheckpointError
 from engine.expansion import CodeTable, expand_queries
+from engine.frozen import FROZEN_PHOTOS_MIN, PhotoEncoder
 from engine.images import PHOTO_EXTENSIONS, load_photo, prepare_photo
 from engine.index import BinaryIndex
 from engine.indexer import index_library, walk_photos
@@ -239,11 +245,14 @@ def bench_indexing(model: SketchHashModel, folder: Path, workers: int | None = N
     decode_rate = len(files) / (time.perf_counter() - t)
 
     batch = np.stack(arrays)
-    model.encode_photos(batch[:8])  # warm-up
-    t = time.perf_counter()
-    for i in range(0, len(batch), 32):
-        model.encode_photos(batch[i : i + 32])
-    model_rate = len(files) / (time.perf_counter() - t)
+    # the model as an indexing run of this many photos runs it (engine.frozen, engine.devices)
+    with cpu_threads_beside(workers, model.device):
+        encode = PhotoEncoder.for_run(model, len(files))
+        encode(batch[:8])  # warm-up
+        t = time.perf_counter()
+        for i in range(0, len(batch), 32):
+            encode(batch[i : i + 32])
+        model_rate = len(files) / (time.perf_counter() - t)
     del arrays, batch
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -270,11 +279,12 @@ def bench_indexing(model: SketchHashModel, folder: Path, workers: int | None = N
         "index_peak_rss_mb": sampler.peak / 2**20,
         "index_rss_increase_mb": (sampler.peak - sampler.start_rss) / 2**20,
         "decode_workers": workers,
+        "index_frozen_photo_side": len(files) >= FROZEN_PHOTOS_MIN and not model.rerank_features,
     }
 
 
 def run_benchmarks(
-    photos: int = 64,
+    photos: int = 256,
     sizes: tuple[int, ...] = (10_000, 100_000, 1_000_000),
     model_spec: str | None = None,
     device: str | None = None,

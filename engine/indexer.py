@@ -10,7 +10,10 @@ Steps of one run:
 2. resolve: vanished entries that no new file can be (no new file of their size, or an old
    key) leave the catalog in one transaction.
 3. encode: decode on a thread pool a couple of batches ahead of the model, encode each batch on
-   the model's device, and write it in one transaction. Each file is read once: its bytes give
+   the model's device (a run of at least ``engine.frozen.FROZEN_PHOTOS_MIN`` photos through the
+   model's frozen photo graph, built while the first batches decode; on the CPU with torch's
+   threads on the cores the decoding threads leave, ``engine.devices.cpu_threads_beside``), and
+   write it in one transaction. Each file is read once: its bytes give
    the content key (a SHA-256 hash of the whole file) and are decoded from memory. A new file
    whose key is a vanished entry's is that photo moved or renamed (the row, and so every
    model's code, follows it, with no decoding when it has a code for this model); a changed
@@ -43,7 +46,7 @@ import os
 import threading
 import time
 from collections import defaultdict, deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,7 +54,9 @@ from pathlib import Path
 import numpy as np
 
 from engine.catalog import Catalog, PhotoRow
+from engine.devices import cpu_threads_beside
 from engine.errors import ImageLoadError
+from engine.frozen import PhotoEncoder
 from engine.images import MAX_DECODE_BYTES, DecodeBudget, load_photo, prepare_photo
 from engine.library import Library
 from engine.models import SketchHashModel, model_id
@@ -304,9 +309,10 @@ def _index_library(
         moves = _resolve(catalog, todo, vanished, skipped, run)
         yield run.progress("scanning")
         budget = DecodeBudget(decode_budget)
-        yield from _encode(
-            catalog, model, mid, todo, coded, moves, budget, batch_size, pool, cancel, run
-        )
+        with cpu_threads_beside(workers, model.device):  # the model on the cores left over
+            yield from _encode(
+                catalog, model, mid, todo, coded, moves, budget, batch_size, pool, cancel, run
+            )
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
@@ -363,25 +369,28 @@ def _prepare(
     return out
 
 
-def _run_model(model: SketchHashModel, arrays: list[np.ndarray]):
+_EncodeFn = Callable[[np.ndarray], np.ndarray]  # prepared photos to packed codes
+
+
+def _run_model(model: SketchHashModel, arrays: list[np.ndarray], encode: _EncodeFn):
     """(codes, features or None) of a batch; a result of the wrong length is an error too."""
     batch = np.stack(arrays)
     if model.rerank_features:
         codes, features = model.encode_photos_and_features(batch)
     else:
-        codes, features = model.encode_photos(batch), None
+        codes, features = encode(batch), None
     if len(codes) != len(arrays) or (features is not None and len(features) != len(arrays)):
         raise ValueError(f"the model gave {len(codes)} codes for {len(arrays)} photos")
     return codes, features
 
 
 def _encode_safely(
-    model: SketchHashModel, arrays: list[np.ndarray]
+    model: SketchHashModel, arrays: list[np.ndarray], encode: _EncodeFn
 ) -> list[tuple[np.ndarray, np.ndarray | None] | str]:
     """Per photo, (code, feature or None) or why the model could not encode it. A batch that
     fails is retried photo by photo, so one bad photo costs only itself."""
     try:
-        codes, features = _run_model(model, arrays)
+        codes, features = _run_model(model, arrays, encode)
     except Exception as exc:  # a model bug on an unusual photo must not stop the run
         if len(arrays) > 1:
             log.warning(
@@ -390,7 +399,7 @@ def _encode_safely(
                 type(exc).__name__,
                 exc,
             )
-            return [r for a in arrays for r in _encode_safely(model, [a])]
+            return [r for a in arrays for r in _encode_safely(model, [a], encode)]
         log.warning("The model failed on a photo", exc_info=True)
         return [
             f"The {model.method} model could not encode this photo ({type(exc).__name__}: "
@@ -425,6 +434,8 @@ def _encode(
 
     for _ in range(PREFETCH_BATCHES):
         submit_next()
+    # frozen for a long run (engine.frozen); built while the first batches decode
+    encode = PhotoEncoder.for_run(model, len(todo))
     run.encode_started = time.monotonic()
     while in_flight:
         if cancel.is_set():
@@ -437,7 +448,7 @@ def _encode(
         submit_next()
         prepared = [f.result() for f in futures]
         to_code = [p.array for p in prepared if p.array is not None]
-        results = iter(_encode_safely(model, to_code) if to_code else [])
+        results = iter(_encode_safely(model, to_code, encode) if to_code else [])
         with catalog.transaction("indexing") as tx:
             for work, prep in zip(batch, prepared, strict=True):
                 _write(

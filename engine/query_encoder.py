@@ -2,14 +2,12 @@
 
 A search encodes one sketch and waits for it: that forward pass is most of a query's time
 (issue 16's bench: 15-24 ms of a 20-30 ms query on 2 loaded cores, the index search 4 ms at a
-million codes). ``QueryEncoder`` traces the model's sketch side with its fitted projection
-(``model.project(model.sketch_forward(x), "sketch")``) for a (1, 1, S, S) input and freezes the
-trace for inference (``torch.jit.freeze`` and ``optimize_for_inference``: BatchNorm folded into
-the convolutions, constants propagated). Measured with the default model on one thread: 16.5 ms
+million codes). ``QueryEncoder`` uses the model's frozen sketch side (``engine.frozen``) for a
+(1, 1, S, S) input. Measured with the default model on one thread: 16.5 ms
 eager, 10.2 ms frozen, outputs within 1e-5 of the eager ones.
 
-Only the query path uses it: indexing, training and evaluation keep the model's own forward, so
-a photo's code never depends on it. The frozen graph holds the weights as they were when it was
+Training and evaluation keep the model's own forward; long indexing runs use the frozen photo
+side (``engine.frozen.PhotoEncoder``). The frozen graph holds the weights as they were when it was
 built; a searcher's model is in eval mode and never changes (``engine.searcher``), and a new
 model gets a new searcher. Where the graph cannot be built (a model on another device than the
 CPU, a batch of more than one sketch, or tracing failing in some environment), ``embed`` uses the
@@ -20,26 +18,15 @@ from __future__ import annotations
 
 import logging
 import threading
-import warnings
 
 import numpy as np
 import torch
 
+from engine.frozen import freeze_side, why_not_frozen
 from engine.models import SketchHashModel
 from engine.models.base import sketch_tensor
 
 log = logging.getLogger(__name__)
-
-
-class _SketchSide(torch.nn.Module):
-    """The model's sketch side with its projection: the values whose signs are the code."""
-
-    def __init__(self, model: SketchHashModel) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, sketches: torch.Tensor) -> torch.Tensor:
-        return self.model.project(self.model.sketch_forward(sketches), "sketch")
 
 
 class QueryEncoder:
@@ -88,23 +75,11 @@ class QueryEncoder:
             return self._graph
 
     def _trace(self) -> torch.jit.ScriptModule | None:
-        model = self.model
-        if model.training:
-            self.why_not = "the model is in training mode"
-            return None
-        if model.device.type != "cpu":
-            self.why_not = f"the model runs on {model.device.type}"
+        self.why_not = why_not_frozen(self.model)
+        if self.why_not is not None:
             return None
         try:
-            model.check_codes()
-            size = model.sketch_size
-            example = torch.zeros(1, 1, size, size)
-            with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # the tracer's notes on Python-level branches
-                traced = torch.jit.trace(_SketchSide(model).eval(), example, check_trace=False)
-                graph = torch.jit.optimize_for_inference(torch.jit.freeze(traced))
-                graph(example)  # the first call compiles: pay it here
-            return graph
+            return freeze_side(self.model, "sketch")
         except Exception as exc:  # any failure leaves the model's own path, which works
             self.why_not = f"{type(exc).__name__}: {exc}"
             log.warning("Sketch queries use the model's own forward pass: %s", self.why_not)

@@ -45,3 +45,4 @@ def test_bench_reports_every_figure(tmp_path, shared_data):
     ):
         assert results[key] > 0, key
     assert results["photos"] == 3
+    assert results["index_frozen_photo_side"] is False  # 3 photos: the model's own path
