@@ -200,8 +200,10 @@ def passes(out: Path, dist) -> None:
 
     def tables(method: str, where) -> list[torch.Tensor]:
         proc = procedure(method, where)
-        if method == "dsh":
-            return list(proc.network_outputs())
+        if method == "dsh":  # the cached trunk features, class embedding, network outputs
+            drain(proc.prepare(threading.Event()))
+            cache = [proc.cache[k] for k in ("photo", "token", "sketch")]
+            return [*cache, proc.embedding, proc.projection, *proc.network_outputs()]
         if method == "gdh":
             proc.on_epoch_start(0)  # init_codes "features": a pass over the training set
             return [proc.feat_p, proc.feat_s, proc.b_p, proc.b_s, proc.d]
