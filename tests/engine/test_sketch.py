@@ -12,11 +12,13 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 from scipy import ndimage
+from skimage.morphology import skeletonize
 
 from engine.errors import SketchError
 from engine.sketch import (
     MARGIN_FRACTION,
     SKETCH_SIZE,
+    STROKE_WIDTH_FRACTION,
     Point,
     Stroke,
     load_sketch,
@@ -28,6 +30,7 @@ from engine.sketch import (
     strokes_from_json,
     strokes_to_json,
 )
+from engine.sketch import _draw_lines as draw_lines
 
 from .chairv2 import read_chairv2
 
@@ -266,3 +269,20 @@ def test_normalize_is_fast(shared_data):
         normalize_sketch(sketch)
         times.append(time.perf_counter() - start)
     assert statistics.median(times) < 0.025  # ~4 ms alone; slack for a shared CI machine
+
+
+@pytest.mark.parametrize("size", [96, 256, 512])
+def test_lines_are_the_pen_coverage_of_the_distance_to_the_skeleton(size, shared_data):
+    """_draw_lines against its definition, coverage clip(r + 0.5 - d) with d the Euclidean
+    distance to the nearest skeleton pixel, on the skeletons of real doodles."""
+    radius = 0.5 * STROKE_WIDTH_FRACTION * size
+    files = sorted((shared_data / "quickdraw").glob("*.ndjson.gz"))[::40][:6]
+    for path in files:
+        drawing = next(read_quickdraw(path, limit=1))
+        skel = skeletonize(rasterize(drawing.strokes, size=size) < 128)
+        distance = ndimage.distance_transform_edt(~skel)
+        coverage = np.clip(radius + 0.5 - distance, 0.0, 1.0)
+        want = np.round(255.0 * (1.0 - coverage))
+        got = draw_lines(skel, radius).astype(np.float64)
+        assert np.abs(got - want).max() <= 1.0  # float32 against float64 rounding
+        assert (got == want).mean() > 0.999
