@@ -35,7 +35,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from engine.errors import ConfigError
+from engine.errors import Cancelled, ConfigError
 from engine.models import SketchHashModel
 from training.arrays import PreparedData, PrepareProgress
 from training.config import TrainConfig
@@ -176,6 +176,31 @@ class TrainingProcedure(ABC):
 
     # ------------------------------------------------------------------ shared helpers
     # ------------------------------------------------------------------ batch helpers
+    def forward_rows(
+        self,
+        forward: Callable[[torch.Tensor], torch.Tensor],
+        arrays: Any,
+        to_batch: Callable[[Any], torch.Tensor],
+        what: str,
+        cancel: threading.Event,
+        batch_size: int,
+    ) -> Generator[PrepareProgress, None, torch.Tensor]:
+        """A pass over the data before training: ``forward(to_batch(arrays[i:j]))`` over this
+        process's ``dist.chunk`` of the rows, in batches, without gradients, with progress and
+        cancellation; returns every process's float outputs gathered in row order."""
+        rows = self.dist.chunk(len(arrays))
+        parts = []
+        with torch.no_grad():
+            for i in range(rows.start, rows.stop, batch_size):
+                if cancel.is_set():
+                    raise Cancelled("Training was cancelled.")
+                end = min(i + batch_size, rows.stop)
+                parts.append(forward(to_batch(arrays[i:end])).float())
+                yield PrepareProgress(what, end - rows.start, len(rows))
+        return self.dist.gather_rows(
+            torch.cat(parts) if parts else torch.empty(0, device=self.device)
+        )
+
     def category_batches(self, generator: torch.Generator) -> list[tuple[list[int], list[int]]]:
         """One category-level epoch: class-balanced (sketch, photo) index batches, about one
         pass over the sketches, capped at ``max_steps_per_epoch``."""

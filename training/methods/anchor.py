@@ -39,7 +39,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from engine.errors import Cancelled, ConfigError
+from engine.errors import ConfigError
 from engine.models.backbones import imagenet_classifier
 from engine.models.base import photo_tensor
 from training.arrays import PrepareProgress
@@ -107,20 +107,14 @@ class AnchorProcedure(TrainingProcedure):
     # ------------------------------------------------------------------ targets
     def prepare(self, cancel: threading.Event) -> Generator[PrepareProgress, None, None]:
         """The frozen photo features of every training photo, their mean and the prototypes."""
-        photos = self.data.photos
-        rows = self.dist.chunk(len(photos))  # this process's photos (all of them alone)
-        first, n = rows.start, len(rows)
-        feats = []
-        with torch.no_grad():
-            for i in range(first, rows.stop, TARGET_BATCH):
-                if cancel.is_set():
-                    raise Cancelled("Training was cancelled.")
-                end = min(i + TARGET_BATCH, rows.stop)
-                batch = photo_tensor(photos[i:end], self.model.photo_size, self.device)
-                feats.append(self.model.photo_forward(batch).float())
-                yield PrepareProgress("photo targets", end - first, n)
-        feats = self.dist.gather_rows(
-            torch.cat(feats) if feats else torch.empty(0, device=self.device)
+        model, device = self.model, self.device
+        feats = yield from self.forward_rows(
+            model.photo_forward,
+            self.data.photos,
+            lambda photos: photo_tensor(photos, model.photo_size, device),
+            "photo targets",
+            cancel,
+            TARGET_BATCH,
         )
         self.photo_mean = feats.mean(0)
         self.targets = F.normalize(feats - self.photo_mean, dim=1)

@@ -99,7 +99,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from engine.errors import Cancelled, ConfigError
+from engine.errors import ConfigError
 from engine.model_files import default_checkpoint
 from engine.models import load_checkpoint
 from engine.models.base import photo_tensor, sketch_tensor
@@ -240,7 +240,8 @@ class DSHProcedure(TrainingProcedure):
         if self.cached:
             features = self.cache["photo"]
         else:
-            features = yield from self._photo_features(cancel)
+            photos = self.data.photos
+            features = yield from self._trunk_rows(model.c1, photos, "photo features", cancel)
         self.embedding = discrete.class_embedding(
             features, self.photo_labels, self.num_classes, int(self.options["embedding_dim"])
         )
@@ -256,53 +257,29 @@ class DSHProcedure(TrainingProcedure):
             )
 
     def _trunk_rows(self, trunk, arrays: np.ndarray, what: str, cancel) -> Generator:
-        """Pooled features (n, F) of ``trunk`` on uint8 photos (n, P, P, 3) or drawings (n, S, S)
-        at the model's size; each process computes its rows, all of them are gathered."""
-        model, dist = self.model, self.dist
-        rows = dist.chunk(len(arrays))
-        size = model.config.image_size
-        parts = []
-        with torch.no_grad():
-            for i in range(rows.start, rows.stop, _CHUNK):
-                if cancel.is_set():
-                    raise Cancelled("Training was cancelled.")
-                end = min(i + _CHUNK, rows.stop)
-                if arrays.ndim == 4:
-                    batch = photo_tensor(arrays[i:end], size, self.device)
-                else:
-                    batch = sketch_tensor(arrays[i:end], size, self.device)
-                parts.append(trunk(batch).float().cpu())
-                yield PrepareProgress(what, end - rows.start, len(rows))
-        width = trunk.features
-        return dist.gather_rows(torch.cat(parts) if parts else torch.empty(0, width))
+        """Pooled features (n, F), on the CPU, of ``trunk`` in eval mode on uint8 photos
+        (n, P, P, 3) or drawings (n, S, S) at the model's size."""
+        size, device = self.model.config.image_size, self.device
+        to_tensor = photo_tensor if arrays.ndim == 4 else sketch_tensor
+        self.model.eval()  # the trainer puts it back in training mode before the first step
+        rows = yield from self.forward_rows(
+            trunk, arrays, lambda a: to_tensor(a, size, device), what, cancel, _CHUNK
+        )
+        return rows.cpu()
 
     def _cache_trunks(self, cancel) -> Generator:
-        model = self.model
-        model.eval()
+        model, data = self.model, self.data
         self.cache["photo"] = yield from self._trunk_rows(
-            model.c1, self.data.photos, "photo features", cancel
+            model.c1, data.photos, "photo features", cancel
         )
         if model.config.sketch_tokens:
-            edges = self._edge_maps(0, len(self.data.photos))
+            edges = self._edge_maps(0, len(data.photos))
             self.cache["token"] = yield from self._trunk_rows(
                 model.c2, edges, "token-map features", cancel
             )
         self.cache["sketch"] = yield from self._trunk_rows(
-            model.c2, self.data.sketches, "sketch features", cancel
+            model.c2, data.sketches, "sketch features", cancel
         )
-
-    def _photo_features(self, cancel) -> Generator:
-        """C1's pooled features of every training photo (the model in eval mode)."""
-        was = self.model.training
-        self.model.eval()
-        try:
-            return (
-                yield from self._trunk_rows(
-                    self.model.c1, self.data.photos, "photo features", cancel
-                )
-            )
-        finally:
-            self.model.train(was)
 
     def _edge_maps(self, start: int, stop: int) -> np.ndarray | None:
         """uint8 (stop - start, S, S) token maps (engine.edges) of those training photos."""
@@ -367,14 +344,14 @@ class DSHProcedure(TrainingProcedure):
             model.eval()
             try:
                 with torch.no_grad():
-                    photos = [self._cached_outputs(slice(rows_p.start, rows_p.stop), True).cpu()]
-                    sketches = [self._cached_outputs(slice(rows_s.start, rows_s.stop), False).cpu()]
+                    fp = self._cached_outputs(slice(rows_p.start, rows_p.stop), True)
+                    fs = self._cached_outputs(slice(rows_s.start, rows_s.stop), False)
             finally:
                 if was:
                     self.train_mode()
             return (
-                torch.tanh(dist.gather_rows(photos[0].float())),
-                torch.tanh(dist.gather_rows(sketches[0].float())),
+                torch.tanh(dist.gather_rows(fp.float().cpu())),
+                torch.tanh(dist.gather_rows(fs.float().cpu())),
             )
         first = rows_p.start
         if self._edges is None and model.config.sketch_tokens:
