@@ -599,17 +599,23 @@ def store_metrics(checkpoint: str | Path, report: EvalReport) -> None:
 
     The main figures (standard protocol) are the metadata's ``metrics``; the figures of another
     protocol go to ``metrics["protocols"][report.key]``, so neither overwrites the other."""
+    figures = replace(report, extras={}).to_json()  # a method's extra figures are printed only
+    store_figures(checkpoint, figures, report.key)
+
+
+def store_figures(checkpoint: str | Path, figures: dict[str, Any], key: str | None) -> None:
+    """Write one evaluation's JSON figures (``EvalReport.to_json``) into the checkpoint: the main
+    figures with ``key`` None, else ``metrics["protocols"][key]``; the rest is kept."""
     from engine.models import read_checkpoint_info, resave_checkpoint
 
     stored = dict(read_checkpoint_info(checkpoint).metadata.get("metrics") or {})
     protocols = dict(stored.pop("protocols", None) or {})
     if stored and "metrics" not in stored:  # an older checkpoint stored the figures alone
         stored = {"metrics": stored}
-    figures = replace(report, extras={}).to_json()  # a method's extra figures are printed only
-    if report.key is None:
-        stored = figures
+    if key is None:
+        stored = dict(figures)
     else:
-        protocols[report.key] = figures
+        protocols[key] = figures
     stored.setdefault("metrics", {})  # CheckpointInfo.metrics: the main figures, or none
     if protocols:
         stored["protocols"] = protocols

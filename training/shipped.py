@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.models import read_checkpoint_info, resave_checkpoint
+from training.evaluate import store_figures
 
 SMOKE_CLASSES = ("airplane", "apple", "bicycle")  # Sketchy classes outside unseen20 and the 21
 VALIDATION_KEYS = {  # stored protocol name -> the validation evaluation's file stem
@@ -300,10 +300,8 @@ class Plan:
 
 def store_validation(checkpoint: Path, evaluations: dict[str, Any]) -> None:
     """Write the validation run's zero-shot figures into the shipped checkpoint's metrics, under
-    ``protocols.unseen20_recipe_validation`` and ``..._doodles_...``, as ``evaluate --store``
-    keeps its own protocols."""
-    stored = dict(read_checkpoint_info(checkpoint).metadata.get("metrics") or {})
-    protocols = dict(stored.get("protocols") or {})
+    ``protocols.unseen20_recipe_validation`` and ``..._doodles_...`` (``evaluate.store_figures``,
+    as ``evaluate --store`` keeps its own protocols)."""
     for key, stem in VALIDATION_KEYS.items():
         figures = dict(evaluations[stem])
         figures["measured_on"] = {
@@ -313,9 +311,7 @@ def store_validation(checkpoint: Path, evaluations: dict[str, Any]) -> None:
             "checkpoint saw them); zero-shot figures of the recipe, the proxy for subjects "
             "never trained on",
         }
-        protocols[key] = figures
-    stored["protocols"] = protocols
-    resave_checkpoint(checkpoint, checkpoint, metrics=stored)
+        store_figures(checkpoint, figures, key)
 
 
 def summary(figures: dict[str, Any]) -> dict[str, Any]:
