@@ -49,7 +49,7 @@ from engine.defaults import DEFAULT_EXPAND
 from engine.devices import cpu_threads_beside
 from engine.errors import CheckpointError
 from engine.expansion import CodeTable, expand_queries
-from engine.frozen import FROZEN_PHOTOS_MIN, PhotoEncoder
+from engine.frozen import PhotoEncoder
 from engine.images import PHOTO_EXTENSIONS, load_photo, prepare_photo
 from engine.index import BinaryIndex
 from engine.indexer import index_library, walk_photos
@@ -279,7 +279,7 @@ def bench_indexing(model: SketchHashModel, folder: Path, workers: int | None = N
         "index_peak_rss_mb": sampler.peak / 2**20,
         "index_rss_increase_mb": (sampler.peak - sampler.start_rss) / 2**20,
         "decode_workers": workers,
-        "index_frozen_photo_side": len(files) >= FROZEN_PHOTOS_MIN and not model.rerank_features,
+        "index_frozen_photo_side": encode != model.encode_photos,  # PhotoEncoder.for_run's
     }
 
 

@@ -22,7 +22,6 @@ Edge maps (DSH, Semi3-Net, DSSA) are computed by the model as before and passed 
 from __future__ import annotations
 
 import logging
-import threading
 import warnings
 from collections.abc import Callable
 
@@ -89,7 +88,6 @@ class PhotoEncoder:
     def __init__(self, model: SketchHashModel) -> None:
         self.model = model
         self._graph: torch.jit.ScriptModule | None = None
-        self._lock = threading.Lock()
         self.why_not = why_not_frozen(model)
         if self.why_not is None:
             try:
@@ -125,7 +123,6 @@ class PhotoEncoder:
             return self.model.encode_photos(photos)
 
     def _give_up(self, exc: Exception) -> None:
-        with self._lock:
-            self._graph = None
-            self.why_not = f"{type(exc).__name__}: {exc}"
+        self._graph = None
+        self.why_not = f"{type(exc).__name__}: {exc}"
         log.warning("Photos are encoded by the model's own forward pass: %s", self.why_not)
