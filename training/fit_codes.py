@@ -6,7 +6,9 @@ projection, from the raw outputs (eval mode, no augmentation) of the training sk
 photos. The codes of every photo a library indexes depend on them, so they are fitted on
 training data only:
 - ``fit_checkpoint`` takes the ``train`` split of a data set with a ``split.json`` (the test
-  split is refused) or, for a folder without one, the whole folder;
+  split is refused) or, for a folder without one, the whole folder, and only the classes the
+  model's training could see (``training.sources.trained_classes``: a validation run's
+  held-out classes stay unseen by its codes too);
 - the 21 zero-shot test classes of issue 16 (``training.data.is_hidden_class``) are dropped
   from whatever is fitted on, by the trainer too (``training_arrays``).
 
@@ -32,6 +34,7 @@ from engine.models.fitted import CodeFit, FitProgress, fit_model_codes, with_fit
 from training.arrays import PreparedData, prepare_arrays
 from training.data import CATEGORY, is_hidden_class, load_dataset
 from training.progress import relay
+from training.sources import trained_classes
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +73,7 @@ def fit_summary(
         "sketches": sketches,
         "photos": photos,
         "hidden_classes_dropped": dropped,
+        "classes": len(data.dataset.classes) - len(dropped),
         "rotation_fitted_on": code_fit,
         "itq_loss": [round(fit.losses[0], 4), round(fit.losses[-1], 4)],
     }
@@ -105,6 +109,8 @@ def fit_checkpoint(
     else:
         log.warning("%s has no split.json: fitting on the whole folder.", dataset.root)
         split = None
+    trained = (info.metadata.get("training") or {}).get("config") or {}
+    dataset = trained_classes(dataset, trained)
     source = load_checkpoint(src, device=device)
     changes = {}
     if from_features:

@@ -93,6 +93,22 @@ def training_dataset(config: TrainConfig, data_dir: str | Path) -> SketchDataset
     return view
 
 
+def trained_classes(dataset: SketchDataset, training: dict) -> SketchDataset:
+    """``dataset`` restricted to the classes a checkpoint's training could see (``training``:
+    its stored training config): the classes it named, if any, less its held-out ones. What is
+    fitted after training (``training.fit_codes``) must not see a class the validation
+    protocol holds out. The hidden zero-shot classes are dropped wherever arrays are fitted on."""
+    if dataset.layout != CATEGORY:
+        return dataset
+    classes = training.get("classes") or ()
+    if classes:
+        dataset = dataset.restrict_classes(_same_classes(dataset.classes, classes))
+    hold_out = training.get("hold_out") or ()
+    if hold_out:
+        dataset = dataset.without_classes(class_set(hold_out), "held out of the model's training")
+    return dataset
+
+
 def _class_rules(dataset: SketchDataset, hold_out: Sequence[str]) -> SketchDataset:
     dataset = dataset.without_hidden_classes()
     return dataset.without_classes(hold_out, "held out of training") if hold_out else dataset

@@ -96,6 +96,32 @@ def test_fit_checkpoint_never_sees_the_hidden_classes(with_hidden_class, tmp_pat
     assert torch.equal(fitted.fitted_codes.sketch_mean, torch.from_numpy(want.sketch_mean))
 
 
+def test_fit_checkpoint_never_sees_the_classes_its_training_held_out(with_hidden_class, tmp_path):
+    """A validation run's codes are fitted without its held-out classes, as its weights were
+    trained without them; a run restricted to some classes is fitted on those alone."""
+    for i in range(9):
+        photo(with_hidden_class / "photos" / "owls" / f"p{i}.jpg", 40 + i)
+        draw_sketch(with_hidden_class / "sketches" / "owls" / f"p{i}-1.png", 40 + i)
+    torch.manual_seed(0)
+    source = create("baseline", bits=16, image_size=96, pretrained=False).eval()
+    held = {"config": {"hold_out": ["Dogs"], "classes": None}}  # names match by class_key
+    src = save_checkpoint(source, tmp_path / "val.safetensors", training=held)
+    out = drain(fit_checkpoint(src, with_hidden_class, tmp_path / "fitted.safetensors"))
+    note = read_checkpoint_info(out).metadata["codes_fit"]
+    assert (note["sketches"], note["photos"], note["classes"]) == (18, 18, 2)
+    want, _, _ = _raw_fit(source, with_hidden_class, None, drop=["Giraffe", "dogs"])
+    fitted = load_checkpoint(out).fitted_codes
+    assert torch.equal(fitted.projection, torch.from_numpy(want.projection))
+    assert torch.equal(fitted.photo_mean, torch.from_numpy(want.photo_mean))
+
+    only = {"config": {"hold_out": [], "classes": ["dogs", "owls", "Giraffe"]}}
+    src = save_checkpoint(source, tmp_path / "few.safetensors", training=only)
+    out = drain(fit_checkpoint(src, with_hidden_class, tmp_path / "fitted2.safetensors"))
+    note = read_checkpoint_info(out).metadata["codes_fit"]
+    assert (note["sketches"], note["photos"]) == (18, 18)
+    assert note["hidden_classes_dropped"] == ["Giraffe"]
+
+
 def test_fit_codes_command_fits_on_the_train_split_only(shared_data, tmp_path, capsys):
     shoes = shared_data / "shoes_v1"
     torch.manual_seed(0)
