@@ -118,7 +118,7 @@ def build_config(args: argparse.Namespace):
     from engine.errors import ConfigError
     from training import TrainConfig
     from training.data import NAMED_CLASS_SETS, data_layout
-    from training.methods import method_train_defaults
+    from training.methods import method_model_defaults, method_train_defaults
 
     values: dict = {}
     if args.config is not None:
@@ -134,6 +134,9 @@ def build_config(args: argparse.Namespace):
     for key, value in method_train_defaults(args.method, layout).items():
         values.setdefault(key, value)
     model = dict(values.get("model", {}))
+    if args.init_from is None and args.resume is None:  # a new model: the recipe's options
+        for key, value in method_model_defaults(args.method, layout).items():
+            model.setdefault(key, value)
     for flag, key in (("backbone", "backbone"), ("bits", "bits"), ("image_size", "image_size")):
         if getattr(args, flag) is not None:
             model[key] = getattr(args, flag)

@@ -37,3 +37,19 @@ def test_a_methods_recipe_per_layout_follows_the_data(shared_data):
     assert (gdh.lr, gdh.batch_size, gdh.schedule) == (2e-4, 32, "constant")
     base = config_for(["--method", "baseline", "--data", str(shared_data / "shoes_v1")])
     assert base.to_dict() == {**base.to_dict(), **train_defaults("baseline", "fine_grained")}
+
+
+def test_a_new_dsh_model_takes_its_recipes_model_options_a_fine_tune_keeps_its_own(
+    shared_data, tmp_path
+):
+    data = str(shared_data / "sketchy")
+    config = config_for(["--method", "dsh", "--data", data])
+    assert config.model["image_size"] == 160 and config.model["fc_batchnorm"] is True
+    flags = config_for(["--method", "dsh", "--data", data, "--image-size", "128"])
+    assert flags.model["image_size"] == 128 and flags.model["fc_batchnorm"] is True
+    options = tmp_path / "paper.json"
+    options.write_text(json.dumps({"model": {"fc_batchnorm": False}}))
+    paper = config_for(["--method", "dsh", "--data", data, "--config", str(options)])
+    assert paper.model["fc_batchnorm"] is False
+    tune = config_for(["--method", "dsh", "--data", data, "--init-from", str(tmp_path / "x")])
+    assert "fc_batchnorm" not in tune.model and "image_size" not in tune.model

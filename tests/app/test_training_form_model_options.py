@@ -15,6 +15,7 @@ from engine.errors import ConfigError
 from engine.models import create, get_method, save_checkpoint
 from engine.paths import models_dir
 from tests.app.conftest import shared_or_skip
+from training.methods import method_model_defaults
 
 GDH_CPU = {"image_size": 64, "pretrained": False, "gen_channels": 4, "gi_blocks": 1}
 
@@ -38,8 +39,30 @@ def test_each_method_offers_its_model_options_at_their_defaults(form, method):
     assert set(form.model_options.widgets) == set(fields)
     assert form.model_options.values() == {}  # nothing changed yet
     assert form.model_options.isVisibleTo(form) == bool(fields)
+    recipe = method_model_defaults(method, "category")
+    for name, value in recipe.items():  # the method's recipe where it has one (DSH)
+        if name == "image_size":
+            assert form.image_size_spin.value() == value
+        else:
+            widget = form.model_options.widgets[name]
+            shown = widget.isChecked() if isinstance(value, bool) else float(widget.text())
+            assert shown == value, name
     config = form.build_config()
-    assert not set(fields) & set(config.model)  # defaults are left to the method
+    assert set(fields) & set(config.model) == set(recipe) - {"image_size"}
+    for name, value in recipe.items():
+        assert config.model[name] == value, name
+
+
+def test_dsh_starts_from_its_recipe_and_the_person_can_go_back_to_the_paper(form, tmp_path):
+    """DSH's Train panel offers the shipped dsh-64's model options (160 px, BatchNorm after the
+    FCs), and the model it builds has them; unticking FC BatchNorm gives the paper's network."""
+    form.method_combo.setCurrentText("dsh")
+    config = form.build_config()
+    assert config.model["image_size"] == 160 and config.model["fc_batchnorm"] is True
+    model = create("dsh", **{**config.model, "pretrained": False})
+    assert model.config.fc_batchnorm and model.config.image_size == 160
+    form.model_options.widgets["fc_batchnorm"].setChecked(False)
+    assert form.build_config().model["fc_batchnorm"] is False
 
 
 def test_changed_model_options_reach_the_run_config(form):

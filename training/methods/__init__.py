@@ -47,11 +47,23 @@ from training.methods import (  # noqa: E402, I001  (registration order, not alp
 __all__ = ["get_procedure", "list_procedures", "register_procedure"]
 
 
+def _recipe(method: str, layout: str | None) -> dict:
+    extra = getattr(get_procedure(method), "train_defaults", {}) or {}
+    if layout in extra and isinstance(extra[layout], dict):
+        extra = extra[layout]
+    return extra
+
+
 def method_train_defaults(method: str, layout: str | None) -> dict:
     """The training options a method was run with (its procedure's ``train_defaults``, per data
     layout where it has them): what the Train panel pre-fills and what ``sketch-search train``
     uses for every option that neither its flags nor its config file set."""
-    extra = getattr(get_procedure(method), "train_defaults", {}) or {}
-    if layout in extra and isinstance(extra[layout], dict):
-        extra = extra[layout]
-    return {k: v for k, v in extra.items() if not isinstance(v, dict)}
+    return {k: v for k, v in _recipe(method, layout).items() if not isinstance(v, dict)}
+
+
+def method_model_defaults(method: str, layout: str | None) -> dict:
+    """The model options a method's recipe sets over its config class's defaults (the
+    ``"model"`` entry of its ``train_defaults``; e.g. DSH's CPU recipe: 160 px, BatchNorm after
+    the FC layers), used like ``method_train_defaults`` for a new model. The config class keeps
+    the paper's values, so a config file written for it means what it meant."""
+    return dict(_recipe(method, layout).get("model", {}))

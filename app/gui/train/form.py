@@ -55,7 +55,7 @@ from engine.models import (
 from engine.models.base import BACKBONES
 from engine.store import installed_checkpoints
 from training import SketchDataset, TrainConfig, get_procedure, list_procedures, load_dataset
-from training.methods import method_train_defaults
+from training.methods import method_model_defaults, method_train_defaults
 
 log = logging.getLogger(__name__)
 
@@ -214,6 +214,8 @@ class TrainingForm(QWidget):
             return
         config_class = get_method(method).config_class
         model_defaults = {f.name: f.default for f in dataclasses.fields(config_class)}
+        layout = self.dataset.layout if self.dataset else None
+        model_defaults.update(method_model_defaults(method, layout))
         self._has_size = "image_size" in model_defaults
         self._own_architecture = None  # the defaults below replace what the user had
         self._set_architecture(
@@ -226,7 +228,7 @@ class TrainingForm(QWidget):
             partial(option_help, method),
         )
         self._reload_start_choices()
-        values = train_defaults(method, self.dataset.layout if self.dataset else None)
+        values = train_defaults(method, layout)
         self.epochs_spin.setValue(values["epochs"])
         self.batch_spin.setValue(values["batch_size"])
         self.per_class_spin.setValue(values["per_class"])
@@ -392,6 +394,9 @@ class TrainingForm(QWidget):
             }
             if self.image_size_spin.isEnabled():
                 model["image_size"] = self.image_size_spin.value()
+            layout = self.dataset.layout
+            recipe = method_model_defaults(self.method(), layout)
+            model.update({k: v for k, v in recipe.items() if k not in ARCHITECTURE_FIELDS})
             model.update(self.model_options.values())
         make_config(self.method(), **model)  # ConfigError now, not in the training process
         try:
