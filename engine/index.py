@@ -12,6 +12,12 @@ its model (``engine.searcher.Searcher.refresh``), fast because codes are bytes, 
 saved index to fall out of step with the catalog. All methods take a lock, so searching from one
 thread while another adds is safe.
 
+Faiss's flat index finds the k nearest by counting codes per distance (``use_heap = False``)
+rather than through a heap: the same codes at every distance short of the k-th, and at the k-th
+the first ones it meets, which the tie rule above then orders by id. One query over a million
+64-bit codes: 1.1 ms against 1.5 for k = 100, 1.4 against 2.7 for the 2000 codes fetched for the
+asymmetric ranking's 1000-code shortlist (``engine.asymmetric``).
+
 Faiss runs on one thread (``FAISS_THREADS``). Its OpenMP threads help batches of queries only: one
 query over a million 64-bit codes took 2.3 ms on two threads and on one. After each search they
 spin, waiting for more work, on the cores torch then needs to encode the next sketch (the two
@@ -52,7 +58,9 @@ class BinaryIndex:
     def __init__(self, bits: int, model_id: str) -> None:
         self.bits = check_bits(bits)
         self.model_id = model_id
-        self._index = faiss.IndexBinaryIDMap2(faiss.IndexBinaryFlat(bits))
+        flat = faiss.IndexBinaryFlat(bits)
+        flat.use_heap = False  # counting by distance: 2.7 -> 1.4 ms for a 2000-code shortlist
+        self._index = faiss.IndexBinaryIDMap2(flat)
         self._lock = threading.RLock()
 
     def __len__(self) -> int:

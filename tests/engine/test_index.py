@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from engine.codes import hamming_reference
+from engine.codes import SUPPORTED_BITS, hamming_reference
 from engine.errors import IndexMismatchError
 from engine.index import BinaryIndex
 
@@ -12,18 +12,23 @@ def _ranked_reference(query, codes, ids, k):
     return ids[order], dist[order]
 
 
-@pytest.mark.parametrize("bits", [16, 64, 128])
-def test_search_matches_reference_with_ties_broken_by_id(bits):
+@pytest.mark.parametrize("bits", SUPPORTED_BITS)
+@pytest.mark.parametrize("k", [1, 40, 1000])
+def test_search_matches_reference_with_ties_broken_by_id(bits, k):
     rng = np.random.default_rng(bits)
     n = 3000
     codes = rng.integers(0, 256, (n, bits // 8), dtype=np.uint8)
+    if bits <= 32:  # short codes: many exact ties, as a real library's 16-bit codes have
+        codes[rng.random(n) < 0.3] = codes[0]
     ids = rng.permutation(10 * n)[:n].astype(np.int64)  # sparse, unordered ids
     index = BinaryIndex(bits, "m")
     index.add(ids, codes)
+    moved = rng.choice(n, 200, replace=False)  # re-added: stored after the rest, ids unchanged
+    index.add(ids[moved], codes[moved])
     queries = codes[:5]
-    matches = index.search(queries, 40)
+    matches = index.search(queries, k)
     for q in range(5):
-        ref_ids, ref_d = _ranked_reference(queries[q], codes, ids, 40)
+        ref_ids, ref_d = _ranked_reference(queries[q], codes, ids, k)
         np.testing.assert_array_equal(matches.ids[q], ref_ids)
         np.testing.assert_array_equal(matches.distances[q], ref_d)
 
