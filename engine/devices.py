@@ -55,6 +55,30 @@ def describe_device(device: torch.device) -> str:
 
 
 @contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """torch's CPU threads set to ``threads`` for the block (None: left as they are), then set
+    back, also when the block raises."""
+    if threads is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(max(1, int(threads)))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def threads_beside_gui() -> int:
+    """torch's threads for the app's live searches: every core but one. While a person draws,
+    the GUI thread paints each stroke as the last one's query encodes; a torch thread on the
+    core it needs is left waiting, and every operation waits for its slowest thread. Measured in
+    the app (Xvfb, 2 cores, 40 replayed doodles a run, medians; DEVELOPERS.md): encoding 12.9-14.0
+    ms on one thread against 16.8-19.1 on two, the whole query 20-22 ms against 24-28."""
+    return max(1, (os.cpu_count() or 1) - 1)
+
+
+@contextmanager
 def cpu_threads_beside(workers: int, device: torch.device) -> Iterator[None]:
     """While indexing on the CPU: torch's threads set to the cores ``workers`` decoding threads
     leave (at least one), then set back. Decoding and the model share the cores; torch's idle
@@ -65,9 +89,5 @@ def cpu_threads_beside(workers: int, device: torch.device) -> Iterator[None]:
         yield
         return
     before = torch.get_num_threads()
-    wanted = max(1, min(before, (os.cpu_count() or 1) - workers))
-    torch.set_num_threads(wanted)
-    try:
+    with torch_threads(max(1, min(before, (os.cpu_count() or 1) - workers))):
         yield
-    finally:
-        torch.set_num_threads(before)

@@ -22,6 +22,7 @@ import threading
 import numpy as np
 import torch
 
+from engine.devices import torch_threads
 from engine.frozen import freeze_side, why_not_frozen
 from engine.models import SketchHashModel
 from engine.models.base import sketch_tensor
@@ -42,15 +43,18 @@ class QueryEncoder:
         self._tried = False
         self._lock = threading.Lock()
         self.why_not: str | None = None  # why the frozen graph is not used, once known
+        self.threads: int | None = None  # torch threads for a query (None: the process's)
 
     @property
     def frozen(self) -> bool:
         """True once the frozen graph is built and in use."""
         return self._graph is not None
 
-    def warm_up(self) -> None:
+    def warm_up(self, threads: int | None = None) -> None:
         """Build the frozen graph (about a second), e.g. on the thread that loads a model;
-        ``embed`` uses it from then on."""
+        ``embed`` uses it from then on, on ``threads`` torch threads (None: the process's; the
+        app leaves a core to its GUI thread, ``engine.devices.threads_beside_gui``)."""
+        self.threads = threads
         self._build()
 
     def embed(self, sketches: np.ndarray) -> np.ndarray:
@@ -62,7 +66,7 @@ class QueryEncoder:
             if graph is not None:
                 self.model.check_codes()
                 batch = sketch_tensor(arr, self.model.sketch_size, torch.device("cpu"))
-                with torch.inference_mode():
+                with torch.inference_mode(), torch_threads(self.threads):
                     return graph(batch).float().numpy()
         return self.model.embed_sketches(arr)
 

@@ -129,9 +129,10 @@ class Searcher:
         self.not_indexed = 0
         self.refresh()
 
-    def warm_up(self) -> None:
-        """Prepare the query encoder now (``engine.query_encoder``), off the first search."""
-        self.encoder.warm_up()
+    def warm_up(self, threads: int | None = None) -> None:
+        """Prepare the query encoder now (``engine.query_encoder``), off the first search; its
+        queries then run on ``threads`` torch threads (None: the process's)."""
+        self.encoder.warm_up(threads)
 
     @property
     def size(self) -> int:

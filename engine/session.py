@@ -39,13 +39,16 @@ def activate_model(
     library: Library, spec: str, model: SketchHashModel | None = None
 ) -> ActiveModel:
     """Load the model (unless given) and build its searcher from the catalog's codes."""
+    from engine.devices import threads_beside_gui
     from engine.searcher import Searcher  # heavy imports (torch): not before they are needed
     from engine.store import load_model
 
     if model is None:
         model = load_model(spec or None)
     searcher = Searcher(library, model)
-    searcher.warm_up()  # on the loading thread: the first sketch does not wait for it
+    # on the loading thread, so the first sketch does not wait for it; the app's searches leave
+    # a core to its GUI thread, which paints the stroke being drawn
+    searcher.warm_up(threads_beside_gui())
     return ActiveModel(model, searcher, spec)
 
 

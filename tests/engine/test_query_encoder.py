@@ -2,9 +2,13 @@
 real sketches, with the shipped default and an untrained model; and falls back to the model's
 own path, with its own errors, wherever the frozen graph does not apply."""
 
+import os
+
 import numpy as np
 import pytest
+import torch
 
+from engine.devices import threads_beside_gui, torch_threads
 from engine.errors import CodesNotFittedError
 from engine.models import load_checkpoint
 from engine.models.fitted import with_fitted_codes
@@ -59,3 +63,41 @@ def test_a_model_that_cannot_answer_keeps_its_own_error(sketches):
     assert not encoder.frozen and "CodesNotFittedError" in encoder.why_not
     with pytest.raises(CodesNotFittedError):
         encoder.embed(sketches[:1])
+
+
+def test_queries_run_on_the_threads_asked_for_and_leave_the_process_as_it_was(sketches):
+    """The app's searches leave a core to the GUI thread (``threads_beside_gui``): each frozen
+    query runs on that many torch threads, with the same answer, and the count is set back
+    after, also when the block fails."""
+    model = load_checkpoint(SHIPPED_DIR / "default.safetensors").eval()
+    plain, one = QueryEncoder(model), QueryEncoder(model)
+    plain.warm_up()
+    one.warm_up(threads=1)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        seen = []
+        graph = one._graph  # the real graph, watched: how many threads it runs on
+        one._graph = lambda batch: seen.append(torch.get_num_threads()) or graph(batch)
+        np.testing.assert_array_equal(one.embed(sketches[:1]), plain.embed(sketches[:1]))
+        assert seen == [1] and torch.get_num_threads() == 2
+        with pytest.raises(ValueError), torch_threads(1):
+            assert torch.get_num_threads() == 1
+            raise ValueError("a query that fails")
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    assert threads_beside_gui() == max(1, (os.cpu_count() or 1) - 1)
+
+
+def test_the_apps_model_session_searches_beside_the_gui_thread(tmp_path):
+    from engine.library import Library
+    from engine.session import activate_model
+
+    library = Library(tmp_path / "lib")
+    try:
+        active = activate_model(library, "")
+        assert active.searcher.encoder.frozen
+        assert active.searcher.encoder.threads == threads_beside_gui()
+    finally:
+        library.close()
