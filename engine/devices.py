@@ -83,8 +83,9 @@ def cpu_threads_beside(workers: int, device: torch.device) -> Iterator[None]:
     """While indexing on the CPU: torch's threads set to the cores ``workers`` decoding threads
     leave (at least one), then set back. Decoding and the model share the cores; torch's idle
     threads spin between operations and take the time decoding needs (DEVELOPERS.md: on 2 cores
-    the default indexed 18-20 photos/s with 2 torch threads, 23.6 with 1). torch's thread count
-    is the process's: a search during indexing encodes on these threads too."""
+    the default indexed 18-20 photos/s with 2 torch threads, 23.6 with 1). The count is set on
+    the indexing thread (and is what threads started meanwhile begin with); the app's searches
+    set their own around each query (``threads_beside_gui``, ``torch_threads``)."""
     if device.type != "cpu":
         yield
         return
