@@ -37,24 +37,23 @@ class QueryEncoder:
     would pay on top of its one encoding, so only a long-lived searcher (the app's, on the
     thread that loads its model) builds it."""
 
-    def __init__(self, model: SketchHashModel) -> None:
+    def __init__(self, model: SketchHashModel, threads: int | None = None) -> None:
         self.model = model
+        self.threads = threads  # torch threads for a frozen query (None: the process's)
         self._graph: torch.jit.ScriptModule | None = None
         self._tried = False
         self._lock = threading.Lock()
         self.why_not: str | None = None  # why the frozen graph is not used, once known
-        self.threads: int | None = None  # torch threads for a query (None: the process's)
 
     @property
     def frozen(self) -> bool:
         """True once the frozen graph is built and in use."""
         return self._graph is not None
 
-    def warm_up(self, threads: int | None = None) -> None:
+    def warm_up(self) -> None:
         """Build the frozen graph (about a second), e.g. on the thread that loads a model;
-        ``embed`` uses it from then on, on ``threads`` torch threads (None: the process's; the
-        app leaves a core to its GUI thread, ``engine.devices.threads_beside_gui``)."""
-        self.threads = threads
+        ``embed`` uses it from then on, on ``threads`` torch threads (the app leaves a core to
+        its GUI thread, ``engine.devices.threads_beside_gui``)."""
         self._build()
 
     def embed(self, sketches: np.ndarray) -> np.ndarray:

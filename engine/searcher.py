@@ -117,22 +117,25 @@ class Searcher:
     model (``refresh`` rebuilds it) and answers sketch (``search``) and photo (``search_photo``)
     queries; safe to call from a worker thread while the indexer writes."""
 
-    def __init__(self, library: Library, model: SketchHashModel) -> None:
+    def __init__(
+        self, library: Library, model: SketchHashModel, *, query_threads: int | None = None
+    ) -> None:
         self.library = library
         self.model = model.eval()  # shared with the indexer's thread: its mode must not change
         self.model_id = model_id(model)
         self.bits = model.bits
-        self.encoder = QueryEncoder(self.model)  # the sketch side, frozen for one query
+        # the sketch side, frozen for one query, on query_threads torch threads (None: the
+        # process's)
+        self.encoder = QueryEncoder(self.model, query_threads)
         self._index = BinaryIndex(self.bits, self.model_id)
         self._table = CodeTable.from_pairs(np.empty(0, np.int64), np.empty((0, self.bits // 8)))
         self._lock = threading.Lock()
         self.not_indexed = 0
         self.refresh()
 
-    def warm_up(self, threads: int | None = None) -> None:
-        """Prepare the query encoder now (``engine.query_encoder``), off the first search; its
-        queries then run on ``threads`` torch threads (None: the process's)."""
-        self.encoder.warm_up(threads)
+    def warm_up(self) -> None:
+        """Prepare the query encoder now (``engine.query_encoder``), off the first search."""
+        self.encoder.warm_up()
 
     @property
     def size(self) -> int:

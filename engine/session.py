@@ -45,10 +45,9 @@ def activate_model(
 
     if model is None:
         model = load_model(spec or None)
-    searcher = Searcher(library, model)
-    # on the loading thread, so the first sketch does not wait for it; the app's searches leave
-    # a core to its GUI thread, which paints the stroke being drawn
-    searcher.warm_up(threads_beside_gui())
+    # the app's searches leave a core to its GUI thread, which paints the stroke being drawn
+    searcher = Searcher(library, model, query_threads=threads_beside_gui())
+    searcher.warm_up()  # on the loading thread: the first sketch does not wait for it
     return ActiveModel(model, searcher, spec)
 
 

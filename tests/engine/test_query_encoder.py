@@ -70,9 +70,9 @@ def test_queries_run_on_the_threads_asked_for_and_leave_the_process_as_it_was(sk
     query runs on that many torch threads, with the same answer, and the count is set back
     after, also when the block fails."""
     model = load_checkpoint(SHIPPED_DIR / "default.safetensors").eval()
-    plain, one = QueryEncoder(model), QueryEncoder(model)
+    plain, one = QueryEncoder(model), QueryEncoder(model, threads=1)
     plain.warm_up()
-    one.warm_up(threads=1)
+    one.warm_up()
     before = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
