@@ -93,12 +93,16 @@ def new_run(
     checkpoint's path when it is not to lie in the folder."""
     now = datetime.datetime.now()
     base = f"{method}-{now:%Y%m%d-%H%M%S}"
+    runs_dir().mkdir(parents=True, exist_ok=True)
     name, n = base, 1
-    while (runs_dir() / name).exists():
-        n += 1
-        name = f"{base}-{n}"
-    folder = runs_dir() / name
-    folder.mkdir(parents=True)
+    while True:  # mkdir itself claims the name: two runs started in one second get two folders
+        folder = runs_dir() / name
+        try:
+            folder.mkdir()
+            break
+        except FileExistsError:
+            n += 1
+            name = f"{base}-{n}"
     record = RunRecord(
         folder,
         name,

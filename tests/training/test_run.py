@@ -4,6 +4,7 @@ baseline included) stored in the checkpoint, and the run's record kept up to dat
 
 from __future__ import annotations
 
+import sys
 import threading
 
 import pytest
@@ -81,3 +82,32 @@ def test_a_failing_run_is_recorded_as_failed(tmp_path):
         drain(run_training(RunPlan(config, tmp_path, record.checkpoint), record=record))
     (listed,) = list_runs()
     assert listed.status == "failed" and listed.message == str(failure.value)
+
+
+def test_runs_started_at_once_each_get_their_own_folder(tmp_path):
+    """Two trainings started in the same second (a CLI run beside the app's) once raced
+    between checking a name and creating it; the second crashed with FileExistsError (this
+    caught the old code in about half of its runs: a race is not certain to show)."""
+    start, records, errors = threading.Barrier(16), [], []
+
+    def start_one() -> None:
+        start.wait()
+        try:
+            records.append(new_run("dssa", tmp_path, {"method": "dssa"}))
+        except Exception as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=start_one) for _ in range(16)]
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # threads switch often, inside the old check-then-create too
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert errors == []
+    folders = {r.folder for r in records}
+    assert len(folders) == 16 and all(f.is_dir() for f in folders)
+    assert {r.name for r in list_runs()} >= {r.name for r in records}
