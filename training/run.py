@@ -7,7 +7,10 @@ evaluate, store the figures, keep the run's record.
 - after each epoch (its checkpoint just written): a ``Preview`` for methods whose model class
   ``can_imagine`` (GDH), when ``plan.preview_each_epoch``: a few fixed sketches and the photos
   the epoch's generator makes of them (``EpochPreview``); then a ``Validation``, when
-  ``plan.validate_each_epoch``: a quick binary-only evaluation on a few classes;
+  ``plan.validate_each_epoch``: a quick binary-only evaluation on a few classes, after the
+  epochs ``validation_due`` picks: every epoch of a run of up to ``MAX_VALIDATIONS``, else that
+  many evenly spaced ones, the last included (each decodes and encodes the validation data,
+  which for DSSA's 60 ten-step epochs took twice the training's own time);
 - ``Trained`` once training stops (finished or cancelled);
 - the final evaluation's ``EvalProgress`` events, then ``Evaluated``: one protocol for every front
   end, ``EvalConfig(classes=config.classes)`` (the test split, real-valued figures and the HOG
@@ -169,6 +172,16 @@ class EpochPreview:
         }
 
 
+MAX_VALIDATIONS = 10
+
+
+def validation_due(epoch: int, epochs: int) -> bool:
+    """Whether the per-epoch validation runs after ``epoch`` (1-based) of ``epochs``: every
+    ``ceil(epochs / MAX_VALIDATIONS)``-th epoch, and the last."""
+    every = -(-epochs // MAX_VALIDATIONS)
+    return epoch % every == 0 or epoch == epochs
+
+
 class _EpochChecks:
     """The preview and validation after each epoch, from the epoch's checkpoint."""
 
@@ -198,7 +211,7 @@ class _EpochChecks:
             else:
                 values = self.preview.make(model, event.epoch, event.epochs)
             yield Preview(values)
-        if self.plan.validate_each_epoch:
+        if self.plan.validate_each_epoch and validation_due(event.epoch, event.epochs):
             model = model or load_checkpoint(self.plan.out, device=self.device)
             quick = EvalConfig(classes=self.classes, real_valued=False, baseline=False)
             try:

@@ -3,7 +3,7 @@
 Flags override a JSON config file (``--config``, the fields of ``training.TrainConfig``). Ctrl+C
 asks the trainer to stop between steps; it saves a checkpoint and resume state at that step, and
 ``--resume CKPT`` continues from there. The run is ``training.run.run_training``, the same as
-the app's: a quick validation after each epoch (unless ``--no-validate``), then the checkpoint is
+the app's: a quick validation after epochs (``training.run.validation_due``; unless ``--no-validate``), then the checkpoint is
 evaluated on the data set's test split with the app's protocol (real-valued figures and the HOG
 baseline included; unless ``--no-eval``) and the figures are stored in its metadata. Every run
 is recorded in the app's run history (``training.runs``): its checkpoint lies in a new run
@@ -108,7 +108,8 @@ def add_parser(subparsers) -> None:
     p.add_argument(
         "--no-validate",
         action="store_true",
-        help="skip the quick validation after each epoch (figures kept in the run history)",
+        help="skip the quick validation after epochs (each of a run of up to 10, else 10 spaced "
+        "ones and the last; figures kept in the run history)",
     )
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(run=run)

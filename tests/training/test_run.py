@@ -4,6 +4,7 @@ baseline included) stored in the checkpoint, and the run's record kept up to dat
 
 from __future__ import annotations
 
+import itertools
 import sys
 import threading
 
@@ -13,7 +14,15 @@ import torch
 from engine.models import read_checkpoint_info
 from training import TrainConfig, drain
 from training.evaluate import EvalProgress
-from training.run import Evaluated, RunPlan, Trained, Validation, run_training
+from training.run import (
+    MAX_VALIDATIONS,
+    Evaluated,
+    RunPlan,
+    Trained,
+    Validation,
+    run_training,
+    validation_due,
+)
 from training.runs import list_runs, new_run
 from training.trainer import TrainProgress
 
@@ -111,3 +120,15 @@ def test_runs_started_at_once_each_get_their_own_folder(tmp_path):
     folders = {r.folder for r in records}
     assert len(folders) == 16 and all(f.is_dir() for f in folders)
     assert {r.name for r in list_runs()} >= {r.name for r in records}
+
+
+@pytest.mark.parametrize("epochs", [1, 5, 10, 11, 25, 60, 61, 300])
+def test_a_long_run_validates_at_most_ten_evenly_spaced_epochs_and_the_last(epochs):
+    due = [e for e in range(1, epochs + 1) if validation_due(e, epochs)]
+    assert due[-1] == epochs and len(due) <= MAX_VALIDATIONS + 1
+    if epochs <= MAX_VALIDATIONS:
+        assert due == list(range(1, epochs + 1))
+    else:
+        assert len(due) >= MAX_VALIDATIONS // 2
+        gaps = {b - a for a, b in itertools.pairwise(due)}
+        assert max(gaps) == -(-epochs // MAX_VALIDATIONS)  # even spacing, the last may be sooner
