@@ -9,7 +9,8 @@ payload)`` pair of plain values:
 
 - ``started``: ``{"pid", "qt_loaded"}`` (qt_loaded must be False: the child stays Qt-free);
 - ``progress``: the fields of a ``training.TrainProgress``;
-- ``validation``: ``{"epoch", "metrics"}`` after each validated epoch (``training.run.validation_due``);
+- ``validation``: ``{"epoch", "metrics"}`` after each validated epoch
+  (``training.run.validation_due``);
 - ``preview``: after each epoch, for methods whose model class ``can_imagine`` (GDH): ``{"epoch",
   "epochs", "names", "sketches", "images"}``, a few fixed sketches (uint8 (n, S, S)) and the photos
   the epoch's generator makes of them (uint8 (n, P, P, 3)); ``{"epoch", "epochs", "error"}`` when

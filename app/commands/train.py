@@ -3,9 +3,10 @@
 Flags override a JSON config file (``--config``, the fields of ``training.TrainConfig``). Ctrl+C
 asks the trainer to stop between steps; it saves a checkpoint and resume state at that step, and
 ``--resume CKPT`` continues from there. The run is ``training.run.run_training``, the same as
-the app's: a quick validation after epochs (``training.run.validation_due``; unless ``--no-validate``), then the checkpoint is
-evaluated on the data set's test split with the app's protocol (real-valued figures and the HOG
-baseline included; unless ``--no-eval``) and the figures are stored in its metadata. Every run
+the app's: a quick validation after epochs (``training.run.validation_due``; unless
+``--no-validate``), then the checkpoint is evaluated on the data set's test split with the app's
+protocol (real-valued figures and the HOG baseline included; unless ``--no-eval``) and the
+figures are stored in its metadata. Every run
 is recorded in the app's run history (``training.runs``): its checkpoint lies in a new run
 folder there, or at ``--out PATH`` when given (the history's record then points to it).
 
