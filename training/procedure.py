@@ -30,13 +30,15 @@ import contextlib
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Generator, Mapping, Sequence
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
 from engine.errors import Cancelled, ConfigError
-from engine.models import SketchHashModel
+from engine.model_files import default_checkpoint
+from engine.models import SketchHashModel, load_checkpoint
 from training.arrays import PreparedData, PrepareProgress
 from training.config import TrainConfig
 from training.distributed import SINGLE, Distributed
@@ -150,6 +152,30 @@ class TrainingProcedure(ABC):
     def start_new_model(self) -> None:  # noqa: B027 - optional hook
         """Called before ``prepare`` for a new model only (not a resumed run or a fine-tune):
         where a method starts weights from elsewhere (e.g. DSH's C2-Net)."""
+
+    def load_sketch_encoder(self, trunk: nn.Module, option: str) -> bool:
+        """Copy into ``trunk`` (an EfficientNet-Lite0) the sketch encoder of the anchor
+        checkpoint the option ``option`` names: "default" (the shipped default model), a path,
+        or "" (nothing: ImageNet's weights stay). Only a safetensors checkpoint of the anchor
+        method is read (``load_checkpoint`` refuses anything else). True when weights came."""
+        source = self.options[option]
+        if not isinstance(source, str):
+            raise ConfigError(f'{self.method} {option} must be "default", "" or a checkpoint path.')
+        source = source.strip()
+        if not source:
+            return False
+        if source == "default":
+            path = default_checkpoint()
+            if path is None:
+                raise ConfigError(
+                    f'{self.method} {option} "default" needs the shipped default model, which is '
+                    'not installed; give an anchor checkpoint path, or "" for ImageNet weights.'
+                )
+        else:
+            path = Path(source).expanduser()
+        anchor = load_checkpoint(path, method="anchor")
+        trunk.load_state_dict(anchor.sketch_trunk.state_dict())
+        return True
 
     def prepare(self, cancel: threading.Event) -> Generator[PrepareProgress, None, None]:
         """Work before the first step, with progress; raises Cancelled once ``cancel`` is set."""

@@ -81,6 +81,7 @@ CHANNELS = 256  # conv5 width of Sketch-a-Net; the attended map of both backbone
 FC6, FC7 = 512, 256
 POOL5_SIDE = 7
 LITE_GRID = 4
+LITE_STAGES = 7  # EfficientNet-Lite0's stages (timm's ``blocks``)
 CODES_FROM = ("hash", "features")  # what the code is the sign of: the hash layer, or the features
 
 
@@ -172,14 +173,17 @@ class LiteTrunk(nn.Module):
     def forward(self, drawings: torch.Tensor) -> torch.Tensor:
         return self.top(self.bottom(drawings))
 
-    def bottom(self, drawings: torch.Tensor) -> torch.Tensor:
-        """Stem and the seven stages: (B, 1, S, S) to the (B, 320, S/32, S/32) stage-7 map."""
+    def bottom(self, drawings: torch.Tensor, stages: int = LITE_STAGES) -> torch.Tensor:
+        """Stem and the first ``stages`` stages: (B, 1, S, S) to that stage's map (the seven:
+        the (B, 320, S/32, S/32) stage-7 map)."""
         t = self.trunk
-        return t.blocks(t.bn1(t.conv_stem(self.normalize(drawings))))
+        return t.blocks[:stages](t.bn1(t.conv_stem(self.normalize(drawings))))
 
-    def top(self, stage7: torch.Tensor) -> torch.Tensor:
-        """The 1280-channel head conv of the trunk, then the reduction to 256 channels."""
-        return self.reduce(self.trunk.bn2(self.trunk.conv_head(stage7)))
+    def top(self, maps: torch.Tensor, stages: int = LITE_STAGES) -> torch.Tensor:
+        """From the map after ``stages`` stages: the remaining stages, the 1280-channel head
+        conv of the trunk, then the reduction to 256 channels."""
+        t = self.trunk
+        return self.reduce(t.bn2(t.conv_head(t.blocks[stages:](maps))))
 
 
 class SpatialAttention(nn.Module):
@@ -237,17 +241,19 @@ class DSSAModel(SketchHashModel):
         """(B, 1, S, S) sketches or edge maps in [0, 1] to (B, D) unit-length features."""
         return self.head_features(self.trunk_maps(drawings))
 
-    def trunk_maps(self, drawings: torch.Tensor) -> torch.Tensor:
+    def trunk_maps(self, drawings: torch.Tensor, stages: int = LITE_STAGES) -> torch.Tensor:
         """The part of the network a frozen-trunk training can compute once and cache: the
-        pretrained trunk's stage-7 map (``efficientnet_lite0``); for ``paper``, the input."""
+        pretrained trunk's map after its first ``stages`` stages (``efficientnet_lite0``; all
+        seven by default); for ``paper``, the input."""
         if isinstance(self.backbone, LiteTrunk):
-            return self.backbone.bottom(drawings)
+            return self.backbone.bottom(drawings, stages)
         return drawings
 
-    def head_features(self, maps: torch.Tensor) -> torch.Tensor:
-        """``trunk_maps`` output to (B, D) unit-length features (the rest of the network)."""
+    def head_features(self, maps: torch.Tensor, stages: int = LITE_STAGES) -> torch.Tensor:
+        """``trunk_maps(..., stages)`` output to (B, D) unit-length features (the rest of the
+        network)."""
         lite = isinstance(self.backbone, LiteTrunk)
-        f = self.backbone.top(maps) if lite else self.backbone(maps)
+        f = self.backbone.top(maps, stages) if lite else self.backbone(maps)
         if self.attention is not None:
             f = self.attention(f)
         fine = self.fc(self.pool5(f).flatten(1))

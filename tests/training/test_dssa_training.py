@@ -2,6 +2,8 @@
 on QMUL-Shoe pairs that must beat a random ranking (with its re-ranking figures)."""
 
 import json
+import threading
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -177,6 +179,7 @@ def test_cache_trunk_trains_the_head_on_frozen_cached_maps(shoes, tmp_path):
     model = load_checkpoint(out)
     data = drain(prepare_arrays(load_dataset(shoes).restrict_classes(train_ids[:4]), 96, 96))
     procedure = DSSAProcedure(model, data, config, torch.device("cpu"))
+    drain(procedure.prepare(threading.Event()))
     cache = procedure.cache["sketch"]
     assert cache.shape[:2] == (2, 4)
     model.eval()
@@ -184,3 +187,46 @@ def test_cache_trunk_trains_the_head_on_frozen_cached_maps(shoes, tmp_path):
         x = torch.from_numpy(data.sketches)[:, None].float() / 255
         torch.testing.assert_close(cache[0], model.trunk_maps(x))
         torch.testing.assert_close(cache[1], model.trunk_maps(x.flip(3)))
+
+
+def test_trunk_from_the_default_sketch_encoder_with_its_last_stage_trained(shoes, tmp_path):
+    """trunk_from "default": the trunk starts as the shipped default model's sketch encoder;
+    train_stages 1: the stem and stages 1-6 keep those weights while stage 7 learns, and the
+    cache holds the maps after stage 6, which the rest of the network continues from."""
+    torch.set_num_threads(1)
+    from engine.model_files import default_checkpoint
+    from engine.models import load_checkpoint
+    from training.methods.dssa import DSSAProcedure
+
+    sketch_encoder = load_checkpoint(default_checkpoint()).sketch_trunk.state_dict()
+    train_ids = tuple(_ids(shoes, "train", 16))
+    config = TrainConfig(
+        method="dssa",
+        model={"image_size": 96, "bits": 32},
+        options={"edges": "released", "trunk_from": "default", "train_stages": 1},
+        classes=train_ids,
+        epochs=2,
+        batch_size=8,
+        lr=1e-3,
+        workers=1,
+    )
+    out = tmp_path / "dssa.safetensors"
+    drain(train(config, shoes, out))
+    model = load_checkpoint(out)
+    trained = model.backbone.trunk.state_dict()
+    for key in ("conv_stem.weight", "bn1.running_var", "blocks.5.3.conv_pwl.weight"):
+        torch.testing.assert_close(trained[key], sketch_encoder[key].float())
+    for key in ("blocks.6.0.conv_pwl.weight", "conv_head.weight"):
+        assert not torch.equal(trained[key], sketch_encoder[key].float()), key
+
+    data = drain(prepare_arrays(load_dataset(shoes).restrict_classes(train_ids[:4]), 96, 96))
+    procedure = DSSAProcedure(model, data, config, torch.device("cpu"))
+    drain(procedure.prepare(threading.Event()))
+    model.eval()
+    with torch.no_grad():
+        x = torch.from_numpy(data.sketches)[:, None].float() / 255
+        maps = model.trunk_maps(x, 6)
+        torch.testing.assert_close(procedure.cache["sketch"][0], maps)
+        torch.testing.assert_close(model.head_features(maps, 6), model.features(x))
+    with pytest.raises(ConfigError, match="train_stages"):
+        DSSAProcedure(model, data, replace(config, options={"train_stages": 8}), "cpu")

@@ -92,15 +92,12 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Generator
-from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
 from engine.errors import ConfigError
-from engine.model_files import default_checkpoint
-from engine.models import load_checkpoint
 from engine.models.base import photo_tensor, sketch_tensor
 from engine.models.dsh import DSHModel
 from training import discrete, losses
@@ -176,8 +173,6 @@ class DSHProcedure(TrainingProcedure):
             raise ConfigError("dsh embedding_dim must be between 1 and 1024.")
         if float(o["mu"]) < 0 or float(o["reg"]) <= 0 or int(o["alternations"]) < 1:
             raise ConfigError("dsh options need mu >= 0, reg > 0 and alternations >= 1.")
-        if not isinstance(o["sketch_trunk_from"], str):
-            raise ConfigError('dsh sketch_trunk_from must be "default", "" or a checkpoint path.')
         lite = model.config.backbone == "efficientnet_lite0"
         if config.freeze_blocks and not lite:
             raise ConfigError("freeze_blocks needs the efficientnet_lite0 backbone.")
@@ -212,21 +207,13 @@ class DSHProcedure(TrainingProcedure):
     # ------------------------------------------------------------------ a new model's start
     def start_new_model(self) -> None:
         """C2-Net from the ``sketch_trunk_from`` checkpoint's sketch encoder (see docstring)."""
-        source = str(self.options["sketch_trunk_from"]).strip()
-        if not source or self.model.config.backbone != "efficientnet_lite0":
+        if self.model.config.backbone != "efficientnet_lite0":
             return
-        if source == "default":
-            path = default_checkpoint()
-            if path is None:
-                raise ConfigError(
-                    'dsh sketch_trunk_from "default" needs the shipped default model, which is '
-                    'not installed; give an anchor checkpoint path, or "" for ImageNet weights.'
-                )
-        else:
-            path = Path(source).expanduser()
-        anchor = load_checkpoint(path, method="anchor")  # safetensors only; another method refused
-        self.model.c2.net.load_state_dict(anchor.sketch_trunk.state_dict())
-        log.info("DSH's C2-Net starts from the sketch encoder of %s", path)
+        if self.load_sketch_encoder(self.model.c2.net, "sketch_trunk_from"):
+            log.info(
+                "DSH's C2-Net starts from the sketch encoder of %s",
+                self.options["sketch_trunk_from"],
+            )
 
     # ------------------------------------------------------------------ prepare
     def prepare(self, cancel: threading.Event) -> Generator[PrepareProgress, None, None]:

@@ -50,6 +50,8 @@ Re-ranking by the exact HOLEF distance is the engine's (``engine.searcher.rerank
 from __future__ import annotations
 
 import logging
+import threading
+from collections.abc import Generator
 from typing import Any, ClassVar
 
 import numpy as np
@@ -57,9 +59,9 @@ import torch
 from torchvision.transforms import v2
 
 from engine.errors import ConfigError
-from engine.models.dssa import DSSAModel
+from engine.models.dssa import LITE_STAGES, DSSAModel
 from training import losses
-from training.arrays import released_edge_maps, sketch_batch
+from training.arrays import PrepareProgress, released_edge_maps, sketch_batch
 from training.augment import augment_sketches
 from training.methods import register_procedure
 from training.procedure import StepContext, TrainingProcedure, freeze_backbone_blocks
@@ -130,6 +132,8 @@ class DSSAProcedure(TrainingProcedure):
         "in_batch": True,
         "active_only": True,
         "cache_trunk": True,
+        "train_stages": 0,
+        "trunk_from": "",
     }
 
     def __init__(self, model, data, config, device) -> None:
@@ -151,14 +155,18 @@ class DSSAProcedure(TrainingProcedure):
         self.edges = model.canonical_edges(raw)
         log.info("DSSA trains on %s edge maps of %d photos", self.edge_source, len(self.edges))
         self.cache: dict[str, torch.Tensor] | None = None
+        self.cached_stages = LITE_STAGES
         if o["cache_trunk"] and trunk is None:
             log.info("cache_trunk applies to the pretrained backbone only; training it all.")
         elif o["cache_trunk"]:
-            self.frozen = freeze_backbone_blocks(trunk, len(trunk.blocks))
-            self.cache = {
-                "sketch": self._trunk_cache(data.sketches),
-                "edge": self._trunk_cache(self.edges),
-            }
+            trained = o["train_stages"]
+            if not isinstance(trained, int) or not 0 <= trained <= len(trunk.blocks):
+                raise ConfigError(
+                    f"dssa train_stages must be a whole number from 0 to {len(trunk.blocks)}."
+                )
+            self.cached_stages = len(trunk.blocks) - trained
+            self.frozen = freeze_backbone_blocks(trunk, self.cached_stages)
+            self.cache = {}  # filled by prepare, once the trunk's weights are final
         self.transform = crop_flip(model.config.image_size, float(o["crop"]))
         photo_index = {p.key: i for i, p in enumerate(data.dataset.photos)}
         self.annotated: dict[int, list[tuple[int, int]]] = {}
@@ -169,6 +177,25 @@ class DSSAProcedure(TrainingProcedure):
             if pairs:
                 self.annotated[i] = pairs
         self.negatives: dict[int, list[int]] = {}
+
+    # ------------------------------------------------------------------ a new model's start
+    def start_new_model(self) -> None:
+        """The trunk from the ``trunk_from`` anchor checkpoint's sketch encoder: an
+        EfficientNet-Lite0 trained on sketches, the part the paper pre-trains on sketch and
+        edge-map classification (see docstring)."""
+        trunk = getattr(self.model.backbone, "trunk", None)
+        if trunk is not None and self.load_sketch_encoder(trunk, "trunk_from"):
+            log.info(
+                "DSSA's trunk starts from the sketch encoder of %s", self.options["trunk_from"]
+            )
+
+    def prepare(self, cancel: threading.Event) -> Generator[PrepareProgress, None, None]:
+        """The frozen trunk's maps of every drawing and, with ``augment``, its mirror image
+        (``cache_trunk``)."""
+        if self.cache is None:
+            return
+        self.cache["sketch"] = yield from self._trunk_cache(self.data.sketches, "sketch", cancel)
+        self.cache["edge"] = yield from self._trunk_cache(self.edges, "edge map", cancel)
 
     # ------------------------------------------------------------------ optimisers and state
     def build_optimizers(self) -> dict[str, torch.optim.Optimizer]:
@@ -213,22 +240,23 @@ class DSSAProcedure(TrainingProcedure):
         batch = sketch_batch(self.edges, self.device)
         return self.model._run(lambda: self.model.features(batch))
 
-    @torch.no_grad()
-    def _trunk_cache(self, arrays: np.ndarray) -> torch.Tensor:
+    def _trunk_cache(self, arrays: np.ndarray, what: str, cancel) -> Generator:
         """(views, n, C, h, w) frozen-trunk maps of uint8 (n, S, S) drawings; views: the
         drawing and, with ``augment``, its mirror image."""
         model, views = self.model, []
-        was_training = model.training
-        model.eval()
-        try:
-            for flip in (False, True) if self.options["augment"] else (False,):
-                parts = []
-                for i in range(0, len(arrays), 32):
-                    batch = sketch_batch(arrays[i : i + 32], self.device)
-                    parts.append(model.trunk_maps(batch.flip(3) if flip else batch).cpu())
-                views.append(torch.cat(parts))
-        finally:
-            model.train(was_training)
+        stages, device = self.cached_stages, self.device
+        flips = (False, True) if self.options["augment"] else (False,)
+        model.eval()  # the trainer puts it back in training mode before the first step
+        for flip in flips:
+            maps = yield from self.forward_rows(
+                lambda batch, flip=flip: model.trunk_maps(batch.flip(3) if flip else batch, stages),
+                arrays,
+                lambda a: sketch_batch(a, device),
+                f"{what} trunk maps{' (mirrored)' if flip else ''}",
+                cancel,
+                32,
+            )
+            views.append(maps.cpu())
         return torch.stack(views)
 
     def _cached(self, kind: str, rows: list[int]) -> torch.Tensor:
@@ -254,7 +282,7 @@ class DSSAProcedure(TrainingProcedure):
                 maps = torch.cat(
                     [self._cached("sketch", list(s_idx)), self._cached("edge", photo_ids)]
                 )
-                f = model.head_features(maps)
+                f = model.head_features(maps, self.cached_stages)
             else:
                 sketches = self._images(self.data.sketches[np.asarray(s_idx)])
                 edges = self._images(self.edges[np.asarray(photo_ids)])
