@@ -433,3 +433,26 @@ def test_skipped_paths_are_recorded_with_their_reason(tmp_path, photos, model):
     last = _run(library, model)
     assert (last.encoded, last.skipped) == (1, 1)
     assert [str(f.path) for f in library.failures()] == [deep]
+
+
+def test_the_first_photos_are_committed_in_a_small_batch_before_the_rest(tmp_path, photos, model):
+    """A cancel seconds into a run once kept nothing: the first commit waited for a whole batch
+    of 32. Batches now start at FIRST_BATCH photos and double, and each is committed as it
+    comes, so a cancel after the first commit keeps those photos."""
+    from engine.indexer import FIRST_BATCH
+
+    library = Library(tmp_path / "lib")
+    library.add_root(photos)
+    cancel = threading.Event()
+    encoded = []
+    for event in index_library(library, model, batch_size=32, cancel=cancel):
+        if event.phase == "encoding":
+            encoded.append(event.encoded)
+            assert library.stats(model_id(model)).coded == event.encoded  # committed
+            cancel.set()
+    assert encoded == [FIRST_BATCH] and FIRST_BATCH < N_GOOD
+    assert library.stats(model_id(model)).coded == FIRST_BATCH
+    events = list(index_library(library, model, batch_size=32))
+    steps = [e.encoded for e in events if e.phase == "encoding"]
+    # the 10 left: a batch of 8, then one of 2 (counts are the run's running totals)
+    assert steps == [FIRST_BATCH, N_GOOD - FIRST_BATCH]
