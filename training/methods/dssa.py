@@ -22,7 +22,15 @@ Choices, where the paper is vague or where the hash layer (not in the paper) nee
   step trains only the trunk's head conv, the reduction, attention, FC6/FC7, W and the hash
   layer on the cached stage-7 maps, so one CPU hour buys a hundred epochs at 224 px instead of
   a few. Augmentation is then the flip only (a random crop would need the trunk again). On
-  by default (the ``paper`` backbone, which has no pretrained trunk, ignores it).
+  by default (the ``paper`` backbone, which has no pretrained trunk, ignores it). The cache is
+  built in ``prepare`` (with progress and cancel), after ``trunk_from`` has loaded its weights.
+  ``train_stages`` (default 0): the trunk's last stages that still learn (at ``lr`` x
+  ``backbone_lr_scale``, BatchNorm in training mode); the cache then holds the map below them.
+- ``trunk_from`` (not in the paper's words, but its idea): the paper's backbone was pre-trained
+  to classify sketches and edge maps before the triplet stage. "default" starts the trunk from
+  the default model's sketch encoder (an EfficientNet-Lite0 trained on Sketchy, PACS and
+  QuickDraw sketches, none of QMUL's), a path from another anchor checkpoint's, "" (default)
+  keeps ImageNet's weights. Only a new model loads it (not a resumed run or a fine-tune).
 - The photo side is the photo's edge map only. ``edges``: ``released`` reads the data set's
   ``edges/`` (the paper's protocol), ``engine`` computes them with ``engine.edges`` (what users
   get at search time), ``auto`` takes released ones where every photo has one. Decoded once.
@@ -229,15 +237,16 @@ class DSSAProcedure(TrainingProcedure):
     def on_epoch_start(self, epoch: int) -> None:
         if self.config.hard_negatives and epoch > 0:
             if self.dist.is_main:  # mined once, by rank 0, and broadcast
-                s = self.model.sketch_features(self.data.sketches)
-                p = self._photo_features()
+                s = self._network_features(self.data.sketches)
+                p = self._network_features(self.edges)
                 self.negatives = hard_negative_candidates(s, p, self.data.sketch_photo)
             self.negatives = self.dist.broadcast_object(self.negatives)
 
     @torch.no_grad()
-    def _photo_features(self) -> np.ndarray:
-        """Features of the (already canonical) training edge maps."""
-        batch = sketch_batch(self.edges, self.device)
+    def _network_features(self, drawings: np.ndarray) -> np.ndarray:
+        """The network's features (no HOG term) of uint8 drawings: the training sketches or
+        the (already canonical) training edge maps."""
+        batch = sketch_batch(drawings, self.device)
         return self.model._run(lambda: self.model.features(batch))
 
     def _trunk_cache(self, arrays: np.ndarray, what: str, cancel) -> Generator:

@@ -61,6 +61,11 @@ METHOD = {
         "active_only": "Average the in-batch hinges over the violated ones only (ours: on).",
         "cache_trunk": "Run the frozen pretrained trunk once per drawing and train only the "
         "layers above it (a CPU configuration; ours: on).",
+        "train_stages": "With cache_trunk: how many of the trunk's last stages (of 7) still "
+        "learn; the cache then holds the maps below them (ours: 0).",
+        "trunk_from": "Where a new model's trunk starts: 'default' (the default model's sketch "
+        "encoder, trained on sketches as the paper's backbone was), an anchor checkpoint's "
+        "path, or empty for ImageNet's weights. Ours: empty.",
     },
     "semi3": {
         "shared_from": "Trunk stages below this one are each branch's own; from it on the "
