@@ -5,8 +5,8 @@ map are both line drawings, so a gradient-orientation histogram compares them wi
 Choices:
 - both inputs at ``HOG_SIZE`` = 128 px; photos become edge maps with ``engine.edges.edge_maps``
   (the same edge maps the edge-branch methods use), white paper and dark lines like sketches;
-- skimage ``hog``: 9 orientations, 16 x 16-pixel cells, 2 x 2-cell blocks, L2-Hys: coarse cells
-  tolerate the misalignment between a free-hand sketch and the photo (1764 dimensions);
+- the HOG of ``engine.hog`` (9 orientations, 16 x 16-pixel cells, 2 x 2-cell blocks, L2-Hys:
+  1764 dimensions);
 - ranking by cosine similarity of the HOG vectors (the "real-valued" figure), and, so the binary
   figure goes through the same index as the learned models, 64-bit codes from the signs of a
   fixed random Gaussian projection of the mean-centred vectors (sign random projections, an LSH
@@ -19,36 +19,15 @@ import logging
 
 import numpy as np
 import torch
-from skimage.feature import hog
 
 from engine.codes import pack_codes
 from engine.edges import edge_maps
+from engine.hog import HOG_SIZE, hog_features
+from engine.hog import resize as _resize
 
 log = logging.getLogger(__name__)
 
-HOG_SIZE = 128
 HOG_BITS = 64
-_HOG_ARGS = {
-    "orientations": 9,
-    "pixels_per_cell": (16, 16),
-    "cells_per_block": (2, 2),
-    "block_norm": "L2-Hys",
-    "feature_vector": True,
-}
-
-
-def _resize(batch: torch.Tensor, size: int) -> torch.Tensor:
-    if batch.shape[-1] == size and batch.shape[-2] == size:
-        return batch
-    return torch.nn.functional.interpolate(
-        batch, size=(size, size), mode="bilinear", antialias=True, align_corners=False
-    )
-
-
-def hog_features(drawings: np.ndarray) -> np.ndarray:
-    """float32 (n, D) HOG of (n, H, W) line drawings in [0, 1] (white paper, dark lines)."""
-    # HOG of the ink (1 - image): the same gradients, with lines as the bright structure
-    return np.stack([hog(1.0 - d, **_HOG_ARGS) for d in drawings]).astype(np.float32)
 
 
 def sketch_hog(sketches: np.ndarray, batch_size: int = 64) -> np.ndarray:

@@ -27,8 +27,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
-from engine.errors import ConfigError
+from engine.errors import Cancelled, ConfigError
 from engine.models import load_checkpoint, model_id, read_checkpoint_info, save_checkpoint
 from engine.models.fitted import CodeFit, FitProgress, fit_model_codes, with_fitted_codes
 from training.arrays import PreparedData, prepare_arrays
@@ -39,6 +40,7 @@ from training.sources import trained_classes
 log = logging.getLogger(__name__)
 
 FIT_SPLIT = "train"
+FIT_HOG_BATCH = 32
 INTERIM_LIMIT = 512  # sketches and photos fitted on at the end of an epoch before the last
 
 
@@ -87,6 +89,7 @@ def fit_checkpoint(
     split: str | None = FIT_SPLIT,
     code_fit: str | None = None,
     from_features: bool = False,
+    hog_weight: float | None = None,
     name: str | None = None,
     device: str | None = None,
     cancel: threading.Event | None = None,
@@ -94,7 +97,9 @@ def fit_checkpoint(
     """Fit the codes of checkpoint ``src`` on ``data_dir`` and write the fitted copy to ``out``;
     yields progress (decoding, then the model's raw outputs), returns ``out``.
     ``from_features`` (DSSA): fit the codes on the model's features rather than on its hash
-    layer's outputs (``codes_from="features"``)."""
+    layer's outputs (``codes_from="features"``). ``hog_weight`` (DSSA): the weight of the HOG
+    term in its re-ranking distance (0: none; None keeps the source's); a model with that
+    term has it fitted on the same training data (``fit_hog_term``)."""
     src, out = Path(src), Path(out)
     if out.resolve() == src.resolve():
         raise ConfigError("fit-codes writes a new checkpoint; give another --out than the source.")
@@ -120,6 +125,13 @@ def fit_checkpoint(
                 "features (--from-features)."
             )
         changes["codes_from"] = "features"
+    if hog_weight is not None:
+        if "hog_weight" not in {f.name for f in dataclasses.fields(source.config)}:
+            raise ConfigError(
+                f"{info.name} is a {source.method} model; only DSSA re-ranks with a HOG term "
+                "(--hog-weight)."
+            )
+        changes["hog_weight"] = float(hog_weight)
     model = with_fitted_codes(source, code_fit, **changes)
     gen = prepare_arrays(dataset, model.photo_size, model.sketch_size, cancel or threading.Event())
     data = yield from _as_fit_progress(gen)
@@ -128,6 +140,8 @@ def fit_checkpoint(
     kept = {k: info.metadata[k] for k in ("data", "training") if k in info.metadata}
     counts = len(sketches), len(photos)
     note = fit_summary(data, split, counts, dropped, fit, model.config.code_fit)
+    if getattr(model, "hog_fit", None) is not None:
+        note["hog_term"] = yield from fit_hog_term(model, sketches, photos, cancel)
     note["source"] = {"path": str(src.resolve()), "model_id": model_id(source)}
     return save_checkpoint(
         model,
@@ -142,3 +156,61 @@ def fit_checkpoint(
 def _as_fit_progress(gen) -> Generator[FitProgress, None, PreparedData]:
     """Relay a decoding generator's progress as FitProgress; return its value."""
     return relay(gen, lambda p: FitProgress(p.what, p.done, p.total))
+
+
+def fit_hog_term(
+    model, sketches: np.ndarray, photos: np.ndarray, cancel: threading.Event | None = None
+) -> Generator[FitProgress, None, dict[str, Any]]:
+    """Fit DSSA's HOG re-ranking term (``engine.models.dssa.HogTerm``) on training sketches
+    and photos: the PCA of the drawings' unit HOG (centred by the photos' mean), and the spread
+    (standard deviation over every training sketch-photo pair) of the network's distance and of
+    the HOG cosine distance, which scale the two terms alike. Returns its note."""
+    from engine.hog import drawing_hog
+    from engine.models.dssa import holef_pairwise
+
+    cancel = cancel or threading.Event()
+    was_training = model.training
+    model.eval()
+    parts: dict[str, list[np.ndarray]] = {"s": [], "p": [], "fs": [], "fp": []}
+    try:
+        for kind, rows, to_drawings in (
+            ("s", sketches, model.sketch_drawings),
+            ("p", photos, lambda a: model.photo_drawings(a, None)),
+        ):
+            for i in range(0, len(rows), FIT_HOG_BATCH):
+                if cancel.is_set():
+                    raise Cancelled("Fitting the codes was cancelled.")
+                with torch.no_grad():
+                    drawings = to_drawings(rows[i : i + FIT_HOG_BATCH])
+                    parts["f" + kind].append(model.features(drawings).float().cpu().numpy())
+                parts[kind].append(drawing_hog(drawings))
+                what = "sketch HOG" if kind == "s" else "photo HOG"
+                yield FitProgress(what, min(i + FIT_HOG_BATCH, len(rows)), len(rows))
+    finally:
+        model.train(was_training)
+    hs, hp = np.concatenate(parts["s"]), np.concatenate(parts["p"])
+    fs, fp = np.concatenate(parts["fs"]), np.concatenate(parts["fp"])
+    dim = model.config.hog_dim
+    if dim > min(len(hs) + len(hp), hs.shape[1]):
+        raise ConfigError(f"The HOG term's {dim} dimensions need more training drawings.")
+    mean = hp.mean(axis=0)
+    _, _, vt = np.linalg.svd(np.concatenate([hp, hs]) - mean, full_matrices=False)
+    basis = vt[:dim].T.astype(np.float32)
+    weight = model.holef_weight
+    with torch.no_grad():
+        learnt = holef_pairwise(
+            torch.from_numpy(fs), torch.from_numpy(fp), None if weight is None else weight.cpu()
+        ).numpy()
+    term = model.hog_fit
+    term.load(mean, basis, (1.0, 1.0))  # the projection first, as the model will make it
+    ps, pp = term.project(hs), term.project(hp)
+    scales = (float(learnt.std()), float((1.0 - ps @ pp.T).std()))
+    term.load(mean, basis, scales)
+    log.info("HOG term fitted: %d dimensions, distance scales %.4g / %.4g", dim, *scales)
+    return {
+        "weight": model.config.hog_weight,
+        "dimensions": dim,
+        "scales": [round(v, 6) for v in scales],
+        "sketches": len(hs),
+        "photos": len(hp),
+    }

@@ -112,5 +112,11 @@ def reranked_ids(
 
 def _distance_name(model: SketchHashModel) -> str:
     if getattr(model, "holef_weight", None) is not None:
-        return "HOLEF"
-    return "squared Euclidean" if model.method == "dssa" else f"{model.method}'s exact distance"
+        name = "HOLEF"
+    else:
+        name = "squared Euclidean" if model.method == "dssa" else f"{model.method}'s exact distance"
+    if getattr(model, "hog_fit", None) is not None:
+        name += (
+            f" + {model.config.hog_weight:g} x HOG cosine distance, each over its training spread"
+        )
+    return name

@@ -7,7 +7,8 @@ split, zero-shot test classes left out (``training.fit_codes``). The model id ch
 codes, so a library indexed with the source is indexed again for the fitted copy. Its figures
 are not carried over (they measured the sign codes): run ``evaluate --store`` on the copy.
 ``--from-features`` (DSSA) fits the codes on the model's D-d features instead of its hash
-layer's K outputs (``DSSAConfig.codes_from``).
+layer's K outputs (``DSSAConfig.codes_from``); ``--hog-weight W`` (DSSA) adds the drawings' HOG
+distance to its re-ranking distance, fitted on the same data (``training.fit_codes.fit_hog_term``).
 """
 
 from __future__ import annotations
@@ -48,6 +49,15 @@ def add_parser(subparsers) -> None:
         help="DSSA: make the codes from the fine-grained features (PCA + ITQ to K bits) instead "
         "of the hash layer's outputs",
     )
+    p.add_argument(
+        "--hog-weight",
+        type=float,
+        default=None,
+        metavar="W",
+        help="DSSA: re-rank by the learnt distance plus W x the drawings' HOG distance, each "
+        "scaled by its spread on the training pairs (0: the learnt distance alone; default: "
+        "the checkpoint's)",
+    )
     p.add_argument("--out", type=Path, help="the fitted checkpoint (default: CKPT-fitted)")
     p.add_argument("--name", help="the fitted model's name (default: the source's, -fitted)")
     p.add_argument("--device", default=None, help="cpu, cuda or mps (default: best available)")
@@ -73,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
             split=args.split,
             code_fit=args.fit_on,
             from_features=args.from_features,
+            hog_weight=args.hog_weight,
             name=args.name,
             device=args.device,
             cancel=cancel,

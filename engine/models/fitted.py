@@ -257,14 +257,15 @@ def _raw_outputs(rows, idx: np.ndarray, stage: str, batch_size: int, cancel: thr
 def with_fitted_codes(model, code_fit: str | None = None, **changes):
     """A copy of ``model`` (same weights, device and mode) whose config asks for fitted codes
     (``code_fit``: None keeps the model's; ``changes``: other config fields, e.g. DSSA's
-    ``codes_from``), not fitted yet: what ``fit_model_codes`` takes."""
+    ``codes_from``), not fitted yet: what ``fit_model_codes`` takes. The model's other fitted
+    parts (``full_precision_prefixes``, e.g. DSSA's HOG term) are left to be fitted again."""
     config = dataclasses.replace(
         model.config, codes="fitted", code_fit=code_fit or model.config.code_fit, **changes
     )
     fitted = type(model)(config)
-    prefix = MODULE_NAME + "."
-    state = {k: v for k, v in model.state_dict().items() if not k.startswith(prefix)}
+    prefixes = tuple(type(model).full_precision_prefixes)  # every fitted part, refitted anew
+    state = {k: v for k, v in model.state_dict().items() if not k.startswith(prefixes)}
     missing, unexpected = fitted.load_state_dict(state, strict=False)
-    if unexpected or any(not k.startswith(prefix) for k in missing):
+    if unexpected or any(not k.startswith(prefixes) for k in missing):
         raise ConfigError(f"{model.method} could not be copied with fitted codes.")
     return fitted.to(model.device).train(model.training)

@@ -206,3 +206,86 @@ def test_rerank_shortlist_orders_by_the_exact_distance_and_keeps_hamming_order_i
         order, sorted_dist = rerank_shortlist(Exact(dist), np.zeros((1, 4)), np.zeros((6, 4)))
         assert order.tolist() == sorted(range(6), key=lambda i: (dist[i], i))
         np.testing.assert_array_equal(sorted_dist, dist[order])
+
+
+@pytest.fixture(scope="module")
+def dssa_hog(dssa):
+    """The same network with a HOG term (hog_weight 0.7, 16 dimensions) whose fitted values
+    are seeded stand-ins: this tests how they are used, training's tests how they are fitted."""
+    from engine.hog import HOG_DIM
+    from engine.models import create
+
+    model = create("dssa", bits=64, image_size=96, hog_weight=0.7, hog_dim=16).eval()
+    missing, _ = model.load_state_dict(dssa.state_dict(), strict=False)
+    assert all(k.startswith("hog_fit.") for k in missing)
+    rng = np.random.default_rng(5)
+    basis = np.linalg.qr(rng.standard_normal((HOG_DIM, 16)))[0]
+    model.hog_fit.load(rng.random(HOG_DIM) * 0.02, basis, (0.3, 0.1))
+    return model
+
+
+def test_the_hog_term_adds_the_drawings_hog_distance_and_reranks_as_brute_force(
+    library, dssa_hog, shoes
+):
+    """A DSSA model with a HOG term stores [network feature, projected HOG] per photo, and
+    re-ranks by HOLEF / s0 + w (1 - HOG cosine) / s1, a distance of each pair alone: the
+    searcher's re-ranking equals that formula computed here from the drawings themselves."""
+    from engine.hog import drawing_hog
+    from engine.models.dssa import holef_pairwise
+
+    model = dssa_hog
+    _index(library, model)
+    mid = model_id(model)
+    ids, _ = library.catalog.codes_for(mid, model.bits)
+    stored = library.catalog.features_for(mid, ids)
+    gallery = np.stack([stored[int(i)] for i in ids]).astype(np.float32)
+    dim = model.config.feature_dim
+    assert gallery.shape[1] == dim + 16
+    term = model.hog_fit
+
+    def projected(drawings):
+        p = (drawing_hog(drawings) - term.mean.numpy()) @ term.basis.numpy()
+        return p / np.linalg.norm(p, axis=1, keepdims=True)
+
+    where = library.catalog.paths_for(ids.tolist())
+    paths = [where[int(i)] for i in ids]
+    size = model.photo_size  # decoded as the indexer does (draft mode to the target size)
+    photos = np.stack([prepare_photo(load_photo(p, target_size=size), size) for p in paths])
+    np.testing.assert_allclose(
+        gallery[:, dim:], projected(model.photo_drawings(photos, None)), atol=2e-3
+    )
+    searcher = Searcher(library, model)
+    for sketch in _sketches(shoes, library)[:3]:
+        arr = sketch_input(sketch)[None]
+        with torch.no_grad():
+            net = model.features(model.sketch_drawings(arr)).numpy()
+        learnt = (
+            holef_pairwise(
+                torch.from_numpy(net), torch.from_numpy(gallery[:, :dim]), model.holef_weight
+            )
+            .detach()[0]
+            .numpy()
+        )
+        hog = 1.0 - projected(model.sketch_drawings(arr)) @ gallery[:, dim:].T
+        expected = learnt / 0.3 + 0.7 * hog[0] / 0.1
+        full = searcher.search(sketch, k=N_PHOTOS, rerank=True, shortlist=N_PHOTOS)
+        np.testing.assert_allclose([r.score for r in full.results], np.sort(expected), rtol=1e-4)
+        assert [r.photo_id for r in full.results] == ids[
+            np.argsort(expected, kind="stable")
+        ].tolist()
+
+
+def test_a_hog_term_survives_a_float16_checkpoint_bit_for_bit_and_unfitted_refuses(
+    dssa_hog, tmp_path
+):
+    from engine.errors import ConfigError
+    from engine.models import create, load_checkpoint, save_checkpoint
+
+    path = save_checkpoint(dssa_hog, tmp_path / "hog.safetensors", weights_dtype="float16")
+    loaded = load_checkpoint(path)
+    for name, value in dssa_hog.hog_fit.state_dict().items():
+        assert torch.equal(loaded.hog_fit.state_dict()[name], value), name
+    assert loaded.config.hog_weight == 0.7 and loaded.config.hog_dim == 16
+    fresh = create("dssa", bits=64, image_size=96, hog_weight=1.0, hog_dim=16).eval()
+    with pytest.raises(ConfigError, match="never fitted"):
+        fresh.photo_features(np.zeros((1, 96, 96, 3), np.uint8))

@@ -194,3 +194,49 @@ def test_dssa_codes_fitted_on_its_features(shared_data, tmp_path, capsys):
     assert "only DSSA" in capsys.readouterr().err
     with pytest.raises(ConfigError, match="must be fitted"):
         create("dssa", bits=32, image_size=96, pretrained=False, codes_from="features")
+
+
+def test_fit_checkpoint_fits_dssas_hog_term_on_the_training_split(shared_data, tmp_path):
+    """--hog-weight: the HOG term is fitted on the training split's drawings: an orthonormal
+    PCA basis centred on the photos' mean HOG, and the spreads of both distances over the
+    training pairs; a refit without the flag keeps the weight and fits the term again, and
+    only DSSA has one."""
+    from engine.hog import drawing_hog
+    from engine.models.dssa import holef_pairwise
+
+    shoes = shared_data / "shoes_v1"
+    torch.manual_seed(0)
+    src = save_checkpoint(
+        create("dssa", bits=32, image_size=96, hog_dim=24).eval(), tmp_path / "dssa.safetensors"
+    )
+    out = drain(
+        fit_checkpoint(src, shoes, tmp_path / "hog.safetensors", from_features=True, hog_weight=2)
+    )
+    model = load_checkpoint(out)
+    term = model.hog_fit
+    note = read_checkpoint_info(out).metadata["codes_fit"]["hog_term"]
+    assert note["weight"] == 2.0 and note["dimensions"] == 24
+    assert note["sketches"] == note["photos"] == 304  # the training split only
+    basis = term.basis.numpy()
+    np.testing.assert_allclose(basis.T @ basis, np.eye(24), atol=1e-4)
+
+    train = drain(prepare_arrays(load_dataset(shoes).subset("train"), 96, 96))
+    with torch.no_grad():
+        sk, ph = model.sketch_drawings(train.sketches), model.photo_drawings(train.photos, None)
+        fs, fp = model.features(sk), model.features(ph)
+    hp = drawing_hog(ph)
+    np.testing.assert_allclose(term.mean.numpy(), hp.mean(axis=0), atol=1e-5)
+    learnt = holef_pairwise(fs, fp, model.holef_weight.detach()).numpy()
+    ps, pp = term.project(drawing_hog(sk)), term.project(hp)
+    expected = (learnt.std(), (1.0 - ps @ pp.T).std())
+    np.testing.assert_allclose(term.scales.numpy(), expected, rtol=1e-3)
+
+    again = drain(fit_checkpoint(out, shoes, tmp_path / "again.safetensors"))
+    refit = load_checkpoint(again)
+    assert refit.config.hog_weight == 2.0 and int(refit.hog_fit.fitted) == 1
+    torch.testing.assert_close(refit.hog_fit.basis, term.basis, atol=1e-4, rtol=0)
+    plain = drain(fit_checkpoint(out, shoes, tmp_path / "plain.safetensors", hog_weight=0))
+    assert load_checkpoint(plain).hog_fit is None
+    other = save_checkpoint(create("baseline", bits=16, image_size=96), tmp_path / "b.safetensors")
+    with pytest.raises(ConfigError, match="HOG"):
+        drain(fit_checkpoint(other, shoes, tmp_path / "x.safetensors", hog_weight=1))
