@@ -77,6 +77,11 @@ DSSA_CONFIG = {
         "w_hash": 0.5,
     }
 }
+# dssa-shoes-64 (issue 17): the trunk from the default model's sketch encoder, its last two
+# stages trained; dssa-chairs-64 was not retrained with it and keeps DSSA_CONFIG
+DSSA_SHOES_CONFIG = {
+    "options": {**DSSA_CONFIG["options"], "trunk_from": "{trunk}", "train_stages": 2},
+}
 
 
 def _args(text: str) -> tuple[str, ...]:
@@ -85,7 +90,7 @@ def _args(text: str) -> tuple[str, ...]:
 
 
 DSSA_ARGS = _args("--bits 64 --image-size 224 --epochs 60 --batch-size 32 --lr 1e-3 --seed 0")
-DSSA_FIT = ("--fit-on", "photos", "--from-features")
+DSSA_FIT = ("--fit-on", "photos", "--from-features", "--hog-weight", "1")
 
 
 def _fine_grained_evaluations(other: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
@@ -162,10 +167,11 @@ RECIPES: tuple[Recipe, ...] = (
         "dssa",
         "shoes_v1",
         DSSA_ARGS,
-        DSSA_CONFIG,
+        DSSA_SHOES_CONFIG,
         fit_codes=DSSA_FIT,
         category=False,
         evaluations=_fine_grained_evaluations("chairs_v1"),
+        needs=("anchor-64",),
     ),
     Recipe(
         "dssa-chairs-64",

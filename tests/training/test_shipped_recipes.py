@@ -52,6 +52,9 @@ def test_smoke_runs_are_short_and_on_few_classes(tmp_path):
     assert train[-4:] == ["--epochs", "1", "--max-steps-per-epoch", "2"]  # the last ones win
     assert "--classes" not in train  # a fine-grained set keeps its pairs
     assert "--from-features" in steps["dssa-shoes-64: codes"]
+    assert "--hog-weight" in steps["dssa-shoes-64: codes"]
+    config = json.loads(Path(train[train.index("--config") + 1]).read_text())
+    assert config["options"]["trunk_from"] == str(plan.models / "default.safetensors")
     assert "--device" not in train
     cat = {label: cmd for label, cmd, _ in plan.steps(shipped.selected(["gdh-128"]))}
     assert "--classes" in cat["gdh-128: training"] and "--classes" in cat["gdh-128: figures test"]
