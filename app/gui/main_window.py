@@ -11,7 +11,8 @@ What the window shows belongs to the state it describes:
 - results of a search that only newly indexed photos caused (``SearchController.refresh_only``)
   wait while the pointer is over the grid, so tiles do not move under it; they are shown when
   it leaves (the status bar says so meanwhile);
-- Re-rank is enabled only for a model that can re-rank (``rerank_features``), its tooltip
+- Re-rank is enabled only for a model that can re-rank (``rerank_features``), and on when such a
+  model becomes active (its measured figures are those of the re-ranked search); its tooltip
   says why not, and a search that could not re-rank says why in the status bar.
 """
 
@@ -334,6 +335,9 @@ class MainWindow(WindowActions, QMainWindow):
         model = active.model if active else None
         can_rerank = bool(model is not None and model.rerank_features)
         self.rerank_action.setEnabled(can_rerank)
+        # on by default where it applies: DSSA's figures are those of its re-ranked search
+        self.rerank_action.setChecked(can_rerank)
+        self.search.set_rerank(can_rerank)
         if can_rerank:
             self.rerank_action.setToolTip(f"{RERANK_TIP} ({self.models.describe_active()})")
         else:

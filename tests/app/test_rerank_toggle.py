@@ -1,6 +1,7 @@
 """The toolbar's Re-rank toggle: enabled only for a model that can re-rank (DSSA), with the
-reason in its tooltip otherwise (before, it did nothing on five of six models, silently);
-checking it searches the current sketch again with ``rerank=True``, unchecking it without."""
+reason in its tooltip otherwise (before, it did nothing on five of six models, silently); on
+when such a model becomes active (it was off, so the app searched DSSA without the re-ranking
+its figures are of); unchecking it searches the current sketch again without, checking with."""
 
 from __future__ import annotations
 
@@ -42,21 +43,20 @@ def test_rerank_toggle_searches_again_with_rerank(
         assert "looks for one particular photo" in window.expand_spin.toolTip()
         with qtbot.waitSignal(window.search.resultsReady, timeout=60_000) as blocker:
             replay(window.canvas, drawing.strokes)
-        plain = blocker.args[0]
-        assert not window.rerank_action.isChecked() and not plain.reranked
-        assert plain.expanded == 0
-
-        with qtbot.waitSignal(window.search.resultsReady, timeout=60_000) as blocker:
-            window.rerank_action.trigger()
-        asked = blocker.args[0]
-        assert window.search.rerank and window.rerank_action.isChecked()
-        assert asked.reranked and asked.rerank_note is None
-        scores = [r.score for r in asked.results]
+        first = blocker.args[0]
+        assert window.rerank_action.isChecked() and window.search.rerank  # on by default
+        assert first.reranked and first.rerank_note is None and first.expanded == 0
+        scores = [r.score for r in first.results]
         assert scores == sorted(scores)  # ordered by the exact distance
-        assert len(asked.results) == len(plain.results)
 
         with qtbot.waitSignal(window.search.resultsReady, timeout=60_000) as blocker:
             window.rerank_action.trigger()
-        assert not window.search.rerank and not blocker.args[0].reranked
+        plain = blocker.args[0]
+        assert not window.search.rerank and not window.rerank_action.isChecked()
+        assert not plain.reranked and len(plain.results) == len(first.results)
+
+        with qtbot.waitSignal(window.search.resultsReady, timeout=60_000) as blocker:
+            window.rerank_action.trigger()
+        assert window.search.rerank and blocker.args[0].reranked
     finally:
         window.close()
