@@ -230,3 +230,8 @@ def test_trunk_from_the_default_sketch_encoder_with_its_last_stage_trained(shoes
         torch.testing.assert_close(model.head_features(maps, 6), model.features(x))
     with pytest.raises(ConfigError, match="train_stages"):
         DSSAProcedure(model, data, replace(config, options={"train_stages": 8}), "cpu")
+    from engine.models import create
+
+    unfitted = create("dssa", bits=32, image_size=96, hog_weight=1.0)  # a new model's HOG term
+    with pytest.raises(ConfigError, match="fit-codes --hog-weight"):
+        DSSAProcedure(unfitted, data, config, "cpu")

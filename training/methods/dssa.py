@@ -155,6 +155,12 @@ class DSSAProcedure(TrainingProcedure):
             raise ConfigError("dssa option crop must be between 0.5 and 1.")
         if float(o["margin"]) <= 0 or float(o["holef_lambda"]) < 0:
             raise ConfigError("dssa options: margin must be > 0 and holef_lambda >= 0.")
+        hog = model.hog_fit
+        if hog is not None and not int(hog.fitted):
+            raise ConfigError(
+                "dssa hog_weight is fitted after training: train with hog_weight 0, then run "
+                "sketch-search fit-codes --hog-weight W on the checkpoint."
+            )
         trunk = getattr(model.backbone, "trunk", None)
         if config.freeze_blocks and trunk is None:
             raise ConfigError("freeze_blocks needs the efficientnet_lite0 backbone.")
