@@ -326,7 +326,8 @@ class MainWindow(WindowActions, QMainWindow):
         self._update_model_actions()
         if active is None or active.spec != INJECTED:  # an injected model cannot be reloaded
             self.settings.setValue("model", active.spec if active else "")
-        self.search.set_searcher(active.searcher if active else None)
+        can_rerank = bool(active is not None and active.model.rerank_features)
+        self.search.set_searcher(active.searcher if active else None, rerank=can_rerank)
         self._on_searchable_changed(search=False)
 
     def _update_model_actions(self) -> None:
@@ -335,9 +336,9 @@ class MainWindow(WindowActions, QMainWindow):
         model = active.model if active else None
         can_rerank = bool(model is not None and model.rerank_features)
         self.rerank_action.setEnabled(can_rerank)
-        # on by default where it applies: DSSA's figures are those of its re-ranked search
+        # on by default where it applies (DSSA's figures are those of its re-ranked search);
+        # the search takes it with the new searcher (set_searcher), in one search
         self.rerank_action.setChecked(can_rerank)
-        self.search.set_rerank(can_rerank)
         if can_rerank:
             self.rerank_action.setToolTip(f"{RERANK_TIP} ({self.models.describe_active()})")
         else:

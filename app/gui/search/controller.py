@@ -58,8 +58,11 @@ class SearchController(QObject):
     def searches_started(self) -> int:
         return self._job.started
 
-    def set_searcher(self, searcher: Searcher | None) -> None:
+    def set_searcher(self, searcher: Searcher | None, *, rerank: bool | None = None) -> None:
+        """Search with ``searcher`` from now on (and with ``rerank``, unless None), at once."""
         self._searcher = searcher
+        if rerank is not None:
+            self.rerank = bool(rerank)
         self.sketch_changed(debounce=False)
 
     def set_count(self, count: int) -> None:
