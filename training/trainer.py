@@ -57,12 +57,12 @@ import torch
 from engine.devices import pick_device
 from engine.errors import CheckpointError, ConfigError
 from engine.models import create, load_checkpoint, model_id, save_checkpoint
-from engine.models.fitted import fit_model_codes
+from engine.models.fitted import evenly_spaced, fit_model_codes
 from training.arrays import PrepareProgress, prepare_arrays
 from training.config import TrainConfig, lr_factor
 from training.distributed import SINGLE, Distributed
 from training.finetune import load_start_model
-from training.fit_codes import INTERIM_LIMIT, fit_summary, training_arrays
+from training.fit_codes import INTERIM_LIMIT, fit_hog_term, fit_summary, training_arrays
 from training.methods import get_procedure
 from training.procedure import StepContext
 from training.progress import relay
@@ -406,9 +406,21 @@ class _Run:
             ),
         )
         counts = tuple(min(len(a), limit or len(a)) for a in (sketches, photos))
-        return fit_summary(
+        note = fit_summary(
             self.data, self.config.split, counts, dropped, fit, self.model.config.code_fit
         )
+        if getattr(self.model, "hog_fit", None) is not None:  # DSSA's HOG re-ranking term
+            s_idx, p_idx = evenly_spaced(len(sketches), limit), evenly_spaced(len(photos), limit)
+            note["hog_term"] = yield from relay(
+                fit_hog_term(self.model, sketches[s_idx], photos[p_idx], self.cancel),
+                lambda p: self.progress(
+                    "fit",
+                    epoch,
+                    self.steps_per_epoch,
+                    message=f"fitting the HOG term: {p.stage} {p.done}/{p.total}",
+                ),
+            )
+        return note
 
     def save(self, epoch: int, step: int) -> None:
         """Write the checkpoint and the resume state at this loop position."""

@@ -58,8 +58,9 @@ caller passes the data set's released one). Per input:
    very drawing the network sees: the normalised sketch, or the canonical edge map), centred
    and projected by a PCA to ``hog_dim`` (256) dimensions, unit length (``HogTerm``). The
    distance is HOLEF / s_0 + hog_weight x (1 - HOG cosine) / s_1, with s_0, s_1 the spread of
-   each over the training sketch-photo pairs (``sketch-search fit-codes --hog-weight``,
-   ``training.fit_codes.fit_hog_term``): a fixed distance of each pair, so a shortlist ranks as
+   each over the training sketch-photo pairs (``training.fit_codes.fit_hog_term``: by the
+   trainer with fitted codes, or post hoc by ``sketch-search fit-codes --hog-weight``; a new
+   model with neither is refused): a fixed distance of each pair, so a shortlist ranks as
    the whole gallery does. Measured on the shipped models' test splits with engine edge maps,
    re-ranked acc@1/acc@10 (weight 1, chosen before measuring as the two spreads made equal):
    QMUL-Shoe 25.2%/60.0% -> 33.0%/72.2%, QMUL-Chair 44.3%/83.5% -> 59.8%/92.8%. The HOG of the

@@ -235,3 +235,34 @@ def test_trunk_from_the_default_sketch_encoder_with_its_last_stage_trained(shoes
     unfitted = create("dssa", bits=32, image_size=96, hog_weight=1.0)  # a new model's HOG term
     with pytest.raises(ConfigError, match="fit-codes --hog-weight"):
         DSSAProcedure(unfitted, data, config, "cpu")
+
+
+def test_training_with_fitted_codes_fits_the_hog_term_too(shoes, tmp_path):
+    """A new model asked for with hog_weight and fitted codes (the Train panel's way) gets its
+    HOG term fitted by the trainer with the codes, on the training split only, and re-ranks
+    with it; an unfitted term would have refused every feature."""
+    torch.set_num_threads(1)
+    from engine.models import load_checkpoint, read_checkpoint_info
+
+    train_ids = tuple(_ids(shoes, "train", 16))
+    model_options = {"image_size": 96, "bits": 16, "codes": "fitted", "codes_from": "features"}
+    config = TrainConfig(
+        method="dssa",
+        model={**model_options, "hog_weight": 1.0, "hog_dim": 8},
+        options={"edges": "released"},
+        classes=train_ids,
+        epochs=1,
+        batch_size=8,
+        lr=1e-3,
+        workers=1,
+    )
+    out = tmp_path / "dssa.safetensors"
+    drain(train(config, shoes, out))
+    model = load_checkpoint(out)
+    assert int(model.hog_fit.fitted) == 1 and model.hog_fit.basis.shape == (1764, 8)
+    note = read_checkpoint_info(out).metadata["codes_fit"]["hog_term"]
+    assert note["sketches"] == note["photos"] == 16 and min(note["scales"]) > 0
+    data = drain(prepare_arrays(load_dataset(shoes).restrict_classes(train_ids[:4]), 96, 96))
+    features = model.photo_features(data.photos)
+    assert features.shape == (4, model.config.feature_dim + 8)
+    np.testing.assert_allclose(np.linalg.norm(features[:, -8:], axis=1), 1.0, rtol=1e-5)

@@ -156,10 +156,11 @@ class DSSAProcedure(TrainingProcedure):
         if float(o["margin"]) <= 0 or float(o["holef_lambda"]) < 0:
             raise ConfigError("dssa options: margin must be > 0 and holef_lambda >= 0.")
         hog = model.hog_fit
-        if hog is not None and not int(hog.fitted):
+        if hog is not None and not int(hog.fitted) and model.fitted_codes is None:
             raise ConfigError(
-                "dssa hog_weight is fitted after training: train with hog_weight 0, then run "
-                "sketch-search fit-codes --hog-weight W on the checkpoint."
+                'dssa hog_weight is fitted with the codes: train with codes "fitted" (the '
+                "trainer then fits both), or with hog_weight 0 and then run sketch-search "
+                "fit-codes --hog-weight W on the checkpoint."
             )
         trunk = getattr(model.backbone, "trunk", None)
         if config.freeze_blocks and trunk is None:

@@ -38,8 +38,8 @@ METHOD = {
         "attention": "Soft spatial attention on the conv maps (the paper's model: on; Table 2).",
         "shortcut": "Attention with a shortcut, f + a*f rather than a*f (paper: on; Table 5).",
         "fusion": "Coarse-fine fusion: the pooled attended map joined to FC7 (paper: on; Table 3).",
-        "hog_weight": "Re-rank by HOLEF plus this weight x the drawings' HOG distance; set "
-        "after training by fit-codes --hog-weight (a new model: 0; paper: 0; ours: 1).",
+        "hog_weight": "Re-rank by HOLEF plus this weight x the drawings' HOG distance, fitted "
+        "with the codes (codes 'fitted'; or later: fit-codes --hog-weight). Paper: 0; ours: 1.",
         "hog_dim": "PCA dimensions of the HOG term stored per photo (ours: 256).",
         "holef": "HOLEF distance with a learnt weight matrix W; off: squared Euclidean "
         "(paper: on; Table 4).",
