@@ -28,6 +28,15 @@ HOG_ARGS = {
 HOG_DIM = 1764  # 7 x 7 blocks of 2 x 2 cells of 9 orientations at HOG_SIZE
 
 
+def hog_dim(block: int = 2) -> int:
+    """Length of a HOG of HOG_ARGS with ``block`` x ``block``-cell blocks at HOG_SIZE."""
+    cells = HOG_SIZE // HOG_ARGS["pixels_per_cell"][0]
+    side = cells - block + 1
+    if not 1 <= block <= cells:
+        raise ValueError(f"HOG blocks must be 1 to {cells} cells wide.")
+    return side * side * block * block * HOG_ARGS["orientations"]
+
+
 def resize(batch: torch.Tensor, size: int) -> torch.Tensor:
     """(n, C, H, W) float images at size x size (antialiased bilinear); unchanged if already."""
     if batch.shape[-1] == size and batch.shape[-2] == size:
@@ -37,17 +46,20 @@ def resize(batch: torch.Tensor, size: int) -> torch.Tensor:
     )
 
 
-def hog_features(drawings: np.ndarray) -> np.ndarray:
-    """float32 (n, D) HOG of (n, H, W) line drawings in [0, 1] (white paper, dark lines)."""
+def hog_features(drawings: np.ndarray, block: int = 2) -> np.ndarray:
+    """float32 (n, D) HOG of (n, H, W) line drawings in [0, 1] (white paper, dark lines), with
+    ``block`` x ``block``-cell blocks (2: HOG_ARGS, the classical baseline's)."""
     # HOG of the ink (1 - image): the same gradients, with lines as the bright structure
     if len(drawings) == 0:
-        return np.empty((0, HOG_DIM), np.float32)
-    return np.stack([hog(1.0 - d, **HOG_ARGS) for d in drawings]).astype(np.float32)
+        return np.empty((0, hog_dim(block)), np.float32)
+    args = {**HOG_ARGS, "cells_per_block": (block, block)}
+    return np.stack([hog(1.0 - d, **args) for d in drawings]).astype(np.float32)
 
 
-def drawing_hog(batch: torch.Tensor) -> np.ndarray:
-    """float32 (n, HOG_DIM) unit-length HOG of a (n, 1, S, S) batch of drawings in [0, 1] (the
-    network's input: normalised sketches, or edge maps drawn like them), taken at HOG_SIZE."""
+def drawing_hog(batch: torch.Tensor, block: int = 2) -> np.ndarray:
+    """float32 (n, hog_dim(block)) unit-length HOG of a (n, 1, S, S) batch of drawings in
+    [0, 1] (the network's input: normalised sketches, or edge maps drawn like them), taken at
+    HOG_SIZE."""
     small = resize(batch.detach().float().cpu(), HOG_SIZE)[:, 0].clamp(0, 1).numpy()
-    h = hog_features(small)
+    h = hog_features(small, block)
     return h / np.maximum(np.linalg.norm(h, axis=1, keepdims=True), 1e-12)

@@ -183,7 +183,7 @@ def fit_hog_term(
                 with torch.no_grad():
                     drawings = to_drawings(rows[i : i + FIT_HOG_BATCH])
                     parts["f" + kind].append(model.features(drawings).float().cpu().numpy())
-                parts[kind].append(drawing_hog(drawings))
+                parts[kind].append(drawing_hog(drawings, model.hog_fit.block))
                 what = "sketch HOG" if kind == "s" else "photo HOG"
                 yield FitProgress(what, min(i + FIT_HOG_BATCH, len(rows)), len(rows))
     finally:

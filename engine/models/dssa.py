@@ -83,7 +83,7 @@ from torch import nn
 
 from engine.codes import pack_codes
 from engine.errors import ConfigError, SketchError
-from engine.hog import HOG_DIM, drawing_hog
+from engine.hog import drawing_hog, hog_dim
 from engine.models.backbones import (
     EFFICIENTNET_LITE0_FEATURES,
     ImageNetNormalize,
@@ -131,6 +131,7 @@ class DSSAConfig(ModelConfig):
     codes_from: str = "hash"  # "features": fitted codes of the features themselves (8.)
     hog_weight: float = 0.0  # > 0: re-ranking adds the drawings' HOG distance (9.), fitted
     hog_dim: int = 256  # PCA dimensions of the HOG term (with hog_weight)
+    hog_block: int = 3  # cells a side of the HOG term's blocks (the baseline's HOG: 2)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -150,8 +151,10 @@ class DSSAConfig(ModelConfig):
             raise ConfigError('dssa codes from the features must be fitted (codes="fitted").')
         if not 0.0 <= self.hog_weight <= 100.0:
             raise ConfigError("dssa hog_weight must be between 0 and 100.")
-        if not 1 <= self.hog_dim <= HOG_DIM:
-            raise ConfigError(f"dssa hog_dim must be between 1 and {HOG_DIM}.")
+        if self.hog_block not in (1, 2, 3, 4):
+            raise ConfigError("dssa hog_block must be 1, 2, 3 or 4 cells.")
+        if not 1 <= self.hog_dim <= hog_dim(self.hog_block):
+            raise ConfigError(f"dssa hog_dim must be between 1 and {hog_dim(self.hog_block)}.")
 
     @property
     def feature_dim(self) -> int:
@@ -170,10 +173,11 @@ class HogTerm(nn.Module):
     and of the HOG cosine distance over training sketch-photo pairs, which put both on one
     scale. Unfitted (``fitted`` 0) it refuses to answer rather than rank by zeros."""
 
-    def __init__(self, dim: int) -> None:
+    def __init__(self, dim: int, block: int) -> None:
         super().__init__()
-        self.register_buffer("mean", torch.zeros(HOG_DIM))
-        self.register_buffer("basis", torch.zeros(HOG_DIM, dim))
+        self.block = block
+        self.register_buffer("mean", torch.zeros(hog_dim(block)))
+        self.register_buffer("basis", torch.zeros(hog_dim(block), dim))
         self.register_buffer("scales", torch.ones(2))
         self.register_buffer("fitted", torch.zeros((), dtype=torch.uint8))
 
@@ -187,7 +191,7 @@ class HogTerm(nn.Module):
             self.fitted.fill_(1)
 
     def project(self, hog: np.ndarray) -> np.ndarray:
-        """float32 (n, dim) unit projections of unit HOG rows (n, HOG_DIM)."""
+        """float32 (n, dim) unit projections of unit HOG rows (n, hog_dim(block))."""
         if not int(self.fitted):
             raise ConfigError(
                 "This DSSA model's HOG re-ranking term was never fitted (sketch-search fit-codes "
@@ -300,7 +304,7 @@ class DSSAModel(SketchHashModel):
         dim = config.feature_dim
         self.hash_layer = nn.Sequential(nn.Linear(dim, config.bits), nn.BatchNorm1d(config.bits))
         self.holef_weight = nn.Parameter(torch.eye(dim)) if config.holef else None
-        self.hog_fit = HogTerm(config.hog_dim) if config.hog_weight > 0 else None
+        self.hog_fit = HogTerm(config.hog_dim, config.hog_block) if config.hog_weight > 0 else None
 
     # ------------------------------------------------------------------ network
     def features(self, drawings: torch.Tensor) -> torch.Tensor:
@@ -430,7 +434,7 @@ class DSSAModel(SketchHashModel):
         """The network's features, then (``hog_weight`` > 0) the drawings' fitted HOG term."""
         if self.hog_fit is None:
             return np.ascontiguousarray(features)
-        hog = self.hog_fit.project(drawing_hog(drawings))
+        hog = self.hog_fit.project(drawing_hog(drawings, self.hog_fit.block))
         return np.ascontiguousarray(np.concatenate([features, hog], axis=1), dtype=np.float32)
 
     def _codes_and_features(

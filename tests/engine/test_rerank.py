@@ -212,15 +212,16 @@ def test_rerank_shortlist_orders_by_the_exact_distance_and_keeps_hamming_order_i
 def dssa_hog(dssa):
     """The same network with a HOG term (hog_weight 0.7, 16 dimensions) whose fitted values
     are seeded stand-ins: this tests how they are used, training's tests how they are fitted."""
-    from engine.hog import HOG_DIM
+    from engine.hog import hog_dim
     from engine.models import create
 
     model = create("dssa", bits=64, image_size=96, hog_weight=0.7, hog_dim=16).eval()
     missing, _ = model.load_state_dict(dssa.state_dict(), strict=False)
     assert all(k.startswith("hog_fit.") for k in missing)
     rng = np.random.default_rng(5)
-    basis = np.linalg.qr(rng.standard_normal((HOG_DIM, 16)))[0]
-    model.hog_fit.load(rng.random(HOG_DIM) * 0.02, basis, (0.3, 0.1))
+    n = hog_dim(model.config.hog_block)
+    basis = np.linalg.qr(rng.standard_normal((n, 16)))[0]
+    model.hog_fit.load(rng.random(n) * 0.02, basis, (0.3, 0.1))
     return model
 
 
@@ -244,7 +245,7 @@ def test_the_hog_term_adds_the_drawings_hog_distance_and_reranks_as_brute_force(
     term = model.hog_fit
 
     def projected(drawings):
-        p = (drawing_hog(drawings) - term.mean.numpy()) @ term.basis.numpy()
+        p = (drawing_hog(drawings, model.config.hog_block) - term.mean.numpy()) @ term.basis.numpy()
         return p / np.linalg.norm(p, axis=1, keepdims=True)
 
     where = library.catalog.paths_for(ids.tolist())

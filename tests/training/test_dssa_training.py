@@ -259,7 +259,7 @@ def test_training_with_fitted_codes_fits_the_hog_term_too(shoes, tmp_path):
     out = tmp_path / "dssa.safetensors"
     drain(train(config, shoes, out))
     model = load_checkpoint(out)
-    assert int(model.hog_fit.fitted) == 1 and model.hog_fit.basis.shape == (1764, 8)
+    assert int(model.hog_fit.fitted) == 1 and model.hog_fit.basis.shape == (2916, 8)
     note = read_checkpoint_info(out).metadata["codes_fit"]["hog_term"]
     assert note["sketches"] == note["photos"] == 16 and min(note["scales"]) > 0
     data = drain(prepare_arrays(load_dataset(shoes).restrict_classes(train_ids[:4]), 96, 96))

@@ -224,10 +224,10 @@ def test_fit_checkpoint_fits_dssas_hog_term_on_the_training_split(shared_data, t
     with torch.no_grad():
         sk, ph = model.sketch_drawings(train.sketches), model.photo_drawings(train.photos, None)
         fs, fp = model.features(sk), model.features(ph)
-    hp = drawing_hog(ph)
+    hp = drawing_hog(ph, 3)  # the term's blocks: 3 x 3 cells by default
     np.testing.assert_allclose(term.mean.numpy(), hp.mean(axis=0), atol=1e-5)
     learnt = holef_pairwise(fs, fp, model.holef_weight.detach()).numpy()
-    ps, pp = term.project(drawing_hog(sk)), term.project(hp)
+    ps, pp = term.project(drawing_hog(sk, 3)), term.project(hp)
     expected = (learnt.std(), (1.0 - ps @ pp.T).std())
     np.testing.assert_allclose(term.scales.numpy(), expected, rtol=1e-3)
 

@@ -41,6 +41,8 @@ METHOD = {
         "hog_weight": "Re-rank by HOLEF plus this weight x the drawings' HOG distance, fitted "
         "with the codes (codes 'fitted'; or later: fit-codes --hog-weight). Paper: 0; ours: 1.",
         "hog_dim": "PCA dimensions of the HOG term stored per photo (ours: 256).",
+        "hog_block": "Cells a side of the HOG term's normalisation blocks (ours: 3, chosen on the "
+        "training splits; the HOG baseline's: 2).",
         "holef": "HOLEF distance with a learnt weight matrix W; off: squared Euclidean "
         "(paper: on; Table 4).",
         "dropout": "Dropout after FC6, as in Sketch-a-Net (paper: 0.5).",
