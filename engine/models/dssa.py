@@ -61,13 +61,15 @@ caller passes the data set's released one). Per input:
    each over the training sketch-photo pairs (``training.fit_codes.fit_hog_term``: by the
    trainer with fitted codes, or post hoc by ``sketch-search fit-codes --hog-weight``; a new
    model with neither is refused): a fixed distance of each pair, so a shortlist ranks as
-   the whole gallery does. Measured on the shipped models' test splits with engine edge maps,
+   the whole gallery does. The HOG's blocks are ``hog_block`` (3) cells a side, chosen on the
+   training splits (DEVELOPERS.md). Measured on the test splits with engine edge maps,
    re-ranked acc@1/acc@10 (weight 1, chosen before measuring as the two spreads made equal):
-   QMUL-Shoe 25.2%/60.0% -> 33.0%/72.2%, QMUL-Chair 44.3%/83.5% -> 59.8%/92.8%. The HOG of the
-   canonical edge maps alone gave 27.8%/68.7% and 52.6%/88.7%, more than the classical baseline
-   (17.4%/63.5%, 48.5%/76.3%): a free-hand sketch and an edge map drawn alike share their
-   coarse gradient layout, which the network's learnt features, from 304 and 200 training
-   pairs, keep only partly.
+   with the networks shipped before it, QMUL-Shoe 25.2%/60.0% -> 33.0%/72.2% and QMUL-Chair
+   44.3%/83.5% -> 59.8%/92.8% (2 x 2 blocks); as shipped now, 35.7%/80.0% and 66.0%/93.8%. The
+   HOG of the canonical edge maps alone gave 27.8%/68.7% and 52.6%/88.7% (2 x 2 blocks), more
+   than the classical baseline (17.4%/63.5%, 48.5%/76.3%): a free-hand sketch and an edge map
+   drawn alike share their coarse gradient layout, which the network's learnt features, from
+   304 and 200 training pairs, keep only partly.
 Inputs are ``image_size`` square for both sides (default 224: EfficientNet's native size, one
 pixel from the paper's 225 crop of 256).
 """
