@@ -31,7 +31,13 @@ import torch
 
 from engine.errors import Cancelled, ConfigError
 from engine.models import load_checkpoint, model_id, read_checkpoint_info, save_checkpoint
-from engine.models.fitted import CodeFit, FitProgress, fit_model_codes, with_fitted_codes
+from engine.models.fitted import (
+    CodeFit,
+    FitProgress,
+    evenly_spaced,
+    fit_model_codes,
+    with_fitted_codes,
+)
 from training.arrays import PreparedData, prepare_arrays
 from training.data import CATEGORY, is_hidden_class, load_dataset
 from training.progress import relay
@@ -41,6 +47,7 @@ log = logging.getLogger(__name__)
 
 FIT_SPLIT = "train"
 FIT_HOG_BATCH = 32
+SPREAD_ROWS = 2000  # sketches and photos whose pairs measure the HOG term's distance spreads
 INTERIM_LIMIT = 512  # sketches and photos fitted on at the end of an epoch before the last
 
 
@@ -163,10 +170,10 @@ def fit_hog_term(
 ) -> Generator[FitProgress, None, dict[str, Any]]:
     """Fit DSSA's HOG re-ranking term (``engine.models.dssa.HogTerm``) on training sketches
     and photos: the PCA of the drawings' unit HOG (centred by the photos' mean), and the spread
-    (standard deviation over every training sketch-photo pair) of the network's distance and of
-    the HOG cosine distance, which scale the two terms alike. Returns its note."""
+    (standard deviation over the training sketch-photo pairs, of at most ``SPREAD_ROWS`` of each)
+    of the network's distance and of the HOG cosine distance, which scale the two terms alike.
+    Returns its note."""
     from engine.hog import drawing_hog
-    from engine.models.dssa import holef_pairwise
 
     cancel = cancel or threading.Event()
     was_training = model.training
@@ -196,14 +203,16 @@ def fit_hog_term(
     mean = hp.mean(axis=0)
     _, _, vt = np.linalg.svd(np.concatenate([hp, hs]) - mean, full_matrices=False)
     basis = vt[:dim].T.astype(np.float32)
-    weight = model.holef_weight
+    # the spreads over the pairs of at most SPREAD_ROWS sketches and photos, evenly spaced
+    s_idx, p_idx = evenly_spaced(len(fs), SPREAD_ROWS), evenly_spaced(len(fp), SPREAD_ROWS)
     with torch.no_grad():
-        learnt = holef_pairwise(
-            torch.from_numpy(fs), torch.from_numpy(fp), None if weight is None else weight.cpu()
-        ).numpy()
+        on = {"device": model.device}
+        learnt = model.distance(
+            torch.from_numpy(fs[s_idx]).to(**on), torch.from_numpy(fp[p_idx]).to(**on)
+        )
     term = model.hog_fit
     term.load(mean, basis, (1.0, 1.0))  # the projection first, as the model will make it
-    ps, pp = term.project(hs), term.project(hp)
+    ps, pp = term.project(hs[s_idx]), term.project(hp[p_idx])
     scales = (float(learnt.std()), float((1.0 - ps @ pp.T).std()))
     term.load(mean, basis, scales)
     log.info("HOG term fitted: %d dimensions, distance scales %.4g / %.4g", dim, *scales)
