@@ -409,7 +409,8 @@ class _Run:
         note = fit_summary(
             self.data, self.config.split, counts, dropped, fit, self.model.config.code_fit
         )
-        if getattr(self.model, "hog_fit", None) is not None:  # DSSA's HOG re-ranking term
+        hog = getattr(self.model, "hog_fit", None)  # DSSA's HOG re-ranking term: fitted once
+        if hog is not None and (last or not int(hog.fitted)):  # early (usable), then at the end
             s_idx, p_idx = evenly_spaced(len(sketches), limit), evenly_spaced(len(photos), limit)
             note["hog_term"] = yield from relay(
                 fit_hog_term(self.model, sketches[s_idx], photos[p_idx], self.cancel),
