@@ -326,8 +326,8 @@ class MainWindow(WindowActions, QMainWindow):
         self._update_model_actions()
         if active is None or active.spec != INJECTED:  # an injected model cannot be reloaded
             self.settings.setValue("model", active.spec if active else "")
-        can_rerank = bool(active is not None and active.model.rerank_features)
-        self.search.set_searcher(active.searcher if active else None, rerank=can_rerank)
+        rerank = self.rerank_action.isChecked()  # on for a model that re-ranks (above)
+        self.search.set_searcher(active.searcher if active else None, rerank=rerank)
         self._on_searchable_changed(search=False)
 
     def _update_model_actions(self) -> None:
