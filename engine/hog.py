@@ -7,7 +7,7 @@ drawings the network sees to its learnt one (``engine.models.dssa``, ``hog_weigh
 
 - drawings at ``HOG_SIZE`` = 128 px, white paper and dark lines, as float in [0, 1];
 - skimage ``hog``: 9 orientations, 16 x 16-pixel cells, 2 x 2-cell blocks, L2-Hys: coarse cells
-  tolerate the misalignment between a free-hand sketch and the photo (``HOG_DIM`` = 1764).
+  tolerate the misalignment between a free-hand sketch and the photo (``hog_dim()`` = 1764).
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ HOG_ARGS = {
     "block_norm": "L2-Hys",
     "feature_vector": True,
 }
-HOG_DIM = 1764  # 7 x 7 blocks of 2 x 2 cells of 9 orientations at HOG_SIZE
 
 
 def hog_dim(block: int = 2) -> int:

@@ -147,6 +147,20 @@ def test_short_real_run_beats_random(shoes, tmp_path):
     assert rerank["protocol"]["features"] == "512-d float16"
 
 
+def _tiny_run(train_ids, model: dict, options: dict, epochs: int) -> TrainConfig:
+    """A DSSA run of a few steps on ``train_ids`` of QMUL-Shoe, batches of 8."""
+    return TrainConfig(
+        method="dssa",
+        model=model,
+        options=options,
+        classes=train_ids,
+        epochs=epochs,
+        batch_size=8,
+        lr=1e-3,
+        workers=1,
+    )
+
+
 def test_cache_trunk_trains_the_head_on_frozen_cached_maps(shoes, tmp_path):
     """cache_trunk: the stem and seven stages keep their ImageNet weights, the head conv and the
     rest learn, and the cached views are the trunk's maps of the drawing and its mirror."""
@@ -155,16 +169,8 @@ def test_cache_trunk_trains_the_head_on_frozen_cached_maps(shoes, tmp_path):
     from engine.models.backbones import efficientnet_lite0
 
     train_ids = tuple(_ids(shoes, "train", 16))
-    config = TrainConfig(
-        method="dssa",
-        model={"image_size": 96, "bits": 32},
-        options={"edges": "released", "true_match": 1.0, "cache_trunk": True},
-        classes=train_ids,
-        epochs=2,
-        batch_size=8,
-        lr=1e-3,
-        workers=1,
-    )
+    options = {"edges": "released", "true_match": 1.0, "cache_trunk": True}
+    config = _tiny_run(train_ids, {"image_size": 96, "bits": 32}, options, epochs=2)
     out = tmp_path / "dssa.safetensors"
     result = drain(train(config, shoes, out))
     assert result.global_step == 4 and np.isfinite(result.losses["total"])
@@ -200,16 +206,8 @@ def test_trunk_from_the_default_sketch_encoder_with_its_last_stage_trained(shoes
 
     sketch_encoder = load_checkpoint(default_checkpoint()).sketch_trunk.state_dict()
     train_ids = tuple(_ids(shoes, "train", 16))
-    config = TrainConfig(
-        method="dssa",
-        model={"image_size": 96, "bits": 32},
-        options={"edges": "released", "trunk_from": "default", "train_stages": 1},
-        classes=train_ids,
-        epochs=2,
-        batch_size=8,
-        lr=1e-3,
-        workers=1,
-    )
+    options = {"edges": "released", "trunk_from": "default", "train_stages": 1}
+    config = _tiny_run(train_ids, {"image_size": 96, "bits": 32}, options, epochs=2)
     out = tmp_path / "dssa.safetensors"
     drain(train(config, shoes, out))
     model = load_checkpoint(out)
@@ -246,16 +244,8 @@ def test_training_with_fitted_codes_fits_the_hog_term_too(shoes, tmp_path):
 
     train_ids = tuple(_ids(shoes, "train", 16))
     model_options = {"image_size": 96, "bits": 16, "codes": "fitted", "codes_from": "features"}
-    config = TrainConfig(
-        method="dssa",
-        model={**model_options, "hog_weight": 1.0, "hog_dim": 8},
-        options={"edges": "released"},
-        classes=train_ids,
-        epochs=1,
-        batch_size=8,
-        lr=1e-3,
-        workers=1,
-    )
+    model = {**model_options, "hog_weight": 1.0, "hog_dim": 8}
+    config = _tiny_run(train_ids, model, {"edges": "released"}, epochs=1)
     out = tmp_path / "dssa.safetensors"
     drain(train(config, shoes, out))
     model = load_checkpoint(out)
