@@ -34,8 +34,11 @@ EDGE_THRESHOLD = 0.4
 """Gradient magnitude (kornia's units, RGB in [0, 1]) above which a thinned pixel is an edge."""
 
 
-def edge_maps(photos: torch.Tensor) -> torch.Tensor:
-    """(B, 3, H, W) RGB in [0, 1] on any device to (B, 1, H, W) edge maps: 1 paper, 0 edge."""
+def edge_maps(photos: torch.Tensor, threshold: float = EDGE_THRESHOLD) -> torch.Tensor:
+    """(B, 3, H, W) RGB in [0, 1] on any device to (B, 1, H, W) edge maps: 1 paper, 0 edge.
+
+    ``threshold``: the gradient magnitude above which a thinned pixel is an edge (a model's
+    config may set its own; lower keeps fainter edges)."""
     if photos.ndim != 4 or photos.shape[1] != 3:
         raise ConfigError(f"edge_maps needs a (B, 3, H, W) RGB batch, got {tuple(photos.shape)}")
     dtype = photos.dtype if photos.dtype.is_floating_point else torch.float32
@@ -44,8 +47,8 @@ def edge_maps(photos: torch.Tensor) -> torch.Tensor:
     with torch.no_grad():
         _, edges = kornia.filters.canny(
             photos.to(torch.float32),
-            low_threshold=EDGE_THRESHOLD,
-            high_threshold=EDGE_THRESHOLD,
+            low_threshold=threshold,
+            high_threshold=threshold,
             kernel_size=kernel,
             sigma=(sigma, sigma),
             hysteresis=False,

@@ -6,6 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
+from engine.edges import EDGE_THRESHOLD, edge_maps
 from engine.errors import ConfigError
 from engine.models import create, load_checkpoint, save_checkpoint
 from engine.models.dssa import SpatialAttention, holef_distance, holef_pairwise
@@ -100,6 +101,21 @@ def test_config_refuses_bad_values():
         create("dssa", dropout=1.0, pretrained=False)
     with pytest.raises(ConfigError, match="between 96 and 512"):
         create("dssa", backbone="paper", image_size=64)
+    with pytest.raises(ConfigError, match="edge_threshold"):
+        create("dssa", edge_threshold=0.0, pretrained=False)
+
+
+def test_edge_threshold_is_the_engines_by_default_and_sets_the_models_edges(shared_data):
+    """Checkpoints saved before ``edge_threshold`` existed keep the engine's edges; a model with
+    its own threshold draws its photos from those edges, in search as in training."""
+    photo = Image.open(shared_data / "shoes_v1/photos/1.jpg").convert("RGB").resize((96, 96))
+    batch = torch.from_numpy(np.asarray(photo).copy()).permute(2, 0, 1)[None].float() / 255.0
+    default, loose = small(), small(edge_threshold=0.2)
+    assert default.config.edge_threshold == EDGE_THRESHOLD
+    assert torch.equal(default.raw_edge_maps(batch), edge_maps(batch))
+    assert torch.equal(loose.raw_edge_maps(batch), edge_maps(batch, threshold=0.2))
+    assert (loose.raw_edge_maps(batch) < 0.5).sum() > (default.raw_edge_maps(batch) < 0.5).sum()
+    assert not torch.equal(loose.edge_maps(batch), default.edge_maps(batch))
 
 
 def _edge_maps(n: int, size: int) -> np.ndarray:

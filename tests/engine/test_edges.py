@@ -50,6 +50,21 @@ def test_edges_match_the_released_maps(shoes):
     assert matched > 3 * mismatched, (matched, mismatched)  # tuned: 0.22
 
 
+def test_a_lower_threshold_keeps_every_edge_and_fainter_ones(shoes):
+    """DSSA's ``edge_threshold`` 0.2: the same thinned edges, more of them, still the photo's."""
+    batch, released = shoes
+    strict = edge_maps(batch) < 0.5
+    loose = edge_maps(batch, threshold=0.2) < 0.5
+    assert bool((loose | ~strict).all())  # every edge at 0.4 is an edge at 0.2
+    assert loose.sum() > 1.2 * strict.sum()
+    n = len(released)
+    matched = np.mean([edge_f_score(loose[i, 0].numpy(), released[i]) for i in range(n)])
+    mismatched = np.mean(
+        [edge_f_score(loose[i, 0].numpy(), released[(i + 7) % n]) for i in range(n)]
+    )
+    assert matched > 3 * mismatched, (matched, mismatched)
+
+
 def test_batched_equals_one_by_one_and_keeps_the_device(shoes):
     batch, _ = shoes
     together = edge_maps(batch[:4])

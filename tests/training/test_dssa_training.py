@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from engine.errors import ConfigError, DatasetError
+from engine.models import create
 from training import EvalConfig, TrainConfig, evaluate, load_dataset, losses, train
 from training.arrays import prepare_arrays
 from training.methods.dssa import edge_arrays
@@ -94,17 +95,25 @@ def _ids(root, split, count):
 
 def test_released_edge_maps_are_the_data_sets_files(shoes, tmp_path):
     dataset = load_dataset(shoes).restrict_classes(_ids(shoes, "test", 3))
-    data = drain(prepare_arrays(dataset, 64, 64))
-    edges, source = edge_arrays(data, 64, "auto")
-    assert source == "released" and edges.shape == (3, 64, 64) and edges.dtype == np.uint8
+    data = drain(prepare_arrays(dataset, 96, 96))
+    model = create("dssa", image_size=96, pretrained=False)
+    edges, source = edge_arrays(model, data, "auto")
+    assert source == "released" and edges.shape == (3, 96, 96) and edges.dtype == np.uint8
     assert edges.mean() > 200  # white paper, dark lines, like sketches
+    # the engine's edges are the model's own (its edge_threshold), as at search time
+    loose = create("dssa", image_size=96, pretrained=False, edge_threshold=0.2)
+    ours, source = edge_arrays(loose, data, "engine")
+    photos = torch.from_numpy(data.photos).permute(0, 3, 1, 2).float() / 255.0
+    searched = loose.raw_edge_maps(photos)[:, 0].mul(255).round().to(torch.uint8).numpy()
+    assert source == "engine" and np.array_equal(ours, searched)
+    assert (ours < 128).sum() > (edge_arrays(model, data, "engine")[0] < 128).sum()
     with pytest.raises(ConfigError, match="edges must be one of"):
-        edge_arrays(data, 64, "hed")
+        edge_arrays(model, data, "hed")
     with pytest.raises(ConfigError, match="no released edge maps"):
         EvalConfig(edges="released", extra_gallery=tmp_path)
     no_edges = type(dataset)(**{**dataset.__dict__, "edges": {}})
     with pytest.raises(DatasetError, match="no released edge map"):
-        edge_arrays(type(data)(**{**data.__dict__, "dataset": no_edges}), 64, "released")
+        edge_arrays(model, type(data)(**{**data.__dict__, "dataset": no_edges}), "released")
 
 
 def test_short_real_run_beats_random(shoes, tmp_path):

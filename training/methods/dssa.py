@@ -92,22 +92,22 @@ def crop_flip(size: int, fraction: float) -> v2.Compose:
     )
 
 
-def engine_edge_maps(photos: np.ndarray, batch_size: int = 32) -> np.ndarray:
-    """uint8 (n, P, P) edge maps of uint8 (n, P, P, 3) photos, computed by ``engine.edges``."""
-    from engine.edges import edge_maps  # local: only needed when the engine's edges are used
-
+def engine_edge_maps(model: DSSAModel, photos: np.ndarray, batch_size: int = 32) -> np.ndarray:
+    """uint8 (n, P, P) edge maps of uint8 (n, P, P, 3) photos, the engine's at ``model``'s
+    threshold (before they are drawn like sketches)."""
     out = []
     for i in range(0, len(photos), batch_size):
         t = torch.from_numpy(np.ascontiguousarray(photos[i : i + batch_size]))
         with torch.no_grad():
-            e = edge_maps(t.permute(0, 3, 1, 2).float().div_(255.0))
+            e = model.raw_edge_maps(t.permute(0, 3, 1, 2).float().div_(255.0))
         out.append(e[:, 0].clamp(0, 1).mul(255.0).round().to(torch.uint8).numpy())
     size = photos.shape[1]
     return np.concatenate(out) if out else np.empty((0, size, size), np.uint8)
 
 
-def edge_arrays(data, size: int, source: str) -> tuple[np.ndarray, str]:
-    """(uint8 (n, P, P) edge maps of ``data.photos``, the source used) for ``source``."""
+def edge_arrays(model: DSSAModel, data, source: str) -> tuple[np.ndarray, str]:
+    """(uint8 (n, P, P) edge maps of ``data.photos`` for ``model``, the source used) for
+    ``source``."""
     dataset = data.dataset
     if source not in EDGES:
         raise ConfigError(f"dssa option edges must be one of {EDGES}, not '{source}'.")
@@ -115,8 +115,8 @@ def edge_arrays(data, size: int, source: str) -> tuple[np.ndarray, str]:
         has_all = bool(dataset.photos) and all(p.key in dataset.edges for p in dataset.photos)
         source = "released" if has_all else "engine"
     if source == "released":
-        return drain(released_edge_maps(dataset, size)), source
-    return engine_edge_maps(data.photos), source
+        return drain(released_edge_maps(dataset, model.photo_size)), source
+    return engine_edge_maps(model, data.photos), source
 
 
 @register_procedure
@@ -143,6 +143,9 @@ class DSSAProcedure(TrainingProcedure):
         "train_stages": 0,
         "trunk_from": "",
     }
+    # a new model's edge maps: the shipped models' threshold (engine.models.dssa, 10.); the
+    # config class keeps the engine's 0.4, which checkpoints saved before the field meant
+    train_defaults: ClassVar[dict[str, Any]] = {"model": {"edge_threshold": 0.2}}
 
     def __init__(self, model, data, config, device) -> None:
         super().__init__(model, data, config, device)
@@ -166,7 +169,7 @@ class DSSAProcedure(TrainingProcedure):
         if config.freeze_blocks and trunk is None:
             raise ConfigError("freeze_blocks needs the efficientnet_lite0 backbone.")
         self.frozen = freeze_backbone_blocks(trunk, config.freeze_blocks) if trunk else []
-        raw, self.edge_source = edge_arrays(data, model.photo_size, str(o["edges"]))
+        raw, self.edge_source = edge_arrays(model, data, str(o["edges"]))
         self.edges = model.canonical_edges(raw)
         log.info("DSSA trains on %s edge maps of %d photos", self.edge_source, len(self.edges))
         self.cache: dict[str, torch.Tensor] | None = None
