@@ -55,6 +55,7 @@ def test_smoke_runs_are_short_and_on_few_classes(tmp_path):
     assert "--hog-weight" in steps["dssa-shoes-64: codes"]
     config = json.loads(Path(train[train.index("--config") + 1]).read_text())
     assert config["options"]["trunk_from"] == str(plan.models / "default.safetensors")
+    assert config["model"]["edge_threshold"] == 0.2
     assert "--device" not in train
     cat = {label: cmd for label, cmd, _ in plan.steps(shipped.selected(["gdh-128"]))}
     assert "--classes" in cat["gdh-128: training"] and "--classes" in cat["gdh-128: figures test"]
@@ -103,3 +104,13 @@ def test_a_smoke_run_trains_measures_and_stores_a_shipped_model(tmp_path, shared
         "gdh-128: figures doodles",
     }
     assert (SHIPPED_DIR / "gdh-128.safetensors").stat().st_mtime_ns == before
+
+
+@pytest.mark.parametrize("name", ["dssa-shoes-64", "dssa-chairs-64"])
+def test_the_shipped_dssa_models_draw_their_photos_as_their_recipe_trained_them(name):
+    """The app computes a photo's edge map with the checkpoint's own threshold: a checkpoint
+    made by an older recipe would index photos with edges its network never saw."""
+    recipe = shipped.BY_NAME[name]
+    info = read_checkpoint_info(SHIPPED_DIR / recipe.file)
+    assert info.method == "dssa"
+    assert info.config["edge_threshold"] == recipe.config["model"]["edge_threshold"]
