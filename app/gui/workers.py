@@ -9,6 +9,7 @@ them when the window closes.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections.abc import Callable, Iterator
@@ -52,9 +53,7 @@ class JobRunner(QObject):
 
     def run_generator(self, func: Callable, *args, on: Slots | None = None, **kwargs) -> None:
         """Like run_function for a generator function; ``on`` may also name ``yielded``."""
-        from superqt.utils import GeneratorWorker
-
-        self._start(GeneratorWorker(func, *args, **kwargs), on or {})
+        self._start(_closing_generator_worker()(func, *args, **kwargs), on or {})
 
     def running(self) -> int:
         return len(self._workers)
@@ -88,6 +87,27 @@ class JobRunner(QObject):
         # started directly (not through worker.start(), which may defer by a timer tick), so
         # that wait() right after never misses a worker that is about to start
         QThreadPool.globalInstance().start(worker)
+
+
+@functools.cache
+def _closing_generator_worker() -> type[WorkerBase]:
+    """superqt's GeneratorWorker, closing its generator when it stops (superqt imported here,
+    when first needed)."""
+    from superqt.utils import GeneratorWorker
+
+    class ClosingGeneratorWorker(GeneratorWorker):
+        """Stopped by quit() between two yields, superqt's worker leaves its generator open, so
+        the generator's finally blocks (the indexer's decode pool shutdown) waited for the
+        garbage collector and its threads outlived the job. Closed here, in the worker's
+        thread, as soon as the work ends."""
+
+        def work(self):
+            try:
+                return super().work()
+            finally:
+                self._gen.close()
+
+    return ClosingGeneratorWorker
 
 
 def _index_and_refresh(*args) -> Iterator[IndexUpdate]:
