@@ -598,9 +598,18 @@ def store_metrics(checkpoint: str | Path, report: EvalReport) -> None:
     """Write ``report`` into the checkpoint's metadata; the weights are unchanged.
 
     The main figures (standard protocol) are the metadata's ``metrics``; the figures of another
-    protocol go to ``metrics["protocols"][report.key]``, so neither overwrites the other."""
+    protocol go to ``metrics["protocols"][report.key]``, so neither overwrites the other. On a
+    data set other than the one the checkpoint trained on (a shoe model on QMUL-Chair), the
+    key is ``never_trained_<data set>`` (then the protocol's own key, if any)."""
+    from engine.models import read_checkpoint_info
+
     figures = replace(report, extras={}).to_json()  # a method's extra figures are printed only
-    store_figures(checkpoint, figures, report.key)
+    trained = (read_checkpoint_info(checkpoint).metadata.get("data") or {}).get("root")
+    evaluated = Path(str(report.protocol.get("data", "")))
+    key = report.key
+    if trained and evaluated.name and Path(trained).name != evaluated.name:
+        key = "_".join(["never_trained", evaluated.name, *([key] if key else [])])
+    store_figures(checkpoint, figures, key)
 
 
 def store_figures(checkpoint: str | Path, figures: dict[str, Any], key: str | None) -> None:

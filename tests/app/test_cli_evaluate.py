@@ -8,7 +8,7 @@ import torch
 
 from app.cli import main
 from engine.models import create, read_checkpoint_info, save_checkpoint
-from engine.store import default_checkpoint
+from engine.store import SHIPPED_DIR, default_checkpoint
 
 
 def test_evaluate_prints_and_stores_the_figures(shared_data, tmp_path, capsys):
@@ -69,3 +69,22 @@ def test_evaluate_rerank_reports_the_shortlists_and_refuses_methods_without_one(
     baseline = [*args, "--model", str(default_checkpoint()), "--rerank"]
     assert main(baseline) == 2
     assert "no exact distance to re-rank by" in capsys.readouterr().err
+
+
+def test_figures_on_a_data_set_it_never_trained_on_are_stored_beside_its_own(
+    shared_data, tmp_path, capsys
+):
+    """dssa-chairs-64 measured on QMUL-Shoe with --store: its QMUL-Chair figures stay the main
+    ones, the shoe figures are kept under their own key (they used to replace the main ones)."""
+    ckpt = tmp_path / "chairs-copy.safetensors"
+    ckpt.write_bytes((SHIPPED_DIR / "dssa-chairs-64.safetensors").read_bytes())
+    before = read_checkpoint_info(ckpt)
+    args = ["evaluate", "--model", str(ckpt), "--data", str(shared_data / "shoes_v1")]
+    assert main([*args, "--no-baseline", "--json", "--store"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    after = read_checkpoint_info(ckpt)
+    assert after.metrics == before.metrics  # the QMUL-Chair test figures
+    stored = after.metadata["metrics"]["protocols"]["never_trained_shoes_v1"]
+    assert stored["metrics"] == printed["metrics"]
+    assert stored["protocol"]["data"].endswith("shoes_v1")
+    assert printed["metrics"]["acc_10"] > printed["random"]["acc_10"]
