@@ -67,10 +67,10 @@ caller passes the data set's released one). Per input:
    with the networks shipped before it, QMUL-Shoe 25.2%/60.0% -> 33.0%/72.2% and QMUL-Chair
    44.3%/83.5% -> 59.8%/92.8% (2 x 2 blocks); with the networks of stop 25, 35.7%/80.0% and
    66.0%/93.8%; as shipped now (10.), 53.9%/87.8% and 79.4%/97.9%. The HOG of the canonical
-   edge maps alone gave 27.8%/68.7% and 52.6%/88.7% (2 x 2 blocks), more
-   than the classical baseline (17.4%/63.5%, 48.5%/76.3%): a free-hand sketch and an edge map
-   drawn alike share their coarse gradient layout, which the network's learnt features, from
-   304 and 200 training pairs, keep only partly.
+   edge maps alone gave 27.8%/68.7% and 52.6%/88.7% (2 x 2 blocks), more than the classical
+   baseline (17.4%/63.5%, 48.5%/76.3%): a free-hand sketch and an edge map drawn alike share
+   their coarse gradient layout, which the network's learnt features, from 304 and 200
+   training pairs, keep only partly.
 10. ``edge_threshold`` (not in the paper): the gradient threshold of the engine's edge maps
    (``engine.edges``; the other methods keep its 0.4). Chosen on the training splits by the HOG
    of the canonical edge maps alone (untrained, so unbiased there): at 0.4 QMUL-Shoe 8.2%/43.8%
