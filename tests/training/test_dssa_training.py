@@ -204,6 +204,46 @@ def test_cache_trunk_trains_the_head_on_frozen_cached_maps(shoes, tmp_path):
         torch.testing.assert_close(cache[1], model.trunk_maps(x.flip(3)))
 
 
+def test_both_edge_kinds_are_cached_and_drawn_from_and_released_ones_are_optional(shoes):
+    """edges "both": the edge cache holds the engine's and the released maps (each with its
+    mirror), a step draws from either, and hard negatives are mined on the engine's; a data set
+    without released edge maps trains on the engine's alone."""
+    torch.set_num_threads(1)
+    from training.methods.dssa import DSSAProcedure, edge_kinds
+
+    train_ids = tuple(_ids(shoes, "train", 4))
+    dataset = load_dataset(shoes).restrict_classes(train_ids)
+    data = drain(prepare_arrays(dataset, 96, 96))
+    model = create("dssa", image_size=96, bits=32, edge_threshold=0.2)
+    options = {"edges": "both", "cache_trunk": True}
+    config = _tiny_run(train_ids, {"image_size": 96, "bits": 32}, options, epochs=1)
+    procedure = DSSAProcedure(model, data, config, torch.device("cpu"))
+    assert procedure.edge_names == ["engine", "released"]
+    engine, released = (model.canonical_edges(a) for a, _ in edge_kinds(model, data, "both"))
+    assert not np.array_equal(engine, released)
+    np.testing.assert_array_equal(procedure.edges, engine)  # what mining ranks
+    drain(procedure.prepare(threading.Event()))
+    cache = procedure.cache["edge"]
+    assert cache.shape[:2] == (4, 4)  # engine, engine mirrored, released, released mirrored
+    model.eval()
+    with torch.no_grad():
+        for view, kind in ((0, engine), (2, released)):
+            x = torch.from_numpy(kind)[:, None].float() / 255
+            torch.testing.assert_close(cache[view], model.trunk_maps(x))
+    torch.manual_seed(0)
+    drawn = procedure._cached("edge", [0, 1, 2, 3] * 8)  # 32 draws of 4 views each
+    kinds = {
+        int(v) for v in range(4) for row in range(32) if torch.equal(drawn[row], cache[v, row % 4])
+    }
+    assert kinds == {0, 1, 2, 3}
+
+    no_edges = type(dataset)(**{**dataset.__dict__, "edges": {}})
+    plain = type(data)(**{**data.__dict__, "dataset": no_edges})
+    assert [source for _, source in edge_kinds(model, plain, "both")] == ["engine"]
+    with pytest.raises(ConfigError, match="edges must be one of"):
+        edge_kinds(model, data, "hed")
+
+
 def test_trunk_from_the_default_sketch_encoder_with_its_last_stage_trained(shoes, tmp_path):
     """trunk_from "default": the trunk starts as the shipped default model's sketch encoder;
     train_stages 1: the stem and stages 1-6 keep those weights while stage 7 learns, and the

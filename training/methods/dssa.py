@@ -33,7 +33,10 @@ Choices, where the paper is vague or where the hash layer (not in the paper) nee
   keeps ImageNet's weights. Only a new model loads it (not a resumed run or a fine-tune).
 - The photo side is the photo's edge map only. ``edges``: ``released`` reads the data set's
   ``edges/`` (the paper's protocol), ``engine`` computes them with ``engine.edges`` (what users
-  get at search time), ``auto`` takes released ones where every photo has one. Decoded once.
+  get at search time), ``auto`` takes released ones where every photo has one, ``both`` trains
+  on both kinds (each photo's edge map drawn from either at every step; the engine's alone
+  where the data set has no released ones), so the codes hold for edge maps unlike the app's.
+  Hard negatives are mined on the first kind. Decoded once.
 - Augmentation (``augment``), as the paper: a random crop of ``crop`` of the side (the paper's
   225 of 256), resized back to the input size, and a random horizontal flip, independently for
   sketches and edge maps. Evaluation uses the whole image.
@@ -78,7 +81,7 @@ from training.samplers import hard_negative_candidates, triplets
 
 log = logging.getLogger(__name__)
 
-EDGES = ("auto", "released", "engine")
+EDGES = ("auto", "released", "engine", "both")
 
 
 def crop_flip(size: int, fraction: float) -> v2.Compose:
@@ -107,16 +110,33 @@ def engine_edge_maps(model: DSSAModel, photos: np.ndarray, batch_size: int = 32)
 
 def edge_arrays(model: DSSAModel, data, source: str) -> tuple[np.ndarray, str]:
     """(uint8 (n, P, P) edge maps of ``data.photos`` for ``model``, the source used) for
-    ``source``."""
+    ``source`` (one kind: not ``both``)."""
     dataset = data.dataset
-    if source not in EDGES:
-        raise ConfigError(f"dssa option edges must be one of {EDGES}, not '{source}'.")
+    if source not in EDGES or source == "both":
+        kinds = tuple(e for e in EDGES if e != "both")
+        raise ConfigError(f"dssa option edges must be one of {kinds}, not '{source}'.")
     if source == "auto":
-        has_all = bool(dataset.photos) and all(p.key in dataset.edges for p in dataset.photos)
-        source = "released" if has_all else "engine"
+        source = "released" if _has_released_edges(dataset) else "engine"
     if source == "released":
         return drain(released_edge_maps(dataset, model.photo_size)), source
     return engine_edge_maps(model, data.photos), source
+
+
+def edge_kinds(model: DSSAModel, data, source: str) -> list[tuple[np.ndarray, str]]:
+    """The edge maps a run trains on, as ``edge_arrays`` gives them, one entry per kind:
+    ``both`` is the engine's and, where every photo has one, the released ones."""
+    if source not in EDGES:
+        raise ConfigError(f"dssa option edges must be one of {EDGES}, not '{source}'.")
+    if source != "both":
+        return [edge_arrays(model, data, source)]
+    kinds = [edge_arrays(model, data, "engine")]
+    if _has_released_edges(data.dataset):
+        kinds.append(edge_arrays(model, data, "released"))
+    return kinds
+
+
+def _has_released_edges(dataset) -> bool:
+    return bool(dataset.photos) and all(p.key in dataset.edges for p in dataset.photos)
 
 
 @register_procedure
@@ -169,8 +189,12 @@ class DSSAProcedure(TrainingProcedure):
         if config.freeze_blocks and trunk is None:
             raise ConfigError("freeze_blocks needs the efficientnet_lite0 backbone.")
         self.frozen = freeze_backbone_blocks(trunk, config.freeze_blocks) if trunk else []
-        raw, self.edge_source = edge_arrays(model, data, str(o["edges"]))
-        self.edges = model.canonical_edges(raw)
+        kinds = edge_kinds(model, data, str(o["edges"]))
+        self.edge_names = [source for _, source in kinds]
+        self.edge_source = " and ".join(self.edge_names)
+        # every kind's canonical maps; the first is mined on and drawn by the uncached path
+        self.edge_kinds = [model.canonical_edges(raw) for raw, _ in kinds]
+        self.edges = self.edge_kinds[0]
         log.info("DSSA trains on %s edge maps of %d photos", self.edge_source, len(self.edges))
         self.cache: dict[str, torch.Tensor] | None = None
         self.cached_stages = LITE_STAGES
@@ -213,7 +237,10 @@ class DSSAProcedure(TrainingProcedure):
         if self.cache is None:
             return
         self.cache["sketch"] = yield from self._trunk_cache(self.data.sketches, "sketch", cancel)
-        self.cache["edge"] = yield from self._trunk_cache(self.edges, "edge map", cancel)
+        views = []
+        for edges, source in zip(self.edge_kinds, self.edge_names, strict=True):
+            views.append((yield from self._trunk_cache(edges, f"{source} edge map", cancel)))
+        self.cache["edge"] = torch.cat(views)  # a random view: either kind, either mirror
 
     # ------------------------------------------------------------------ optimisers and state
     def build_optimizers(self) -> dict[str, torch.optim.Optimizer]:
@@ -279,7 +306,8 @@ class DSSAProcedure(TrainingProcedure):
         return torch.stack(views)
 
     def _cached(self, kind: str, rows: list[int]) -> torch.Tensor:
-        """Cached maps of ``rows``, each from a random view (plain or mirrored)."""
+        """Cached maps of ``rows``, each from a random view (plain or mirrored; for edge maps
+        of either kind with ``edges`` \"both\")."""
         cache = self.cache[kind]
         view = torch.randint(len(cache), (len(rows),))
         return cache[view, torch.as_tensor(rows)].to(self.device)
@@ -304,7 +332,9 @@ class DSSAProcedure(TrainingProcedure):
                 f = model.head_features(maps, self.cached_stages)
             else:
                 sketches = self._images(self.data.sketches[np.asarray(s_idx)])
-                edges = self._images(self.edges[np.asarray(photo_ids)])
+                kind = torch.randint(len(self.edge_kinds), (len(photo_ids),)).tolist()
+                rows = [self.edge_kinds[k][i] for k, i in zip(kind, photo_ids, strict=True)]
+                edges = self._images(np.stack(rows))
                 f = model.features(torch.cat([sketches, edges]).to(self.device))
             h = model.hash(f)
         f, u = f.float(), torch.tanh(h.float())

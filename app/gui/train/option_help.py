@@ -59,7 +59,8 @@ METHOD = {
         "w_hash": "Weight of a triplet loss on the relaxed codes, so the Hamming ranking follows "
         "the features (no codes in the paper; ours: 0.5).",
         "edges": "Photo edge maps: 'released' (the data set's, the paper's protocol), 'engine' "
-        "(computed as at search time) or 'auto'.",
+        "(computed as at search time), 'auto' (released where every photo has one) or 'both' "
+        "(either kind at each step).",
         "crop": "Random crop of this fraction of the side, resized back (paper: 225/256 = 0.879).",
         "true_match": "Chance that a triplet is the sketch's own photo against another; else a "
         "human-annotated pair (paper: both kinds; ours: 1).",
