@@ -41,20 +41,23 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
 
 from engine.asymmetric import DEFAULT_ASYMMETRIC_SHORTLIST, asymmetric_search
 from engine.catalog import Catalog
+from engine.codes import pack_codes
 from engine.defaults import DEFAULT_EXPAND
 from engine.devices import cpu_threads_beside
 from engine.errors import CheckpointError
 from engine.expansion import CodeTable, expand_queries
-from engine.frozen import PhotoEncoder
+from engine.frozen import RUNTIMES, PhotoEncoder, freeze_side, why_not_frozen
 from engine.images import PHOTO_EXTENSIONS, load_photo, prepare_photo
 from engine.index import BinaryIndex
 from engine.indexer import index_library, walk_photos
 from engine.library import Library
 from engine.models import SketchHashModel
+from engine.models.base import sketch_tensor
 from engine.paths import cache_dir
 from engine.query_encoder import QueryEncoder
 from engine.sketch import Point, Stroke, rasterize
@@ -117,6 +120,8 @@ def bench_query(model: SketchHashModel, sizes: tuple[int, ...], seed: int = 0) -
     encoder = QueryEncoder(model.eval())  # what a search encodes with (engine.query_encoder)
     encoder.warm_up()
     out["query_encode_frozen_ms"] = _median_ms(lambda: encoder.embed(sketch[None]), 10)
+    out["query_encoder_runtime"] = encoder.runtime or "the model's own forward"
+    out |= _runtimes_side_by_side(model, sketch)
     for bits in (64, 128):
         for n in sizes:
             ids = np.arange(n, dtype=np.int64)
@@ -143,8 +148,18 @@ def bench_query(model: SketchHashModel, sizes: tuple[int, ...], seed: int = 0) -
             def one_asym(expand=0, values=values, turn=turn, asym=asym) -> None:
                 asym(values[next(turn) % QUERIES][None], expand)
 
-            def end_to_end(expand=0, asym=asym) -> None:
-                asym(encoder.embed(rasterize(strokes)[None]), expand)
+            end_table = table
+            if model.photo_values and bits == 64 and n == max(sizes):
+                # as the app holds them: the photos' outputs beside their codes, float16
+                held = rng.standard_normal((n, bits)).astype(np.float16)
+                end_table = CodeTable.from_pairs(ids, pack_codes(held), (ids, held))
+                del held
+
+            def end_to_end(expand=0, index=index, table=end_table) -> None:
+                values = encoder.embed(rasterize(strokes)[None])
+                asymmetric_search(
+                    index, table, values, 50, shortlist=DEFAULT_ASYMMETRIC_SHORTLIST, expand=expand
+                )
 
             label = f"{_label(n)}_{bits}"
             out[f"query_ms_{label}"] = _median_ms(one_query, QUERIES)
@@ -156,7 +171,45 @@ def bench_query(model: SketchHashModel, sizes: tuple[int, ...], seed: int = 0) -
                 out[f"query_end_to_end_expand_ms_{label}"] = _median_ms(
                     lambda e=end_to_end: e(EXPAND), 10
                 )
-            del index, table, codes
+            if end_table is not table:
+                out["query_end_to_end_ranks_stored_outputs"] = True
+            del index, table, codes, end_table
+    return out
+
+
+def _runtimes_side_by_side(model: SketchHashModel, sketch: np.ndarray) -> dict:
+    """The sketch side's time on each frozen runtime that builds here (engine.frozen)."""
+    out: dict = {}
+    if why_not_frozen(model) is not None:
+        return out
+    batch = sketch_tensor(sketch[None], model.sketch_size, torch.device("cpu"))
+    for runtime in RUNTIMES:
+        try:
+            graph = freeze_side(model, "sketch", runtimes=(runtime,))
+        except Exception as exc:  # not installed here, or the export failed: say so
+            out[f"query_encode_{runtime}_ms"] = f"not available: {type(exc).__name__}"
+            continue
+        with torch.inference_mode():
+            out[f"query_encode_{runtime}_ms"] = _median_ms(lambda g=graph: g(batch), 10)
+    return out
+
+
+def _photo_runtimes_side_by_side(model: SketchHashModel, batch: np.ndarray) -> dict:
+    """The photo side's rate on each frozen runtime that builds here, batches of 32, on the
+    threads an indexing run gives the model (engine.frozen)."""
+    out: dict = {}
+    if why_not_frozen(model) is not None or model.rerank_features:
+        return out
+    for runtime in RUNTIMES:
+        encoder = PhotoEncoder(model, runtimes=(runtime,))
+        if encoder.runtime != runtime:
+            out[f"model_photos_per_s_{runtime}"] = f"not available: {encoder.why_not}"
+            continue
+        encoder.encode(batch[:8])  # warm-up
+        t = time.perf_counter()
+        for i in range(0, len(batch), 32):
+            encoder.encode(batch[i : i + 32])
+        out[f"model_photos_per_s_{runtime}"] = len(batch) / (time.perf_counter() - t)
     return out
 
 
@@ -182,8 +235,20 @@ def bench_rebuild(n: int = 100_000, bits: int = 64, seed: int = 0) -> dict:
             BinaryIndex(bits, "bench").add(ids, stored)
 
         ms = _median_ms(rebuild, 3)
+        held = rng.standard_normal((n, bits)).astype(np.float16)
+        with catalog.transaction() as tx:
+            catalog.put_features(tx, "bench", range(n), held)
+        del held
+
+        def rebuild_with_values() -> None:  # a category-level model's (model.photo_values)
+            ids, stored = catalog.codes_for("bench", bits)
+            BinaryIndex(bits, "bench").add(ids, stored)
+            CodeTable.from_pairs(ids, stored, catalog.all_features("bench", bits))
+
+        with_values = _median_ms(rebuild_with_values, 3)
         catalog.close()
-    return {f"index_rebuild_ms_{_label(n)}_{bits}": ms}
+    label = f"{_label(n)}_{bits}"
+    return {f"index_rebuild_ms_{label}": ms, f"index_rebuild_with_outputs_ms_{label}": with_values}
 
 
 def make_full_size_photos(source: Path | None, target: Path, count: int, seed: int = 0) -> Path:
@@ -253,6 +318,7 @@ def bench_indexing(model: SketchHashModel, folder: Path, workers: int | None = N
         for i in range(0, len(batch), 32):
             encode(batch[i : i + 32])
         model_rate = len(files) / (time.perf_counter() - t)
+        by_runtime = _photo_runtimes_side_by_side(model, batch)
     del arrays, batch
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -279,7 +345,9 @@ def bench_indexing(model: SketchHashModel, folder: Path, workers: int | None = N
         "index_peak_rss_mb": sampler.peak / 2**20,
         "index_rss_increase_mb": (sampler.peak - sampler.start_rss) / 2**20,
         "decode_workers": workers,
-        "index_frozen_photo_side": encode != model.encode_photos,  # PhotoEncoder.for_run's
+        "index_frozen_photo_side": encode != model.embed_photos,  # PhotoEncoder.for_run's
+        "index_photo_runtime": getattr(getattr(encode, "__self__", None), "runtime", None),
+        **by_runtime,
     }
 
 
@@ -300,8 +368,6 @@ def run_benchmarks(
             raise
         report("No default model installed: benchmarking an untrained baseline.")
         model = create_fresh("baseline")
-    import torch
-
     results: dict = {
         "model": f"{model.method} {model.bits} bits, {model.photo_size} px",
         "device": str(model.device),

@@ -5,8 +5,9 @@ Tables (schema version in ``PRAGMA user_version``, upgraded by ``MIGRATIONS`` in
 - photos: path, root, size, mtime (ns), content key, status ('ok' or 'failed') and the error;
 - models: the models whose codes are stored (id derived from the weights, method, bits);
 - codes: one packed code per (photo, model), so switching back to a model is instant;
-- features (schema 2): one float16 little-endian feature vector per (photo, model), only for
-  models whose method re-ranks by an exact distance (``rerank_features``); written in the same
+- features (schema 2): one float16 little-endian feature vector per (photo, model), for models
+  whose method re-ranks by an exact distance (``rerank_features``) and, for every category-level
+  model, its unbinarised output (``photo_values``, ``engine.asymmetric``); written in the same
   transaction as the code, so a photo has both or neither. float16 halves the storage of
   float32 (1 KiB a photo for DSSA's 512-d feature) and its rounding (relative 5e-4) is far below
   the gaps between the distances it ranks.
@@ -634,6 +635,19 @@ class Catalog:
         """Ids of the photos with a stored feature (re-ranking) for the model."""
         rows = self._query("SELECT photo_id FROM features WHERE model_id = ?", (model_id,))
         return {r[0] for r in rows}
+
+    def all_features(self, model_id: str, width: int) -> tuple[np.ndarray, np.ndarray]:
+        """(ids int64 (n,), float16 (n, ``width``)) of every readable photo with a stored
+        feature of that width for the model (a photo's unbinarised output, for models with
+        ``photo_values``); a feature of another width is left out."""
+        rows = self._query(
+            "SELECT f.photo_id, f.feature FROM features f JOIN photos p ON p.id = f.photo_id "
+            "WHERE f.model_id = ? AND p.status = 'ok' AND length(f.feature) = ?",
+            (model_id, 2 * width),
+        )
+        ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        blob = b"".join(r[1] for r in rows)
+        return ids, np.frombuffer(blob, dtype="<f2").reshape(len(rows), width).copy()
 
     def features_for(self, model_id: str, ids: Iterable[int]) -> dict[int, np.ndarray]:
         """float16 (D,) feature per photo id that has one for the model (missing ids left out)."""

@@ -55,31 +55,64 @@ def majority_vote(
 
 @dataclass(frozen=True)
 class CodeTable:
-    """Packed codes by id: ``ids`` sorted ascending (int64), ``codes`` (n, K/8) in that order."""
+    """Packed codes by id: ``ids`` sorted ascending (int64), ``codes`` (n, K/8) in that order;
+    ``values``, where the library stores them (``SketchHashModel.photo_values``): each photo's
+    float16 (n, K) unbinarised output in the same order, a row of NaN where a photo has none
+    (indexed before they were stored), or None when none are held."""
 
     ids: np.ndarray
     codes: np.ndarray
+    values: np.ndarray | None = None
 
     @classmethod
-    def from_pairs(cls, ids: np.ndarray, codes: np.ndarray) -> CodeTable:
+    def from_pairs(
+        cls,
+        ids: np.ndarray,
+        codes: np.ndarray,
+        values: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> CodeTable:
+        """The table of ``ids`` and their ``codes``; ``values``: (ids, float (m, K) values) of
+        any of them (others' rows stay NaN; ids without a code are left out)."""
         ids = np.asarray(ids, np.int64)
         codes = np.asarray(codes, np.uint8)
         if len(ids) != len(codes):
             raise ValueError(f"{len(ids)} ids for {len(codes)} codes.")
         order = np.argsort(ids, kind="stable")
-        return cls(np.ascontiguousarray(ids[order]), np.ascontiguousarray(codes[order]))
+        table = cls(np.ascontiguousarray(ids[order]), np.ascontiguousarray(codes[order]))
+        if values is None:
+            return table
+        value_ids, rows = np.asarray(values[0], np.int64), np.asarray(values[1], np.float16)
+        if rows.ndim != 2 or len(rows) != len(value_ids):
+            raise ValueError(f"{len(value_ids)} ids for values of shape {rows.shape}.")
+        held = np.full((len(table.ids), rows.shape[1]), np.nan, np.float16)
+        at = np.searchsorted(table.ids, value_ids)
+        found = at < len(table.ids)
+        found[found] = table.ids[at[found]] == value_ids[found]
+        held[at[found]] = rows[found]
+        return cls(table.ids, table.codes, held)
 
     def __len__(self) -> int:
         return len(self.ids)
 
-    def lookup(self, ids: np.ndarray) -> np.ndarray:
-        """The codes of ``ids`` (any shape), shaped ``ids.shape + (K/8,)``."""
-        ids = np.asarray(ids, np.int64)
+    def _rows(self, ids: np.ndarray) -> np.ndarray:
         rows = np.searchsorted(self.ids, ids.ravel())
         rows = np.minimum(rows, max(len(self.ids) - 1, 0))
         if not len(self.ids) or not np.array_equal(self.ids[rows], ids.ravel()):
             raise IndexMismatchError("A neighbour's code is missing from the code table.")
-        return self.codes[rows].reshape(*ids.shape, self.codes.shape[1])
+        return rows
+
+    def lookup(self, ids: np.ndarray) -> np.ndarray:
+        """The codes of ``ids`` (any shape), shaped ``ids.shape + (K/8,)``."""
+        ids = np.asarray(ids, np.int64)
+        return self.codes[self._rows(ids)].reshape(*ids.shape, self.codes.shape[1])
+
+    def lookup_values(self, ids: np.ndarray) -> np.ndarray | None:
+        """The float16 values of ``ids`` (any shape), shaped ``ids.shape + (K,)``, NaN rows
+        where a photo has none; None when the table holds no values."""
+        if self.values is None:
+            return None
+        ids = np.asarray(ids, np.int64)
+        return self.values[self._rows(ids)].reshape(*ids.shape, self.values.shape[1])
 
 
 def expand_queries(

@@ -20,8 +20,10 @@ Steps of one run:
    file with its entry's key was only touched; otherwise its old codes are dropped. Vanished
    entries that no file claimed leave the catalog at the end of the run. A model with
    ``rerank_features`` (DSSA) also gives each photo's real-valued feature from the same forward
-   pass; it is stored (float16) in the same transaction as the code, and a photo that has a
-   code but no feature (a catalog indexed before features were stored) is encoded again.
+   pass, and a category-level model (``photo_values``) its unbinarised output, of which the
+   code is the signs (``engine.asymmetric`` ranks with them); either is stored (float16) in the
+   same transaction as the code, and a photo that has a code but no feature (a catalog indexed
+   before they were stored) is encoded again.
 Unreadable files are recorded with their reason and skipped. A model error on a batch is retried
 photo by photo; the photos it still fails on are recorded for that model with the reason (other
 models still index them; the next run tries again) and the run goes on. Decoding memory is
@@ -55,6 +57,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.catalog import Catalog, PhotoRow
+from engine.codes import pack_codes
 from engine.devices import cpu_threads_beside
 from engine.errors import ImageLoadError
 from engine.frozen import PhotoEncoder
@@ -273,7 +276,7 @@ def _index_library(
     pool = ThreadPoolExecutor(workers, thread_name_prefix="sketch-search-decode")
     try:
         coded = catalog.coded_ids(mid)
-        if model.rerank_features:  # a photo coded before features were stored gets them now
+        if model.rerank_features or model.photo_values:  # coded before they were stored
             coded &= catalog.featured_ids(mid)
         todo: list[_Work] = []
         vanished: list[PhotoRow] = []
@@ -383,28 +386,29 @@ def _prepare(
     return out
 
 
-_EncodeFn = Callable[[np.ndarray], np.ndarray]  # prepared photos to packed codes
+_EmbedFn = Callable[[np.ndarray], np.ndarray]  # prepared photos to float (n, K) outputs
 
 
-def _run_model(model: SketchHashModel, arrays: list[np.ndarray], encode: _EncodeFn):
+def _run_model(model: SketchHashModel, arrays: list[np.ndarray], embed: _EmbedFn):
     """(codes, features or None) of a batch; a result of the wrong length is an error too."""
     batch = np.stack(arrays)
     if model.rerank_features:
         codes, features = model.encode_photos_and_features(batch)
     else:
-        codes, features = encode(batch), None
+        values = embed(batch)
+        codes, features = pack_codes(values), values if model.photo_values else None
     if len(codes) != len(arrays) or (features is not None and len(features) != len(arrays)):
         raise ValueError(f"the model gave {len(codes)} codes for {len(arrays)} photos")
     return codes, features
 
 
 def _encode_safely(
-    model: SketchHashModel, arrays: list[np.ndarray], encode: _EncodeFn
+    model: SketchHashModel, arrays: list[np.ndarray], embed: _EmbedFn
 ) -> list[tuple[np.ndarray, np.ndarray | None] | str]:
     """Per photo, (code, feature or None) or why the model could not encode it. A batch that
     fails is retried photo by photo, so one bad photo costs only itself."""
     try:
-        codes, features = _run_model(model, arrays, encode)
+        codes, features = _run_model(model, arrays, embed)
     except Exception as exc:  # a model bug on an unusual photo must not stop the run
         if len(arrays) > 1:
             log.warning(
@@ -413,7 +417,7 @@ def _encode_safely(
                 type(exc).__name__,
                 exc,
             )
-            return [r for a in arrays for r in _encode_safely(model, [a], encode)]
+            return [r for a in arrays for r in _encode_safely(model, [a], embed)]
         log.warning("The model failed on a photo", exc_info=True)
         return [
             f"The {model.method} model could not encode this photo ({type(exc).__name__}: "
@@ -449,7 +453,7 @@ def _encode(
     for _ in range(PREFETCH_BATCHES):
         submit_next()
     # frozen for a long run (engine.frozen); built while the first batches decode
-    encode = PhotoEncoder.for_run(model, len(todo))
+    embed = PhotoEncoder.for_run(model, len(todo))
     run.encode_started = time.monotonic()
     while in_flight:
         if cancel.is_set():
@@ -462,7 +466,7 @@ def _encode(
         submit_next()
         prepared = [f.result() for f in futures]
         to_code = [p.array for p in prepared if p.array is not None]
-        results = iter(_encode_safely(model, to_code, encode) if to_code else [])
+        results = iter(_encode_safely(model, to_code, embed) if to_code else [])
         with catalog.transaction("indexing") as tx:
             for work, prep in zip(batch, prepared, strict=True):
                 _write(

@@ -4,7 +4,8 @@ A search encodes one sketch and waits for it: that forward pass is most of a que
 (issue 16's bench: 15-24 ms of a 20-30 ms query on 2 loaded cores, the index search 4 ms at a
 million codes). ``QueryEncoder`` uses the model's frozen sketch side (``engine.frozen``) for a
 (1, 1, S, S) input. Measured with the default model on one thread: 16.5 ms
-eager, 10.2 ms frozen, outputs within 1e-5 of the eager ones.
+eager, 10.2 ms frozen by TorchScript, 6.8-7.6 ms on ONNX Runtime (the first choice), outputs
+within 1e-5 of the eager ones.
 
 Training and evaluation keep the model's own forward; long indexing runs use the frozen photo
 side (``engine.frozen.PhotoEncoder``). The frozen graph holds the weights as they were when it was
@@ -23,11 +24,14 @@ import numpy as np
 import torch
 
 from engine.devices import torch_threads
-from engine.frozen import freeze_side, why_not_frozen
+from engine.frozen import RUNTIMES, Graph, freeze_side, runtime_of, why_not_frozen
 from engine.models import SketchHashModel
 from engine.models.base import sketch_tensor
 
 log = logging.getLogger(__name__)
+
+QUERIES_RUN_ON = "Sketch queries run on"
+"""The start of the log line that names the frozen query graph's runtime, once built."""
 
 
 class QueryEncoder:
@@ -37,10 +41,13 @@ class QueryEncoder:
     would pay on top of its one encoding, so only a long-lived searcher (the app's, on the
     thread that loads its model) builds it."""
 
-    def __init__(self, model: SketchHashModel, threads: int | None = None) -> None:
+    def __init__(
+        self, model: SketchHashModel, threads: int | None = None, runtimes=RUNTIMES
+    ) -> None:
         self.model = model
-        self.threads = threads  # torch threads for a frozen query (None: the process's)
-        self._graph: torch.jit.ScriptModule | None = None
+        self.threads = threads  # threads for a frozen query (None: the process's torch threads)
+        self.runtimes = runtimes  # those to try, in order (engine.frozen.RUNTIMES)
+        self._graph: Graph | None = None
         self._tried = False
         self._lock = threading.Lock()
         self.why_not: str | None = None  # why the frozen graph is not used, once known
@@ -49,6 +56,11 @@ class QueryEncoder:
     def frozen(self) -> bool:
         """True once the frozen graph is built and in use."""
         return self._graph is not None
+
+    @property
+    def runtime(self) -> str | None:
+        """The frozen graph's runtime (``engine.frozen.RUNTIMES``), None before or without it."""
+        return runtime_of(self._graph)
 
     def warm_up(self) -> None:
         """Build the frozen graph (about a second), e.g. on the thread that loads a model;
@@ -69,20 +81,22 @@ class QueryEncoder:
                     return graph(batch).float().numpy()
         return self.model.embed_sketches(arr)
 
-    def _build(self) -> torch.jit.ScriptModule | None:
+    def _build(self) -> Graph | None:
         with self._lock:
             if self._tried:
                 return self._graph
             self._tried = True
             self._graph = self._trace()
+            if self._graph is not None:
+                log.info("%s: %s", QUERIES_RUN_ON, runtime_of(self._graph))
             return self._graph
 
-    def _trace(self) -> torch.jit.ScriptModule | None:
+    def _trace(self) -> Graph | None:
         self.why_not = why_not_frozen(self.model)
         if self.why_not is not None:
             return None
         try:
-            return freeze_side(self.model, "sketch")
+            return freeze_side(self.model, "sketch", self.threads, self.runtimes)
         except Exception as exc:  # any failure leaves the model's own path, which works
             self.why_not = f"{type(exc).__name__}: {exc}"
             log.warning("Sketch queries use the model's own forward pass: %s", self.why_not)

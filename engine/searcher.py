@@ -21,10 +21,11 @@ Where re-ranking cannot run, the search falls back to the Hamming order rather t
 
 Asymmetric ranking (the default of every category-level model, ``model.asymmetric``;
 ``engine.asymmetric``): the max(k, 1000) nearest codes by Hamming distance are ranked by their
-distance to the sketch's unbinarised output, and expansion moves that output towards its m
-nearest photos' codes; each result then carries that distance as ``score`` (``distance`` stays
-the Hamming distance to the sketch's own code). ``asymmetric=False`` gives the Hamming path
-below.
+distance to the sketch's unbinarised output (against the photos' stored outputs, which the
+searcher holds in memory with the codes: ``model.photo_values``, 2K bytes a photo), and
+expansion moves that output towards its m nearest photos'; each result then carries that
+distance as ``score`` (``distance`` stays the Hamming distance to the sketch's own code).
+``asymmetric=False`` gives the Hamming path below.
 
 Query expansion on the Hamming path (``search(..., expand=m, asymmetric=False)``,
 ``engine.expansion``): the query code and the codes of its m nearest photos vote bit by bit on
@@ -143,12 +144,17 @@ class Searcher:
         return len(self._index)
 
     def refresh(self) -> int:
-        """Rebuild the in-memory index from the catalog's codes for this model."""
-        ids, codes = self.library.catalog.codes_for(self.model_id, self.bits)
-        not_indexed = self.library.catalog.uncoded_count(self.model_id)
+        """Rebuild the in-memory index from the catalog's codes for this model, and the table
+        of their codes and (``photo_values``) the photos' stored outputs."""
+        catalog = self.library.catalog
+        ids, codes = catalog.codes_for(self.model_id, self.bits)
+        not_indexed = catalog.uncoded_count(self.model_id)
         index = BinaryIndex(self.bits, self.model_id)
         index.add(ids, codes)
-        table = CodeTable.from_pairs(ids, codes)
+        values = None
+        if self.model.photo_values:  # the photos' outputs, which the shortlist is ranked with
+            values = catalog.all_features(self.model_id, self.bits)
+        table = CodeTable.from_pairs(ids, codes, values)
         with self._lock:
             self._index, self._table = index, table
             self.not_indexed = not_indexed

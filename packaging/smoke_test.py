@@ -10,7 +10,8 @@ allowed, the steps also run without any network. The steps:
 
 1. ``models --json``: the shipped default checkpoint is found, inside the bundle;
 2. the app: starts offscreen, shows its main window (waits for its "ready" log line), loads the
-   default model ("Model ready") without showing an error, and is stopped; the first start is
+   default model ("Model ready") without showing an error, its sketch queries on ONNX Runtime
+   (``engine.frozen``), and is stopped; the first start is
    cold (the bundle dropped from the page cache), the second warm; where ``Xvfb`` exists, a third
    start runs on a virtual X server with Qt's xcb platform, as on a desktop;
 3. ``index``: indexes a small folder of real photos (copied from the Sketchy data);
@@ -42,6 +43,7 @@ DEFAULT_BUNDLE = ROOT / "dist" / "sketch-search"
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "sketchy"
 READY = "SketchSearch ready"  # app.gui.READY_MESSAGE, read from the frozen program's output
 MODEL_READY = "Model ready"  # app.gui.library.model_control.MODEL_READY_MESSAGE
+QUERIES_ON_ONNX = "Sketch queries run on: onnxruntime"  # engine.query_encoder.QUERIES_RUN_ON
 BAD_OUTPUT = ("Traceback", "ImportError", "ModuleNotFoundError")
 GUI_ERROR = "Shown to the user:"
 CLASSES = ("airplane", "apple")
@@ -215,6 +217,8 @@ def step_gui(
     check(alive, f"the app exited by itself (status {proc.returncode}):\n{output[-3000:]}")
     check_output(output, "app")
     check(GUI_ERROR not in output, f"the app showed an error:\n{output[-3000:]}")
+    # ONNX Runtime (and onnx, which exports the graph) made it into the bundle and run there
+    check(QUERIES_ON_ONNX in output, f"no '{QUERIES_ON_ONNX}' line:\n{output[-3000:]}")
     return {
         "evicted_mb": round(evicted / 1e6),
         "ready_s": round(ready_s, 2),

@@ -24,9 +24,11 @@ Protocol (stated in every report's ``protocol``):
   (``training.metrics.tie_aware_*``, closed forms); ``file_order`` keeps the figures of the order
   a user's search shows (equal distances by photo id), and ``codes`` the number of distinct codes
   in the gallery and the mean size of the tie holding each query's best relevant photo;
-- asymmetric figures (``asymmetric``, category-level methods, ``model.asymmetric``): the photo
-  codes ranked by the asymmetric distance to each sketch's unbinarised output
-  (``engine.asymmetric``), as a search ranks them (its shortlist is the whole gallery here);
+- asymmetric figures (``asymmetric``, category-level methods, ``model.asymmetric``): the photos
+  ranked by the asymmetric distance to each sketch's unbinarised output (``engine.asymmetric``),
+  as a search ranks them (its shortlist is the whole gallery here): against the photos' outputs
+  as a library stores them (float16, ``model.photo_values``), and in ``codes_only`` against
+  their codes alone (a library indexed before the outputs were stored);
 - expanded figures (``expanded``, with ``expand`` m): as a search with ``expand=m`` ranks them:
   in the asymmetric space where the model ranks asymmetrically, else by the codes' majority vote;
 - real-valued figures: cosine similarity of the ``embed_*`` outputs before binarisation (exact
@@ -149,6 +151,7 @@ class EvalReport:
     asymmetric: dict[str, float] = field(default_factory=dict)  # photo codes, unbinarised sketch
     file_order: dict[str, float] = field(default_factory=dict)  # binary, ties by photo id
     codes: dict[str, float] = field(default_factory=dict)  # distinct gallery codes, tie sizes
+    codes_only: dict[str, dict] = field(default_factory=dict)  # asymmetric, expanded: codes alone
     extras: dict[str, dict] = field(default_factory=dict)  # a method's extra figures, by name
 
     @property
@@ -171,6 +174,8 @@ class EvalReport:
             out["asymmetric"] = self.asymmetric
         if self.expanded:
             out["expanded"] = self.expanded
+        if self.codes_only:
+            out["codes_only"] = self.codes_only
         if self.baseline:
             out["baseline"] = self.baseline
         out["protocol"] = self.protocol
@@ -440,15 +445,33 @@ def evaluate(
     codes = tie_summary(relevant, found.ids, found.distances, g_codes)
     asymmetric: dict[str, float] = {}
     use_asymmetric = model.asymmetric and config.asymmetric
-    if use_asymmetric:
-        ranked = asymmetric_against_gallery(q_emb, g_codes, model.bits)
-        asymmetric, _ = ranked_figures(
-            relevant, ranked.ids, ranked.distances, n_relevant, layout, config.k
+    # as a library stores them (float16), which the shortlist is ranked with
+    photo_values = np.asarray(g_emb, np.float16) if model.photo_values else None
+    codes_only: dict[str, dict] = {}
+
+    def asymmetric_figures(expand: int, values) -> dict[str, float]:
+        ranked = asymmetric_against_gallery(
+            q_emb, g_codes, model.bits, expand=expand, photo_values=values
         )
+        return ranked_figures(relevant, ranked.ids, ranked.distances, n_relevant, layout, config.k)[
+            0
+        ]
+
+    if use_asymmetric:
+        asymmetric = asymmetric_figures(0, photo_values)
+        if photo_values is not None:  # the photos' codes alone, as before values were stored
+            codes_only["asymmetric"] = asymmetric_figures(0, None)
     expanded: dict[str, float] = {}
     if config.expand and model.expands:  # a search never expands a fine-grained model
         if use_asymmetric:
-            again = asymmetric_against_gallery(q_emb, g_codes, model.bits, expand=config.expand)
+            again = asymmetric_against_gallery(
+                q_emb, g_codes, model.bits, expand=config.expand, photo_values=photo_values
+            )
+            if photo_values is not None:
+                codes_only["expanded"] = {
+                    "m": config.expand,
+                    **asymmetric_figures(config.expand, None),
+                }
         else:
             q_expanded = expand_against_gallery(q_codes, g_codes, model.bits, config.expand)
             again = binary_matches(q_expanded, g_codes, model.bits, mid)
@@ -483,10 +506,16 @@ def evaluate(
         "hit": "same class" if layout == CATEGORY else "the sketch's own photo",
         "binary": f"{model.bits}-bit codes, Hamming distance, engine BinaryIndex (Faiss)",
         "asymmetric": (
-            "photo codes ranked by the asymmetric distance to the sketch's unbinarised output "
+            ("the photos' stored outputs (float16)" if photo_values is not None else "photo codes")
+            + " ranked by the asymmetric distance to the sketch's unbinarised output "
             "(engine.asymmetric, as a search ranks them)"
             if use_asymmetric
             else "not used"
+        ),
+        "codes_only": (
+            "asymmetric and expanded with the photos' codes alone (no stored outputs)"
+            if codes_only
+            else "not measured"
         ),
         "expanded": (
             f"the query expanded by its {config.expand} nearest photos "
@@ -517,7 +546,17 @@ def evaluate(
         protocol["split"] = f"none (every sketch and photo of the {config.protocol} classes)"
         protocol["class_names"] = list(ev.dataset.classes)
     return EvalReport(
-        figures, random, real, baseline, protocol, expanded, asymmetric, file_order, codes, extra
+        figures,
+        random,
+        real,
+        baseline,
+        protocol,
+        expanded,
+        asymmetric,
+        file_order,
+        codes,
+        codes_only,
+        extra,
     )
 
 

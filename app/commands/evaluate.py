@@ -1,14 +1,15 @@
 """``sketch-search evaluate``: retrieval figures of a checkpoint on a data set folder.
 
-Prints each figure with the random-ranking expectation beside it, the asymmetric figures (photo
-codes against the sketch's unbinarised output, as a search of a category-level model ranks),
+Prints each figure with the random-ranking expectation beside it, the asymmetric figures (the
+photos' stored outputs against the sketch's unbinarised output, as a search of a category-level
+model ranks; and with the photos' codes alone, ``codes_only``),
 the expanded ones, the real-valued (before binarisation) figures, the classical HOG baseline,
 and the protocol (queries, gallery, ties).
 The figures are the expectation over every order of photos at equal distance (short codes tie
 often); the ``file order`` column is that of the order a search shows (ties by photo id), and
 the number of distinct codes in the gallery is printed beside them.
 ``--json`` prints ``{"metrics", "file_order", "codes", "random", "asymmetric", "expanded",
-"real_valued", "baseline", "protocol"}`` (and
+"codes_only", "real_valued", "baseline", "protocol"}`` (and
 ``"reranking"`` with ``--rerank``: the shortlist re-ranked by the model's exact distance, and the
 exhaustive ranking by it, which is the paper's protocol for DSSA); ``--store``
 also writes them into the checkpoint's metadata (weights, name and training record unchanged).
@@ -195,6 +196,13 @@ def format_report(result: dict[str, Any]) -> str:
         ]
         text = "".join(f"{c:>10.4f}" if c is not None else f"{'-':>10}" for c in cells)
         lines.append(f"{key:<10}{text}")
+    codes_only = result.get("codes_only", {})
+    if codes_only:
+        cells = "; ".join(
+            f"{name} " + " ".join(f"{k} {v:.4f}" for k, v in figures.items() if k != "m")
+            for name, figures in codes_only.items()
+        )
+        lines.append(f"With the photos' codes alone (no stored outputs): {cells}")
     reranking = result.get("reranking")
     if reranking:
         proto = reranking["protocol"]

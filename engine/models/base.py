@@ -88,6 +88,11 @@ class SketchHashModel(nn.Module, ABC):
     """True when a search ranks its Hamming shortlist by the asymmetric distance to the sketch's
     unbinarised output (``engine.asymmetric``): every category-level method. False for
     fine-grained DSSA, which re-ranks by its own exact distance (``rerank_features``)."""
+    photo_values: ClassVar[bool] = True
+    """True when the indexer stores each photo's unbinarised output (K float16 values) beside its
+    code and a search ranks its Hamming shortlist against them instead of the code
+    (``engine.asymmetric``): every category-level method. False for DSSA, which stores its own
+    re-ranking features (``rerank_features``)."""
     can_imagine: ClassVar[bool] = False
     """True when the model has ``imagine(sketches) -> uint8 (n, P, P, 3)`` photos (GDH's G_I)."""
     full_precision_prefixes: ClassVar[tuple[str, ...]] = (MODULE_NAME + ".",)

@@ -31,38 +31,52 @@ def model():
 
 @pytest.fixture(scope="module")
 def real_outputs(model, shared_data):
-    """Unbinarised outputs of 12 real sketches and the codes of 150 real photos."""
+    """Unbinarised outputs of 12 real sketches, and the codes and outputs of 150 real photos."""
     photos = sorted((shared_data / "sketchy" / "photos").rglob("*.jpg"))[::17][:150]
     sketches = sorted((shared_data / "sketchy" / "sketches").rglob("*.png"))[::211][:12]
     values = model.embed_sketches(np.stack([load_sketch(s) for s in sketches]))
-    codes = model.encode_photos(np.stack([read_photo(p, 96) for p in photos]))
-    return values, codes
+    photo_values = model.embed_photos(np.stack([read_photo(p, 96) for p in photos]))
+    return values, pack_codes(photo_values), photo_values
 
 
-def plain_distance(x, code, bits):
-    """(K - x' . s) / 2 written out, x' = x scaled to norm sqrt(K), s the code's +-1 bits."""
+def photo_vector(code, bits, value=None):
+    """What a photo is ranked with, written out: its stored value scaled to norm sqrt(K) where
+    it has a usable one, else its code's +-1 bits."""
+    if value is not None:
+        v = [float(a) for a in value]
+        norm = math.sqrt(sum(a * a for a in v)) if all(math.isfinite(a) for a in v) else 0.0
+        if norm > 1e-12:
+            return [a * math.sqrt(bits) / norm for a in v]
+    return [1.0 if b else -1.0 for b in unpack_codes(code[None], bits)[0]]
+
+
+def plain_distance(x, vector, bits):
+    """(K - x' . s) / 2 written out, x' = x scaled to norm sqrt(K), s the photo's vector."""
     norm = math.sqrt(sum(float(v) * float(v) for v in x))
-    bits_of = unpack_codes(code[None], bits)[0]
-    signs = [1 if b else -1 for b in bits_of]
-    dot = sum(float(v) * math.sqrt(bits) / norm * b for v, b in zip(x, signs, strict=True))
+    dot = sum(float(v) * math.sqrt(bits) / norm * b for v, b in zip(x, vector, strict=True))
     return round((bits - dot) / 2, 6)
 
 
-def brute_force(values, ids, codes, bits, k, shortlist, expand, weight=NEIGHBOUR_WEIGHT):
+def brute_force(
+    values, ids, codes, bits, k, shortlist, expand, weight=NEIGHBOUR_WEIGHT, photo_values=None
+):
     """The asymmetric search written out: the Hamming shortlist of the query's code (ties by
-    id), ranked by the plain distance; with expand, the query plus weight times the mean signed
-    code of its nearest, rescaled, ranks the same shortlist."""
+    id), ranked by the plain distance to each photo's vector (``photo_values[j]`` where given,
+    else its code); with expand, the query plus weight times the mean vector of its nearest,
+    rescaled, ranks the same shortlist."""
+    held = [None] * len(ids) if photo_values is None else photo_values
+    vectors = [photo_vector(codes[j], bits, held[j]) for j in range(len(ids))]
     out = []
     for x in values:
         width = min(max(k, shortlist), len(ids))
         d = hamming_reference(pack_codes(x[None]), codes)[0]
         cand = sorted(range(len(ids)), key=lambda j: (d[j], ids[j]))[:width]
         if expand:
-            dist = {j: plain_distance(x, codes[j], bits) for j in cand}
+            dist = {j: plain_distance(x, vectors[j], bits) for j in cand}
             near = sorted(cand, key=lambda j: (dist[j], ids[j]))[:expand]
-            signs = unpack_codes(codes[near], bits).astype(float) * 2 - 1
-            x = x / np.linalg.norm(x) * math.sqrt(bits) + weight * signs.mean(axis=0)
-        dist = {j: plain_distance(x, codes[j], bits) for j in cand}
+            mean = np.mean([vectors[j] for j in near], axis=0)
+            x = x / np.linalg.norm(x) * math.sqrt(bits) + weight * mean
+        dist = {j: plain_distance(x, vectors[j], bits) for j in cand}
         ranked = sorted(cand, key=lambda j: (dist[j], ids[j]))[:k]
         out.append([(int(ids[j]), dist[j]) for j in ranked])
     return out
@@ -70,7 +84,7 @@ def brute_force(values, ids, codes, bits, k, shortlist, expand, weight=NEIGHBOUR
 
 @pytest.mark.parametrize("k,shortlist,expand", [(150, 150, 0), (10, 40, 0), (20, 60, 5), (5, 5, 3)])
 def test_asymmetric_search_matches_a_plain_loop_on_real_outputs(real_outputs, k, shortlist, expand):
-    values, codes = real_outputs
+    values, codes, _ = real_outputs
     ids = np.random.default_rng(1).permutation(5000)[: len(codes)].astype(np.int64)
     index = BinaryIndex(64, "test")
     index.add(ids, codes)
@@ -83,8 +97,37 @@ def test_asymmetric_search_matches_a_plain_loop_on_real_outputs(real_outputs, k,
         np.testing.assert_allclose(row_dist, [d for _, d in row_want], atol=2e-6)
 
 
+@pytest.mark.parametrize("k,shortlist,expand", [(150, 150, 0), (10, 40, 0), (20, 60, 5)])
+def test_stored_photo_values_rank_the_shortlist_as_a_plain_loop(real_outputs, k, shortlist, expand):
+    """With the photos' outputs in the table (float16, as a library stores them) the shortlist,
+    still the Hamming one, is ranked by the cosine to them; a photo without values (NaN: indexed
+    before they were stored), or with values all zero, is ranked by its code."""
+    values, codes, photo_values = real_outputs
+    ids = np.random.default_rng(2).permutation(5000)[: len(codes)].astype(np.int64)
+    stored = photo_values.astype(np.float16)
+    stored[::7] = np.nan
+    stored[3] = 0.0
+    index = BinaryIndex(64, "test")
+    index.add(ids, codes)
+    keep = ~np.isnan(stored).any(axis=1)  # the catalog holds no row for the NaN ones
+    table = CodeTable.from_pairs(ids, codes, (ids[keep][::-1], stored[keep][::-1]))
+    np.testing.assert_array_equal(table.lookup_values(ids), stored)  # aligned, NaN where none
+    got = asymmetric_search(index, table, values, k, shortlist=shortlist, expand=expand)
+    want = brute_force(values, ids, codes, 64, k, shortlist, expand, photo_values=stored)
+    for row_ids, row_dist, row_want in zip(got.ids, got.distances, want, strict=True):
+        assert list(row_ids) == [i for i, _ in row_want]
+        np.testing.assert_allclose(row_dist, [d for _, d in row_want], atol=2e-6)
+    by_codes = asymmetric_search(
+        index, CodeTable.from_pairs(ids, codes), values, k, shortlist=shortlist, expand=expand
+    )
+    assert (got.ids != by_codes.ids).any()  # the values changed the order
+    full = asymmetric_against_gallery(values, codes, 64, photo_values=stored)
+    whole = brute_force(values, np.arange(len(codes)), codes, 64, 150, 150, 0, photo_values=stored)
+    assert [list(r) for r in full.ids] == [[i for i, _ in w] for w in whole]
+
+
 def test_the_asymmetric_order_differs_from_the_hamming_order(real_outputs):
-    values, codes = real_outputs
+    values, codes, _ = real_outputs
     full = asymmetric_against_gallery(values, codes, 64)
     hamming = [
         sorted(range(len(codes)), key=lambda j, d=d: (d[j], j))
@@ -97,7 +140,7 @@ def test_the_asymmetric_order_differs_from_the_hamming_order(real_outputs):
 def test_a_code_as_query_gives_the_hamming_distance(real_outputs):
     """A query that is itself a code (+-1 values) ranks exactly as the index: same distances,
     ties by id."""
-    _, codes = real_outputs
+    _, codes, _ = real_outputs
     queries = unpack_codes(codes[:6], 64).astype(np.float32) * 2 - 1
     got = asymmetric_against_gallery(queries, codes, 64)
     want = hamming_reference(codes[:6], codes)
@@ -108,7 +151,7 @@ def test_a_code_as_query_gives_the_hamming_distance(real_outputs):
 
 
 def test_equal_codes_tie_exactly_and_go_by_id(real_outputs):
-    values, codes = real_outputs
+    values, codes, _ = real_outputs
     gallery = np.concatenate([codes[:5], codes[:5], codes[:5]])  # each code three times
     got = asymmetric_against_gallery(values[:3], gallery, 64)
     for row_ids, row_dist in zip(got.ids, got.distances, strict=True):
@@ -129,7 +172,7 @@ def test_blank_and_broken_queries_fall_back_to_their_code():
 
 
 def test_sizes_and_bad_arguments(real_outputs):
-    values, codes = real_outputs
+    values, codes, _ = real_outputs
     ids = np.arange(len(codes), dtype=np.int64)
     index, table = BinaryIndex(64, "t"), CodeTable(ids, codes)
     index.add(ids, codes)
@@ -154,8 +197,11 @@ def test_the_searcher_ranks_asymmetrically_by_default(model, shared_data, tmp_pa
     response = searcher.search(sketch_file, k=30, expand=4)
     assert response.asymmetric and response.expanded == 4
     ids, codes = library.catalog.codes_for(searcher.model_id, 64)
+    held = library.catalog.features_for(searcher.model_id, ids.tolist())  # the photos' outputs
+    assert sorted(held) == sorted(ids.tolist())  # the indexer stored one for every photo
+    photo_values = [held[i] for i in ids.tolist()]
     values = searcher.encoder.embed(sketch_input(sketch_file)[None])  # the query's own values
-    want = brute_force(values, ids, codes, 64, 30, 1000, 4)[0]
+    want = brute_force(values, ids, codes, 64, 30, 1000, 4, photo_values=photo_values)[0]
     assert [r.photo_id for r in response.results] == [i for i, _ in want]
     np.testing.assert_allclose([r.score for r in response.results], [d for _, d in want], atol=2e-6)
     own = hamming_reference(pack_codes(values), codes)[0]  # distance: to the query's own code

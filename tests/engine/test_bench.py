@@ -35,8 +35,13 @@ def test_bench_reports_every_figure(tmp_path, shared_data):
         "query_asym_expand_ms_1k_64",
         "query_encode_ms",
         "query_encode_frozen_ms",
+        "query_encode_onnxruntime_ms",
+        "query_encode_torchscript_ms",
+        "model_photos_per_s_onnxruntime",
+        "model_photos_per_s_torchscript",
         "query_normalize_ms",
         "index_rebuild_ms_5k_64",
+        "index_rebuild_with_outputs_ms_5k_64",
         "decode_photos_per_s",
         "model_photos_per_s",
         "index_photos_per_s",
@@ -46,3 +51,6 @@ def test_bench_reports_every_figure(tmp_path, shared_data):
         assert results[key] > 0, key
     assert results["photos"] == 3
     assert results["index_frozen_photo_side"] is False  # 3 photos: the model's own path
+    assert results["index_photo_runtime"] is None
+    assert results["query_encoder_runtime"] == "onnxruntime"  # the first that builds
+    assert results["query_end_to_end_ranks_stored_outputs"] is True  # as the app ranks

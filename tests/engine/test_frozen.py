@@ -4,6 +4,7 @@ model's threads sit beside the decoding threads while indexing and come back aft
 
 import os
 import shutil
+import sys
 
 import numpy as np
 import pytest
@@ -34,26 +35,49 @@ def _codes_agree(got: np.ndarray, model, photos: np.ndarray) -> None:
     assert firm.mean() > 0.99
 
 
+@pytest.mark.parametrize("runtime", frozen.RUNTIMES)
 @pytest.mark.parametrize("which", ["default", "dsh-64", "untrained semi3 (edge maps)"])
-def test_the_frozen_photo_side_gives_the_models_codes(which, photo_files):
+def test_the_frozen_photo_side_gives_the_models_codes(which, runtime, photo_files):
     if which == "untrained semi3 (edge maps)":
         model = create_fresh("semi3", bits=64, image_size=96).eval()
     else:
         name = "default" if which == "default" else which
         model = load_checkpoint(SHIPPED_DIR / f"{name}.safetensors").eval()
     photos = np.stack([read_photo(p, model.photo_size) for p in photo_files])
-    encoder = PhotoEncoder(model)
-    assert encoder.frozen, encoder.why_not
+    encoder = PhotoEncoder(model, runtimes=(runtime,))
+    assert encoder.frozen and encoder.runtime == runtime, encoder.why_not
     for batch in (photos[:1], photos[1:6], photos):  # any batch size, as the indexer's last one
         _codes_agree(encoder.encode(batch), model, batch)
 
 
+def test_onnx_runtime_comes_first_and_torchscript_answers_without_it(photo_files, monkeypatch):
+    """Where ONNX Runtime is installed (a dependency) it runs the photo side, on the torch
+    thread count of the indexing run, its idle threads not spinning; a machine without it gets
+    the TorchScript graph, with the same codes."""
+    model = load_checkpoint(SHIPPED_DIR / "default.safetensors").eval()
+    photos = np.stack([read_photo(p, model.photo_size) for p in photo_files[:4]])
+    with cpu_threads_beside(1, torch.device("cpu")):
+        first = PhotoEncoder(model)
+        threads = torch.get_num_threads()
+    assert first.runtime == "onnxruntime"
+    options = first._graph.session.get_session_options()
+    assert options.intra_op_num_threads == threads
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # a machine without it: import fails
+    without = PhotoEncoder(model)
+    assert without.runtime == "torchscript", without.why_not
+    np.testing.assert_array_equal(without.encode(photos), first.encode(photos))
+    _codes_agree(without.encode(photos), model, photos)
+    with pytest.raises(ImportError):
+        frozen.freeze_side(model, "photo", runtimes=("onnxruntime",))
+
+
 def test_short_runs_and_reranking_models_keep_the_models_own_path():
     model = create_fresh("baseline", bits=64, image_size=96).eval()
-    assert PhotoEncoder.for_run(model, frozen.FROZEN_PHOTOS_MIN - 1) == model.encode_photos
-    assert PhotoEncoder.for_run(model, frozen.FROZEN_PHOTOS_MIN) != model.encode_photos
+    assert PhotoEncoder.for_run(model, frozen.FROZEN_PHOTOS_MIN - 1) == model.embed_photos
+    assert PhotoEncoder.for_run(model, frozen.FROZEN_PHOTOS_MIN) != model.embed_photos
     dssa = load_checkpoint(SHIPPED_DIR / "dssa-shoes-64.safetensors").eval()
-    assert PhotoEncoder.for_run(dssa, 10**6) == dssa.encode_photos  # features come with codes
+    assert PhotoEncoder.for_run(dssa, 10**6) == dssa.embed_photos  # features come with codes
     model.train()
     training = PhotoEncoder(model)
     assert not training.frozen and "training" in training.why_not

@@ -10,6 +10,7 @@ import torch
 
 from engine.devices import threads_beside_gui, torch_threads
 from engine.errors import CodesNotFittedError
+from engine.frozen import RUNTIMES
 from engine.models import load_checkpoint
 from engine.models.fitted import with_fitted_codes
 from engine.query_encoder import QueryEncoder
@@ -23,17 +24,21 @@ def sketches(shared_data):
     return np.stack([load_sketch(f) for f in files])
 
 
-@pytest.mark.parametrize("which", ["default", "untrained baseline"])
-def test_the_frozen_graph_answers_as_the_model(which, sketches):
-    if which == "default":
-        model = load_checkpoint(SHIPPED_DIR / "default.safetensors").eval()
-    else:
+@pytest.mark.parametrize("runtime", RUNTIMES)
+@pytest.mark.parametrize("which", ["default", "untrained baseline", "dssa-shoes-64"])
+def test_the_frozen_graph_answers_as_the_model(which, runtime, sketches):
+    if which == "untrained baseline":
         model = create_fresh("baseline", bits=64, image_size=96).eval()
-    encoder = QueryEncoder(model)
+    else:
+        model = load_checkpoint(SHIPPED_DIR / f"{which}.safetensors").eval()
+    # from this runtime on; DSSA's sketch side does not export to ONNX (an adaptive pooling
+    # to a size that does not divide its input's), so TorchScript answers for it
+    encoder = QueryEncoder(model, runtimes=RUNTIMES[RUNTIMES.index(runtime) :])
+    expected = "torchscript" if which.startswith("dssa") else runtime
     np.testing.assert_array_equal(encoder.embed(sketches[:1]), model.embed_sketches(sketches[:1]))
     assert not encoder.frozen  # nothing is built until asked: a one-query command never pays it
     encoder.warm_up()
-    assert encoder.frozen, encoder.why_not
+    assert encoder.frozen and encoder.runtime == expected, encoder.why_not
     got = np.concatenate([encoder.embed(s[None]) for s in sketches])
     want = model.embed_sketches(sketches)
     scale = np.abs(want).max()
@@ -70,7 +75,14 @@ def test_queries_run_on_the_threads_asked_for_and_leave_the_process_as_it_was(sk
     query runs on that many torch threads, with the same answer, and the count is set back
     after, also when the block fails."""
     model = load_checkpoint(SHIPPED_DIR / "default.safetensors").eval()
-    plain, one = QueryEncoder(model), QueryEncoder(model, threads=1)
+    for threads in (1, 2):  # ONNX Runtime's session holds its count from the start
+        on_onnx = QueryEncoder(model, threads=threads)
+        on_onnx.warm_up()
+        assert on_onnx.runtime == "onnxruntime", on_onnx.why_not
+        options = on_onnx._graph.session.get_session_options()
+        assert options.intra_op_num_threads == threads
+    plain = QueryEncoder(model, runtimes=("torchscript",))
+    one = QueryEncoder(model, threads=1, runtimes=("torchscript",))
     plain.warm_up()
     one.warm_up()
     before = torch.get_num_threads()
@@ -97,7 +109,9 @@ def test_the_apps_model_session_searches_beside_the_gui_thread(tmp_path):
     library = Library(tmp_path / "lib")
     try:
         active = activate_model(library, "")
-        assert active.searcher.encoder.frozen
+        assert active.searcher.encoder.runtime == "onnxruntime"
         assert active.searcher.encoder.threads == threads_beside_gui()
+        options = active.searcher.encoder._graph.session.get_session_options()
+        assert options.intra_op_num_threads == threads_beside_gui()
     finally:
         library.close()

@@ -12,7 +12,11 @@ import numpy as np
 import pytest
 import torch
 
+from engine.asymmetric import asymmetric_search
 from engine.catalog import MIGRATIONS, Catalog
+from engine.codes import pack_codes
+from engine.defaults import DEFAULT_EXPAND
+from engine.expansion import CodeTable
 from engine.images import load_photo, prepare_photo
 from engine.indexer import index_library
 from engine.library import Library
@@ -90,12 +94,49 @@ def test_features_are_stored_as_float16_with_the_codes(library, dssa, shoes):
     np.testing.assert_allclose(got.astype(np.float32), expected, atol=1e-3)
 
 
-def test_methods_without_the_capability_store_no_features(library):
-    baseline = create_fresh("baseline", bits=64, image_size=96)
+def test_category_models_store_their_outputs_and_an_older_library_gets_them(library, shoes):
+    """A category-level model (``photo_values``) stores each photo's unbinarised output, whose
+    signs are its code, as float16; a library indexed before they were stored is searched by its
+    codes until the next indexing run, which stores them without changing a code."""
+    baseline = create_fresh("baseline", bits=64, image_size=96).eval()
     _index(library, baseline)
-    mid = model_id(baseline)
-    assert len(library.catalog.coded_ids(mid)) == N_PHOTOS
-    assert library.catalog.featured_ids(mid) == set()
+    catalog, mid = library.catalog, model_id(baseline)
+    ids, codes = catalog.codes_for(mid, 64)
+    assert len(ids) == N_PHOTOS and catalog.featured_ids(mid) == set(ids.tolist())
+    paths = catalog.paths_for(ids)
+    prepared = np.stack([prepare_photo(load_photo(paths[int(i)], target_size=96), 96) for i in ids])
+    outputs = baseline.embed_photos(prepared)
+    held_ids, held = catalog.all_features(mid, 64)
+    assert held.dtype == np.float16 and held.shape == (N_PHOTOS, 64)
+    by_id = dict(zip(held_ids.tolist(), held, strict=True))
+    got = np.stack([by_id[int(i)] for i in ids]).astype(np.float32)
+    np.testing.assert_allclose(got, outputs, atol=2e-3 * np.abs(outputs).max())
+    assert np.array_equal(pack_codes(outputs), codes)
+    assert catalog.all_features(mid, 32)[0].size == 0  # another width is never mixed in
+
+    sketch = _sketches(shoes, library)[0]
+    with_values = Searcher(library, baseline).search(sketch, k=10)
+    with catalog.transaction() as tx:  # as a catalog indexed before outputs were stored
+        tx.execute("DELETE FROM features WHERE model_id = ?", (mid,))
+    searcher = Searcher(library, baseline)
+    assert searcher._table.values is not None and np.isnan(searcher._table.values).all()
+    by_codes = searcher.search(sketch, k=10)
+    codes_table = CodeTable.from_pairs(ids, codes)
+    want = asymmetric_search(
+        searcher._index,
+        codes_table,
+        searcher.encoder.embed(sketch_input(sketch)[None]),
+        10,
+        expand=DEFAULT_EXPAND,
+    )
+    assert [r.photo_id for r in by_codes.results] == want.ids[0].tolist()
+    _index(library, baseline)  # the next run stores them; the codes are the same
+    assert catalog.featured_ids(mid) == set(ids.tolist())
+    assert np.array_equal(catalog.codes_for(mid, 64)[1], codes)
+    searcher.refresh()
+    again = searcher.search(sketch, k=10)
+    assert [r.photo_id for r in again.results] == [r.photo_id for r in with_values.results]
+    assert [r.score for r in again.results] == [r.score for r in with_values.results]
 
 
 def test_migration_of_a_schema_1_catalog_keeps_its_rows(tmp_path):

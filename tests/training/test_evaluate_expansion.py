@@ -37,13 +37,17 @@ def naive_expanded_map(model, data_dir, m):
     return M.tie_aware_map(ranked, np.array(distances), ranked.sum(axis=1))
 
 
-def naive_asymmetric_map(model, data_dir, m):
+def naive_asymmetric_map(model, data_dir, m, stored=True):
+    """``stored``: the photos ranked by their outputs as a library stores them (float16), else
+    by their codes alone."""
     data = load_dataset(data_dir).restrict_classes(CLASSES).subset("test")
     arrays = drain(prepare_arrays(data, model.photo_size, model.sketch_size))
     values = model.embed_sketches(np.stack([sketch_input(s.path) for s in data.sketches]))
-    g = pack_codes(model.embed_photos(arrays.photos))
+    outputs = model.embed_photos(arrays.photos)
+    g = pack_codes(outputs)
     ids = np.arange(len(g))
-    rows = brute_force(values, ids, g, model.bits, len(g), len(g), m)
+    held = outputs.astype(np.float16) if stored else None
+    rows = brute_force(values, ids, g, model.bits, len(g), len(g), m, photo_values=held)
     ranked = np.array([arrays.photo_labels[[i for i, _ in r]] for r in rows])
     ranked = ranked == arrays.sketch_labels[:, None]
     distances = np.array([[d for _, d in r] for r in rows])
@@ -70,7 +74,8 @@ def test_expanded_figures_match_a_brute_force_loop(shared_data):
 
 def test_asymmetric_figures_match_a_brute_force_loop(shared_data):
     """By default (a category-level model) the report holds the asymmetric ranking's figures
-    and the expansion is the asymmetric one, each as a plain loop computes them."""
+    against the photos' stored outputs and the expansion is the asymmetric one, each as a plain
+    loop computes them; ``codes_only`` holds both against the photos' codes alone."""
     model = create("baseline", image_size=96, pretrained=True).eval()
     config = EvalConfig(classes=CLASSES, baseline=False, real_valued=False, expand=3)
     report = drain(evaluate(model, shared_data / "sketchy", config))
@@ -80,4 +85,12 @@ def test_asymmetric_figures_match_a_brute_force_loop(shared_data):
     assert abs(report.expanded["map_all"] - expanded) < 1e-6
     assert report.asymmetric["map_all"] != report.metrics["map_all"]
     assert "asymmetric" in report.protocol["expanded"]
+    assert "stored outputs" in report.protocol["asymmetric"]
+    codes_only = report.codes_only
+    by_codes = naive_asymmetric_map(model, shared_data / "sketchy", 0, stored=False)
+    assert abs(codes_only["asymmetric"]["map_all"] - by_codes) < 1e-6
+    by_codes = naive_asymmetric_map(model, shared_data / "sketchy", 3, stored=False)
+    assert abs(codes_only["expanded"]["map_all"] - by_codes) < 1e-6
+    assert codes_only["asymmetric"] != report.asymmetric
+    assert report.to_json()["codes_only"] == codes_only
     assert report.to_json()["asymmetric"] == report.asymmetric
