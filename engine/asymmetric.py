@@ -21,15 +21,16 @@ neighbourhood.) Measured with the default model's recipe trained without the uns
 (binary mAP@all, 64 bits; see DEVELOPERS.md): Hamming 0.375, asymmetric 0.426, asymmetric with
 expansion over 5 photos 0.499 (majority-vote expansion over 10: 0.442).
 
-Stored photo values (``SketchHashModel.photo_values``, every category-level model): the indexer
+Stored photo values (``SketchHashModel.photo_values``: a category-level model with fitted codes,
+the default among them; sign codes trained towards +-1 gain little or lose): the indexer
 also stores each photo's unbinarised output, K float16 values (2K bytes, 128 for 64 bits), and
 the shortlist (still found by Hamming distance in the binary index) is ranked with them in place
 of the photo's signed code: s(b) becomes the photo's output scaled to norm sqrt(K), so ``d`` is
 K (1 - cos) / 2, the cosine between the two outputs, and expansion averages the neighbours'
 scaled outputs. A photo without stored values (indexed before they were) keeps its signed
-code. The binarisation then costs the shortlist's order nothing; measured with the default's
-saved outputs (mAP@all, QE 5 at weight 2, DEVELOPERS.md): unseen20 0.499 -> 0.579, their doodles
-0.409 -> 0.463, the Sketchy test split 0.456 -> 0.515.
+code. The binarisation then costs the shortlist's order nothing; measured with the default
+(mAP@all, QE 5 at weight 2, DEVELOPERS.md): unseen20 0.499 -> 0.579, their doodles 0.409 ->
+0.463, the Sketchy test split 0.456 -> 0.515.
 
 Equal distances (photos with equal codes) are ordered by photo id, as the index orders equal
 Hamming distances; distances are rounded to 1e-6 so that equal codes tie exactly whatever path the

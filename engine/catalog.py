@@ -6,8 +6,9 @@ Tables (schema version in ``PRAGMA user_version``, upgraded by ``MIGRATIONS`` in
 - models: the models whose codes are stored (id derived from the weights, method, bits);
 - codes: one packed code per (photo, model), so switching back to a model is instant;
 - features (schema 2): one float16 little-endian feature vector per (photo, model), for models
-  whose method re-ranks by an exact distance (``rerank_features``) and, for every category-level
-  model, its unbinarised output (``photo_values``, ``engine.asymmetric``); written in the same
+  whose method re-ranks by an exact distance (``rerank_features``) and, for a category-level
+  model with fitted codes, its unbinarised output (``photo_values``, ``engine.asymmetric``);
+  written in the same
   transaction as the code, so a photo has both or neither. float16 halves the storage of
   float32 (1 KiB a photo for DSSA's 512-d feature) and its rounding (relative 5e-4) is far below
   the gaps between the distances it ranks.

@@ -20,7 +20,8 @@ Steps of one run:
    file with its entry's key was only touched; otherwise its old codes are dropped. Vanished
    entries that no file claimed leave the catalog at the end of the run. A model with
    ``rerank_features`` (DSSA) also gives each photo's real-valued feature from the same forward
-   pass, and a category-level model (``photo_values``) its unbinarised output, of which the
+   pass, and a category-level model with fitted codes (``photo_values``) its unbinarised
+   output, of which the
    code is the signs (``engine.asymmetric`` ranks with them); either is stored (float16) in the
    same transaction as the code, and a photo that has a code but no feature (a catalog indexed
    before they were stored) is encoded again.

@@ -88,11 +88,6 @@ class SketchHashModel(nn.Module, ABC):
     """True when a search ranks its Hamming shortlist by the asymmetric distance to the sketch's
     unbinarised output (``engine.asymmetric``): every category-level method. False for
     fine-grained DSSA, which re-ranks by its own exact distance (``rerank_features``)."""
-    photo_values: ClassVar[bool] = True
-    """True when the indexer stores each photo's unbinarised output (K float16 values) beside its
-    code and a search ranks its Hamming shortlist against them instead of the code
-    (``engine.asymmetric``): every category-level method. False for DSSA, which stores its own
-    re-ranking features (``rerank_features``)."""
     can_imagine: ClassVar[bool] = False
     """True when the model has ``imagine(sketches) -> uint8 (n, P, P, 3)`` photos (GDH's G_I)."""
     full_precision_prefixes: ClassVar[tuple[str, ...]] = (MODULE_NAME + ".",)
@@ -111,6 +106,17 @@ class SketchHashModel(nn.Module, ABC):
         self.fitted_codes: FittedCodes | None = None
         if config.codes == "fitted":
             self.fitted_codes = FittedCodes(self.raw_dim, config.bits)
+
+    @property
+    def photo_values(self) -> bool:
+        """True when the indexer stores each photo's unbinarised output (K float16 values)
+        beside its code and a search ranks its Hamming shortlist against them instead of the
+        code (``engine.asymmetric``): a category-level model whose codes are fitted (PCA and
+        ITQ, ``codes="fitted"``), whose outputs are balanced rotations that keep the cosine
+        of the features they came from. Sign codes of a network trained towards +-1 gain
+        little or lose (DEVELOPERS.md, stop 27: baseline-64 0.335 -> 0.288); DSSA re-ranks
+        by its own stored features (``rerank_features``)."""
+        return self.asymmetric and self.fitted_codes is not None
 
     # ----------------------------------------------------------------- what a method defines
     @property

@@ -295,7 +295,6 @@ class DSSAModel(SketchHashModel):
     rerank_features = True  # the HOLEF distance on stored features re-ranks a Hamming shortlist
     expands = False  # one particular photo is sought: its neighbours are other shoes
     asymmetric = False  # re-ranked by HOLEF on stored features instead
-    photo_values = False  # the same: its stored features are HOLEF's
     full_precision_prefixes = (MODULE_NAME + ".", HOG_MODULE + ".")
 
     def __init__(self, config: DSSAConfig) -> None:

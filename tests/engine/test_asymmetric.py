@@ -16,6 +16,8 @@ from engine.codes import hamming_reference, pack_codes, unpack_codes
 from engine.errors import ConfigError
 from engine.expansion import CodeTable
 from engine.index import BinaryIndex
+from engine.indexer import index_library
+from engine.models import model_id
 from engine.searcher import Searcher
 from engine.sketch import load_sketch
 from engine.sketch_input import sketch_input
@@ -27,6 +29,31 @@ from training.arrays import read_photo
 @pytest.fixture(scope="module")
 def model():
     return create_fresh("baseline", bits=64, image_size=96)
+
+
+def fitted_baseline(shared_data, size=96):
+    """A baseline whose codes are fitted (PCA and ITQ on real photos and sketches): a model that
+    stores its photos' outputs (``photo_values``), unlike the sign-code one."""
+    from engine.models.fitted import fit_model_codes, with_fitted_codes
+    from training.progress import drain
+
+    model = with_fitted_codes(create_fresh("baseline", bits=64, image_size=size)).eval()
+    photos = sorted((shared_data / "sketchy" / "photos").rglob("*.jpg"))[5::23][:100]
+    sketches = sorted((shared_data / "sketchy" / "sketches").rglob("*.png"))[7::97][:40]
+    drain(
+        fit_model_codes(
+            model,
+            np.stack([load_sketch(s) for s in sketches]),
+            np.stack([read_photo(p, size) for p in photos]),
+        )
+    )
+    assert model.photo_values
+    return model
+
+
+@pytest.fixture(scope="module")
+def fitted(shared_data):
+    return fitted_baseline(shared_data)
 
 
 @pytest.fixture(scope="module")
@@ -189,9 +216,17 @@ def test_sizes_and_bad_arguments(real_outputs):
         asymmetric_search(index, table, values, 0)
 
 
-def test_the_searcher_ranks_asymmetrically_by_default(model, shared_data, tmp_path):
+def test_the_searcher_ranks_asymmetrically_by_default(fitted, model, shared_data, tmp_path):
+    """Against the photos' stored outputs for a model with fitted codes; a sign-code model
+    stores none and ranks against the codes."""
     files = sorted((shared_data / "sketchy" / "photos").glob("*/*.jpg"))[::50][:52]
-    library = indexed_library(tmp_path, files, model)
+    library = indexed_library(tmp_path, files, fitted)
+    for _ in index_library(library, model):  # the sign-code baseline: codes only
+        pass
+    assert not model.photo_values
+    assert library.catalog.featured_ids(model_id(model)) == set()
+    assert Searcher(library, model)._table.values is None
+    model = fitted
     searcher = Searcher(library, model)
     sketch_file = sorted((shared_data / "sketchy" / "sketches" / "cup").glob("*.png"))[0]
     response = searcher.search(sketch_file, k=30, expand=4)

@@ -53,4 +53,4 @@ def test_bench_reports_every_figure(tmp_path, shared_data):
     assert results["index_frozen_photo_side"] is False  # 3 photos: the model's own path
     assert results["index_photo_runtime"] is None
     assert results["query_encoder_runtime"] == "onnxruntime"  # the first that builds
-    assert results["query_end_to_end_ranks_stored_outputs"] is True  # as the app ranks
+    assert results["query_end_to_end_ranks_stored_outputs"] is False  # sign codes: none stored

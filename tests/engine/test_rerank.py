@@ -24,6 +24,7 @@ from engine.models import model_id
 from engine.searcher import Searcher, rerank_shortlist
 from engine.sketch_input import sketch_input
 from engine.store import create_fresh
+from tests.engine.test_asymmetric import fitted_baseline
 
 N_PHOTOS = 16
 
@@ -94,11 +95,17 @@ def test_features_are_stored_as_float16_with_the_codes(library, dssa, shoes):
     np.testing.assert_allclose(got.astype(np.float32), expected, atol=1e-3)
 
 
-def test_category_models_store_their_outputs_and_an_older_library_gets_them(library, shoes):
-    """A category-level model (``photo_values``) stores each photo's unbinarised output, whose
-    signs are its code, as float16; a library indexed before they were stored is searched by its
-    codes until the next indexing run, which stores them without changing a code."""
-    baseline = create_fresh("baseline", bits=64, image_size=96).eval()
+def test_category_models_store_their_outputs_and_an_older_library_gets_them(
+    library, shoes, shared_data
+):
+    """A category-level model with fitted codes (``photo_values``) stores each photo's
+    unbinarised output, whose signs are its code, as float16; a library indexed before they were
+    stored is searched by its codes until the next indexing run, which stores them without
+    changing a code. A sign-code model stores none."""
+    signs = create_fresh("baseline", bits=64, image_size=96).eval()
+    _index(library, signs)
+    assert library.catalog.featured_ids(model_id(signs)) == set()
+    baseline = fitted_baseline(shared_data)
     _index(library, baseline)
     catalog, mid = library.catalog, model_id(baseline)
     ids, codes = catalog.codes_for(mid, 64)

@@ -6,7 +6,7 @@ import numpy as np
 from engine.codes import hamming_reference, pack_codes, unpack_codes
 from engine.models import create
 from engine.sketch_input import sketch_input
-from tests.engine.test_asymmetric import brute_force
+from tests.engine.test_asymmetric import brute_force, fitted_baseline
 from training import metrics as M
 from training.arrays import prepare_arrays
 from training.data import load_dataset
@@ -73,11 +73,17 @@ def test_expanded_figures_match_a_brute_force_loop(shared_data):
 
 
 def test_asymmetric_figures_match_a_brute_force_loop(shared_data):
-    """By default (a category-level model) the report holds the asymmetric ranking's figures
-    against the photos' stored outputs and the expansion is the asymmetric one, each as a plain
-    loop computes them; ``codes_only`` holds both against the photos' codes alone."""
+    """By default (a category-level model) the report holds the asymmetric ranking's figures,
+    against the photos' stored outputs for a model with fitted codes (against their codes for
+    sign codes), and the expansion is the asymmetric one, each as a plain loop computes them;
+    ``codes_only`` then holds both against the photos' codes alone."""
     model = create("baseline", image_size=96, pretrained=True).eval()
     config = EvalConfig(classes=CLASSES, baseline=False, real_valued=False, expand=3)
+    signs = drain(evaluate(model, shared_data / "sketchy", config))  # stores no outputs
+    assert signs.codes_only == {} and "photo codes" in signs.protocol["asymmetric"]
+    expected = naive_asymmetric_map(model, shared_data / "sketchy", 0, stored=False)
+    assert abs(signs.asymmetric["map_all"] - expected) < 1e-6
+    model = fitted_baseline(shared_data)  # fitted codes: ranked against the stored outputs
     report = drain(evaluate(model, shared_data / "sketchy", config))
     expected = naive_asymmetric_map(model, shared_data / "sketchy", 0)
     assert abs(report.asymmetric["map_all"] - expected) < 1e-6
