@@ -90,16 +90,19 @@ def photo_vectors(table: CodeTable, ids: np.ndarray, bits: int) -> np.ndarray:
     """float64 ``ids.shape + (K,)`` vectors the shortlist is ranked with: each photo's stored
     values scaled to norm sqrt(K) where the table holds them (finite, not all zero), else its
     signed code."""
-    codes = signed(table.lookup(ids), bits).astype(np.float64)
     values = table.lookup_values(ids)
     if values is None:
-        return codes
+        return signed(table.lookup(ids), bits).astype(np.float64)
     v = values.astype(np.float64)
-    usable = np.isfinite(v).all(axis=-1)
-    v = np.where(usable[..., None], v, 0.0)
-    norms = np.linalg.norm(v, axis=-1, keepdims=True)
-    usable &= norms[..., 0] > 1e-12
-    scaled = v * np.sqrt(bits) / np.maximum(norms, 1e-300)
+    norms = np.sqrt(np.einsum("...k,...k->...", v, v))  # NaN or inf where a value is
+    usable = np.isfinite(norms) & (norms > 1e-12)
+    if usable.all():  # the usual case: no codes to unpack
+        return v * (np.sqrt(bits) / norms)[..., None]
+    codes = signed(table.lookup(ids), bits).astype(np.float64)
+    scaled = (
+        np.where(usable[..., None], v, 0.0)
+        * (np.sqrt(bits) / np.where(usable, norms, 1.0))[..., None]
+    )
     return np.where(usable[..., None], scaled, codes)
 
 

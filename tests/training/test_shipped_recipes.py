@@ -56,6 +56,7 @@ def test_smoke_runs_are_short_and_on_few_classes(tmp_path):
     config = json.loads(Path(train[train.index("--config") + 1]).read_text())
     assert config["options"]["trunk_from"] == str(plan.models / "default.safetensors")
     assert config["model"]["edge_threshold"] == 0.2
+    assert config["options"]["edges"] == "both"  # the engine's and the released edge maps
     assert "--device" not in train
     cat = {label: cmd for label, cmd, _ in plan.steps(shipped.selected(["gdh-128"]))}
     assert "--classes" in cat["gdh-128: training"] and "--classes" in cat["gdh-128: figures test"]
@@ -114,3 +115,5 @@ def test_the_shipped_dssa_models_draw_their_photos_as_their_recipe_trained_them(
     info = read_checkpoint_info(SHIPPED_DIR / recipe.file)
     assert info.method == "dssa"
     assert info.config["edge_threshold"] == recipe.config["model"]["edge_threshold"]
+    trained = info.metadata["training"]["config"]["options"]
+    assert trained["edges"] == recipe.config["options"]["edges"]  # the kinds it trained on
