@@ -21,10 +21,9 @@ Steps of one run:
    entries that no file claimed leave the catalog at the end of the run. A model with
    ``rerank_features`` (DSSA) also gives each photo's real-valued feature from the same forward
    pass, and a category-level model with fitted codes (``photo_values``) its unbinarised
-   output, of which the
-   code is the signs (``engine.asymmetric`` ranks with them); either is stored (float16) in the
-   same transaction as the code, and a photo that has a code but no feature (a catalog indexed
-   before they were stored) is encoded again.
+   output, whose signs are the code (``engine.asymmetric`` ranks with them); either is stored
+   (float16) in the same transaction as the code, and a photo that has a code but no feature
+   (a catalog indexed before they were stored) is encoded again.
 Unreadable files are recorded with their reason and skipped. A model error on a batch is retried
 photo by photo; the photos it still fails on are recorded for that model with the reason (other
 models still index them; the next run tries again) and the run goes on. Decoding memory is

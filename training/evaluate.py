@@ -453,9 +453,10 @@ def evaluate(
         ranked = asymmetric_against_gallery(
             q_emb, g_codes, model.bits, expand=expand, photo_values=values
         )
-        return ranked_figures(relevant, ranked.ids, ranked.distances, n_relevant, layout, config.k)[
-            0
-        ]
+        figures, _ = ranked_figures(
+            relevant, ranked.ids, ranked.distances, n_relevant, layout, config.k
+        )
+        return figures
 
     if use_asymmetric:
         asymmetric = asymmetric_figures(0, photo_values)
