@@ -99,10 +99,7 @@ def photo_vectors(table: CodeTable, ids: np.ndarray, bits: int) -> np.ndarray:
     if usable.all():  # the usual case: no codes to unpack
         return v * (np.sqrt(bits) / norms)[..., None]
     codes = signed(table.lookup(ids), bits).astype(np.float64)
-    scaled = (
-        np.where(usable[..., None], v, 0.0)
-        * (np.sqrt(bits) / np.where(usable, norms, 1.0))[..., None]
-    )
+    scaled = v * (np.sqrt(bits) / np.where(usable, norms, 1.0))[..., None]
     return np.where(usable[..., None], scaled, codes)
 
 

@@ -204,12 +204,17 @@ def _photo_runtimes_side_by_side(model: SketchHashModel, batch: np.ndarray) -> d
         if encoder.runtime != runtime:
             out[f"model_photos_per_s_{runtime}"] = f"not available: {encoder.why_not}"
             continue
-        encoder.encode(batch[:8])  # warm-up
-        t = time.perf_counter()
-        for i in range(0, len(batch), 32):
-            encoder.encode(batch[i : i + 32])
-        out[f"model_photos_per_s_{runtime}"] = len(batch) / (time.perf_counter() - t)
+        out[f"model_photos_per_s_{runtime}"] = _photos_per_s(encoder.encode, batch)
     return out
+
+
+def _photos_per_s(encode: Callable[[np.ndarray], np.ndarray], batch: np.ndarray) -> float:
+    """Prepared photos encoded a second, in batches of 32, after a warm-up batch of 8."""
+    encode(batch[:8])
+    t = time.perf_counter()
+    for i in range(0, len(batch), 32):
+        encode(batch[i : i + 32])
+    return len(batch) / (time.perf_counter() - t)
 
 
 def bench_rebuild(n: int = 100_000, bits: int = 64, seed: int = 0) -> dict:
@@ -312,11 +317,7 @@ def bench_indexing(model: SketchHashModel, folder: Path, workers: int | None = N
     # the model as an indexing run of this many photos runs it (engine.frozen, engine.devices)
     with cpu_threads_beside(workers, model.device):
         encode = PhotoEncoder.for_run(model, len(files))
-        encode(batch[:8])  # warm-up
-        t = time.perf_counter()
-        for i in range(0, len(batch), 32):
-            encode(batch[i : i + 32])
-        model_rate = len(files) / (time.perf_counter() - t)
+        model_rate = _photos_per_s(encode, batch)
         by_runtime = _photo_runtimes_side_by_side(model, batch)
     del arrays, batch
 

@@ -77,7 +77,10 @@ class QueryEncoder:
             if graph is not None:
                 self.model.check_codes()
                 batch = sketch_tensor(arr, self.model.sketch_size, torch.device("cpu"))
-                with torch.inference_mode(), torch_threads(self.threads):
+                # an ONNX Runtime session keeps the threads it was built with; torch's count
+                # matters to a TorchScript graph only
+                torch_side = None if runtime_of(graph) == "onnxruntime" else self.threads
+                with torch.inference_mode(), torch_threads(torch_side):
                     return graph(batch).float().numpy()
         return self.model.embed_sketches(arr)
 

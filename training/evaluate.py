@@ -464,22 +464,19 @@ def evaluate(
             codes_only["asymmetric"] = asymmetric_figures(0, None)
     expanded: dict[str, float] = {}
     if config.expand and model.expands:  # a search never expands a fine-grained model
+        m = config.expand
         if use_asymmetric:
-            again = asymmetric_against_gallery(
-                q_emb, g_codes, model.bits, expand=config.expand, photo_values=photo_values
-            )
+            expanded = asymmetric_figures(m, photo_values)
             if photo_values is not None:
-                codes_only["expanded"] = {
-                    "m": config.expand,
-                    **asymmetric_figures(config.expand, None),
-                }
+                codes_only["expanded"] = {"m": m, **asymmetric_figures(m, None)}
         else:
-            q_expanded = expand_against_gallery(q_codes, g_codes, model.bits, config.expand)
-            again = binary_matches(q_expanded, g_codes, model.bits, mid)
-        expanded, _ = ranked_figures(
-            relevant, again.ids, again.distances, n_relevant, layout, config.k
-        )
-        expanded = {"m": config.expand, **expanded}
+            again = binary_matches(
+                expand_against_gallery(q_codes, g_codes, model.bits, m), g_codes, model.bits, mid
+            )
+            expanded, _ = ranked_figures(
+                relevant, again.ids, again.distances, n_relevant, layout, config.k
+            )
+        expanded = {"m": m, **expanded}
     real = {}
     if config.real_valued:
         order, distance = cosine_matches(q_emb, g_emb)

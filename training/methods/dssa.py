@@ -191,11 +191,13 @@ class DSSAProcedure(TrainingProcedure):
         self.frozen = freeze_backbone_blocks(trunk, config.freeze_blocks) if trunk else []
         kinds = edge_kinds(model, data, str(o["edges"]))
         self.edge_names = [source for _, source in kinds]
-        self.edge_source = " and ".join(self.edge_names)
-        # every kind's canonical maps; the first is mined on and drawn by the uncached path
+        # every kind's canonical maps (``edges``: the first, which hard negatives are mined on)
         self.edge_kinds = [model.canonical_edges(raw) for raw, _ in kinds]
-        self.edges = self.edge_kinds[0]
-        log.info("DSSA trains on %s edge maps of %d photos", self.edge_source, len(self.edges))
+        log.info(
+            "DSSA trains on %s edge maps of %d photos",
+            " and ".join(self.edge_names),
+            len(self.edges),
+        )
         self.cache: dict[str, torch.Tensor] | None = None
         self.cached_stages = LITE_STAGES
         if o["cache_trunk"] and trunk is None:
@@ -219,6 +221,11 @@ class DSSAProcedure(TrainingProcedure):
             if pairs:
                 self.annotated[i] = pairs
         self.negatives: dict[int, list[int]] = {}
+
+    @property
+    def edges(self) -> np.ndarray:
+        """The canonical edge maps of the first kind (the engine's with ``both``)."""
+        return self.edge_kinds[0]
 
     # ------------------------------------------------------------------ a new model's start
     def start_new_model(self) -> None:
